@@ -1,0 +1,1 @@
+//! Robot configuration (filled in by its own change).

@@ -1,0 +1,1 @@
+//! Python-subset expression evaluator (filled in by its own change).

@@ -1,0 +1,1 @@
+//! Python `str.format` subset (filled in by its own change).

@@ -1,0 +1,9 @@
+//! casare-robot: the Robot of the CasareRPA automation platform.
+//!
+//! The library holds all logic; `main.rs` only parses the command line and maps outcomes to exit
+//! codes. See `ARCHITECTURE.md` for the code map.
+
+pub mod config;
+pub mod engine;
+pub mod logging;
+pub mod nodes;

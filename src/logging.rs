@@ -1,0 +1,1 @@
+//! Logging setup (filled in by its own change).

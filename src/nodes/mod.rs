@@ -1,0 +1,1 @@
+//! Node implementations, one file per family.
