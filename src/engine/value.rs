@@ -52,7 +52,9 @@ impl Value {
 
     /// A dict from `(key, value)` pairs.
     pub fn dict_from<K: Into<String>>(pairs: impl IntoIterator<Item = (K, Value)>) -> Value {
-        Value::Dict(Arc::new(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect()))
+        Value::Dict(Arc::new(
+            pairs.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+        ))
     }
 
     /// True for `Null`.
@@ -269,9 +271,9 @@ impl Value {
                 .unwrap_or(serde_json::Value::Null),
             Value::Str(s) => serde_json::Value::String(s.to_string()),
             Value::List(l) => serde_json::Value::Array(l.iter().map(Value::to_json).collect()),
-            Value::Dict(d) => serde_json::Value::Object(
-                d.iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
-            ),
+            Value::Dict(d) => {
+                serde_json::Value::Object(d.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+            }
         }
     }
 
@@ -400,14 +402,20 @@ impl<'de> serde::Deserialize<'de> for Value {
             fn visit_string<E>(self, s: String) -> Result<Value, E> {
                 Ok(Value::from(s))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Value, A::Error> {
                 let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
                 while let Some(item) = seq.next_element()? {
                     items.push(item);
                 }
                 Ok(Value::list(items))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Value, A::Error> {
                 let mut dict = Dict::with_capacity(map.size_hint().unwrap_or(0).min(4096));
                 while let Some((k, v)) = map.next_entry::<String, Value>()? {
                     dict.insert(k, v);
@@ -429,7 +437,11 @@ pub fn float_repr(f: f64) -> String {
         return if f > 0.0 { "inf".into() } else { "-inf".into() };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+        return if f.is_sign_negative() {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
     }
     let sci = format!("{:e}", f);
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
@@ -474,7 +486,11 @@ pub fn float_repr(f: f64) -> String {
 
 /// Python `repr(str)`: single quotes unless the text contains a single quote and no double quote.
 fn write_str_repr(s: &str, out: &mut String) {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     out.push(quote);
     for c in s.chars() {
         match c {
@@ -619,7 +635,12 @@ mod tests {
     fn str_and_repr_match_python() {
         let v = Value::dict_from([("status", Value::str("ok")), ("code", Value::Int(200))]);
         assert_eq!(v.py_str(), "{'status': 'ok', 'code': 200}");
-        let l = Value::list(vec![Value::str("a"), Value::Bool(true), Value::Null, Value::Float(1.0)]);
+        let l = Value::list(vec![
+            Value::str("a"),
+            Value::Bool(true),
+            Value::Null,
+            Value::Float(1.0),
+        ]);
         assert_eq!(l.py_str(), "['a', True, None, 1.0]");
         assert_eq!(Value::str("it's").py_repr(), "\"it's\"");
         assert_eq!(Value::str("a\nb").py_repr(), "'a\\nb'");
@@ -640,10 +661,19 @@ mod tests {
 
     #[test]
     fn ordering_follows_python() {
-        assert_eq!(Value::Int(2).py_cmp(&Value::Float(2.5), "<"), Ok(Ordering::Less));
-        assert_eq!(Value::str("b").py_cmp(&Value::str("a"), "<"), Ok(Ordering::Greater));
+        assert_eq!(
+            Value::Int(2).py_cmp(&Value::Float(2.5), "<"),
+            Ok(Ordering::Less)
+        );
+        assert_eq!(
+            Value::str("b").py_cmp(&Value::str("a"), "<"),
+            Ok(Ordering::Greater)
+        );
         let err = Value::str("a").py_cmp(&Value::Int(1), "<").unwrap_err();
-        assert_eq!(err, "'<' not supported between instances of 'str' and 'int'");
+        assert_eq!(
+            err,
+            "'<' not supported between instances of 'str' and 'int'"
+        );
     }
 
     #[test]
@@ -668,16 +698,27 @@ mod tests {
         assert_eq!(d.keys().collect::<Vec<_>>(), ["b", "a", "c"]);
         assert!(matches!(d["b"], Value::Int(1)));
         assert!(matches!(d["a"], Value::Float(_)));
-        assert_eq!(serde_json::to_string(&v).unwrap(), r#"{"b":1,"a":1.0,"c":[true,null,"x"]}"#);
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"{"b":1,"a":1.0,"c":[true,null,"x"]}"#
+        );
     }
 
     #[test]
     fn py_json_dumps() {
         let v = Value::parse_json(r#"{"name": "Zoë", "n": [1, 2.5], "e": {}}"#).unwrap();
-        assert_eq!(v.to_py_json(None, false, true), r#"{"name": "Zo\u00eb", "n": [1, 2.5], "e": {}}"#);
-        assert_eq!(v.to_py_json(None, true, false), r#"{"e": {}, "n": [1, 2.5], "name": "Zoë"}"#);
         assert_eq!(
-            Value::parse_json(r#"{"a": [1]}"#).unwrap().to_py_json(Some(2), false, true),
+            v.to_py_json(None, false, true),
+            r#"{"name": "Zo\u00eb", "n": [1, 2.5], "e": {}}"#
+        );
+        assert_eq!(
+            v.to_py_json(None, true, false),
+            r#"{"e": {}, "n": [1, 2.5], "name": "Zoë"}"#
+        );
+        assert_eq!(
+            Value::parse_json(r#"{"a": [1]}"#)
+                .unwrap()
+                .to_py_json(Some(2), false, true),
             "{\n  \"a\": [\n    1\n  ]\n}"
         );
     }

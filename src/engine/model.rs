@@ -1,0 +1,871 @@
+//! The workflow model: CasareRPA's canvas JSON loaded, validated and compiled for the runner.
+//!
+//! Loading collects every problem before failing (unknown node types, dangling edges or ports,
+//! exec cycles that are not loops, missing required inputs, limits), each naming the node id and
+//! type. A workflow without a `StartNode` gets an implicit start wired to every node that has no
+//! incoming exec edge. Loop, break/continue and try pairings come from config
+//! (`paired_start_id`, `paired_loop_start_id`, `paired_try_id`) or are inferred from the graph when
+//! that is unambiguous. Config strings with template references are compiled once here.
+
+use super::node::{NodeDef, NodeKind};
+use super::template::{self, Scope, Template};
+use super::value::{Dict, Value};
+use crate::nodes;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+
+/// Maximum number of nodes in one workflow.
+pub const MAX_NODES: usize = 5_000;
+/// Maximum number of connections.
+pub const MAX_CONNECTIONS: usize = 20_000;
+/// Maximum nesting depth of a config value.
+pub const MAX_CONFIG_DEPTH: usize = 32;
+/// Maximum length of one config string, in bytes.
+pub const MAX_STRING_BYTES: usize = 1 << 20;
+/// Maximum size of a workflow document, in bytes.
+pub const MAX_WORKFLOW_BYTES: usize = 64 << 20;
+/// Maximum length of a node id or port name.
+pub const MAX_ID_LEN: usize = 256;
+
+/// The id given to the implicit start node.
+pub const AUTO_START_ID: &str = "__auto_start__";
+
+/// A config value, compiled.
+#[derive(Clone, Debug)]
+pub struct ConfigEntry {
+    /// The value as written.
+    pub raw: Value,
+    tmpl: Option<Template>,
+    deep: bool,
+}
+
+impl ConfigEntry {
+    fn new(raw: Value) -> ConfigEntry {
+        let tmpl = raw.as_str().and_then(Template::compile);
+        let deep = matches!(raw, Value::List(_) | Value::Dict(_)) && template::has_refs(&raw);
+        ConfigEntry { raw, tmpl, deep }
+    }
+
+    /// The value with templates resolved against `scope`.
+    pub fn resolve(&self, scope: &dyn Scope) -> Value {
+        if let Some(t) = &self.tmpl {
+            t.resolve(scope)
+        } else if self.deep {
+            template::resolve_value(&self.raw, scope)
+        } else {
+            self.raw.clone()
+        }
+    }
+}
+
+/// A data edge into a node: `src.src_port` → this node's `dst_port`.
+#[derive(Clone, Debug)]
+pub struct DataEdge {
+    /// Source node index.
+    pub src: usize,
+    /// Source output port.
+    pub src_port: String,
+    /// Target parameter.
+    pub dst_port: Arc<str>,
+}
+
+/// A node ready to run.
+#[derive(Clone, Debug)]
+pub struct CompiledNode {
+    /// Node id.
+    pub id: String,
+    /// Its type.
+    pub def: &'static NodeDef,
+    /// Config entries in document order.
+    pub config: Vec<(String, ConfigEntry)>,
+    /// Routing ports with their targets (edge order).
+    pub routes: Vec<(String, Vec<usize>)>,
+    /// Incoming data edges.
+    pub data_in: Vec<DataEdge>,
+    /// Loop end / Break / Continue → loop start; Catch / Finally → Try.
+    pub pair: Option<usize>,
+    /// Loop starts: the nodes whose executed marks a loop-back clears. Try: its Catch node.
+    pub body: Vec<usize>,
+    /// Try: its Catch node.
+    pub catch: Option<usize>,
+    /// Try: its Finally node.
+    pub finally: Option<usize>,
+    /// `_disabled` nodes are bypassed.
+    pub disabled: bool,
+}
+
+impl CompiledNode {
+    /// The config entry called `name`.
+    pub fn config_entry(&self, name: &str) -> Option<&ConfigEntry> {
+        self.config.iter().find(|(k, _)| k == name).map(|(_, e)| e)
+    }
+
+    /// Targets of routing port `port`.
+    pub fn targets(&self, port: &str) -> &[usize] {
+        self.routes
+            .iter()
+            .find(|(p, _)| p == port)
+            .map_or(&[], |(_, t)| t.as_slice())
+    }
+}
+
+/// A loaded, validated workflow.
+#[derive(Clone, Debug)]
+pub struct Workflow {
+    /// `metadata.name`, or "Untitled".
+    pub name: String,
+    /// Nodes; a node's index is its identity inside the runner.
+    pub nodes: Vec<CompiledNode>,
+    /// Node id → index.
+    pub index: HashMap<String, usize>,
+    /// Declared variables with their initial values.
+    pub variables: Dict,
+    /// Where execution starts.
+    pub start: usize,
+    /// Number of nodes from the document (the implicit start not counted).
+    pub total_nodes: usize,
+    /// FNV-1a hash of the canonical document, for checkpoint compatibility.
+    pub hash: String,
+}
+
+/// One problem found while loading.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    /// The node concerned, if any.
+    pub node_id: Option<String>,
+    /// Its type, if known.
+    pub node_type: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.node_id, &self.node_type) {
+            (Some(id), Some(t)) => write!(f, "{id} ({t}): {}", self.message),
+            (Some(id), None) => write!(f, "{id}: {}", self.message),
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Why a workflow could not be loaded: every problem found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadError {
+    /// All problems, in document order.
+    pub problems: Vec<Problem>,
+    /// Node types this robot does not support (deduplicated, sorted).
+    pub unsupported_types: Vec<String>,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid workflow ({} problem{})",
+            self.problems.len(),
+            if self.problems.len() == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+impl LoadError {
+    fn single(message: String) -> LoadError {
+        LoadError {
+            problems: vec![Problem {
+                node_id: None,
+                node_type: None,
+                message,
+            }],
+            unsupported_types: Vec::new(),
+        }
+    }
+}
+
+struct Collector {
+    problems: Vec<Problem>,
+}
+
+impl Collector {
+    fn top(&mut self, message: impl Into<String>) {
+        self.problems.push(Problem {
+            node_id: None,
+            node_type: None,
+            message: message.into(),
+        });
+    }
+    fn node(&mut self, id: &str, node_type: Option<&str>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            node_id: Some(id.to_string()),
+            node_type: node_type.map(str::to_string),
+            message: message.into(),
+        });
+    }
+}
+
+/// Parse JSON text, reporting syntax errors with line and column.
+pub fn parse_json_text(text: &str) -> Result<serde_json::Value, LoadError> {
+    if text.len() > MAX_WORKFLOW_BYTES {
+        return Err(LoadError::single(format!(
+            "workflow is {} bytes; the limit is {MAX_WORKFLOW_BYTES}",
+            text.len()
+        )));
+    }
+    serde_json::from_str(text).map_err(|e| {
+        LoadError::single(format!(
+            "invalid JSON at line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// Load a workflow from JSON text.
+pub fn load_str(text: &str) -> Result<Workflow, LoadError> {
+    load_json(&parse_json_text(text)?)
+}
+
+/// Load a workflow from a parsed JSON document.
+pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
+    let mut c = Collector {
+        problems: Vec::new(),
+    };
+    let Some(top) = doc.as_object() else {
+        return Err(LoadError::single("a workflow must be a JSON object".into()));
+    };
+    let name = top
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(|n| n.as_str())
+        .or_else(|| top.get("name").and_then(|n| n.as_str()))
+        .unwrap_or("Untitled")
+        .to_string();
+
+    // Nodes: canvas object keyed by id, or (lenient) an array.
+    let mut raw_nodes: Vec<(String, &serde_json::Map<String, serde_json::Value>)> = Vec::new();
+    match top.get("nodes") {
+        Some(serde_json::Value::Object(map)) => {
+            for (key, n) in map {
+                match n.as_object() {
+                    Some(obj) => raw_nodes.push((key.clone(), obj)),
+                    None => c.node(key, None, "node must be a JSON object"),
+                }
+            }
+        }
+        Some(serde_json::Value::Array(list)) => {
+            for (i, n) in list.iter().enumerate() {
+                match n.as_object() {
+                    Some(obj) => match obj.get("node_id").and_then(|v| v.as_str()) {
+                        Some(id) => raw_nodes.push((id.to_string(), obj)),
+                        None => c.top(format!("nodes[{i}] has no \"node_id\"")),
+                    },
+                    None => c.top(format!("nodes[{i}] must be a JSON object")),
+                }
+            }
+        }
+        Some(_) => c.top("\"nodes\" must be an object keyed by node id"),
+        None => c.top("the workflow has no \"nodes\""),
+    }
+    if raw_nodes.len() > MAX_NODES {
+        return Err(LoadError::single(format!(
+            "the workflow has {} nodes; the limit is {MAX_NODES}",
+            raw_nodes.len()
+        )));
+    }
+
+    let mut unsupported: Vec<String> = Vec::new();
+    let mut nodes: Vec<CompiledNode> = Vec::with_capacity(raw_nodes.len() + 1);
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (key, obj) in &raw_nodes {
+        if key.len() > MAX_ID_LEN {
+            c.top(format!("a node id is longer than {MAX_ID_LEN} characters"));
+            continue;
+        }
+        let node_type = obj
+            .get("node_type")
+            .or_else(|| obj.get("type"))
+            .and_then(|v| v.as_str());
+        if let Some(id) = obj.get("node_id").and_then(|v| v.as_str()) {
+            if id != key {
+                c.node(
+                    key,
+                    node_type,
+                    format!("node_id \"{id}\" does not match its key \"{key}\""),
+                );
+            }
+        }
+        let Some(node_type) = node_type else {
+            c.node(key, None, "node has no \"node_type\"");
+            continue;
+        };
+        let Some(def) = nodes::lookup(node_type) else {
+            c.node(key, Some(node_type), "unsupported node type");
+            if !unsupported.iter().any(|t| t == node_type) {
+                unsupported.push(node_type.to_string());
+            }
+            continue;
+        };
+        let mut config = Vec::new();
+        match obj.get("config").or_else(|| obj.get("properties")) {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::Object(map)) => {
+                for (k, v) in map {
+                    if let Err(why) = check_config_value(v, 0) {
+                        c.node(key, Some(node_type), format!("config \"{k}\": {why}"));
+                        continue;
+                    }
+                    config.push((k.clone(), ConfigEntry::new(Value::from_json(v))));
+                }
+            }
+            Some(_) => c.node(key, Some(node_type), "\"config\" must be a JSON object"),
+        }
+        let disabled = config
+            .iter()
+            .any(|(k, e)| k == "_disabled" && e.raw.truthy());
+        if index.insert(key.clone(), nodes.len()).is_some() {
+            c.node(key, Some(node_type), "duplicate node id");
+            continue;
+        }
+        nodes.push(CompiledNode {
+            id: key.clone(),
+            def,
+            config,
+            routes: Vec::new(),
+            data_in: Vec::new(),
+            pair: None,
+            body: Vec::new(),
+            catch: None,
+            finally: None,
+            disabled,
+        });
+    }
+    let total_nodes = raw_nodes.len();
+
+    // Connections.
+    let mut has_exec_in = vec![false; nodes.len()];
+    let empty = Vec::new();
+    let conns = match top.get("connections") {
+        Some(serde_json::Value::Array(a)) => a,
+        None | Some(serde_json::Value::Null) => &empty,
+        Some(_) => {
+            c.top("\"connections\" must be an array");
+            &empty
+        }
+    };
+    if conns.len() > MAX_CONNECTIONS {
+        return Err(LoadError::single(format!(
+            "the workflow has {} connections; the limit is {MAX_CONNECTIONS}",
+            conns.len()
+        )));
+    }
+    let known = |id: &str| raw_nodes.iter().any(|(k, _)| k == id);
+    for (i, conn) in conns.iter().enumerate() {
+        let field = |a: &str, b: &str| {
+            conn.get(a)
+                .or_else(|| conn.get(b))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        let (Some(src), Some(sp), Some(dst), Some(dp)) = (
+            field("source_node", "from_node"),
+            field("source_port", "from_port"),
+            field("target_node", "to_node"),
+            field("target_port", "to_port"),
+        ) else {
+            c.top(format!(
+                "connections[{i}] needs string fields source_node, source_port, target_node, target_port"
+            ));
+            continue;
+        };
+        if sp.len() > MAX_ID_LEN || dp.len() > MAX_ID_LEN {
+            c.top(format!(
+                "connections[{i}]: a port name is longer than {MAX_ID_LEN} characters"
+            ));
+            continue;
+        }
+        let (si, di) = match (index.get(&src), index.get(&dst)) {
+            (Some(&s), Some(&d)) => (s, d),
+            (s, d) => {
+                for (id, found) in [(&src, s), (&dst, d)] {
+                    if found.is_none() && !known(id) {
+                        c.top(format!(
+                            "connections[{i}] ({src}.{sp} -> {dst}.{dp}) refers to missing node \"{id}\""
+                        ));
+                    }
+                }
+                continue;
+            }
+        };
+        if si == di {
+            c.node(
+                &src,
+                Some(nodes[si].def.node_type),
+                format!("connects to itself ({sp} -> {dp})"),
+            );
+            continue;
+        }
+        let sdef = nodes[si].def;
+        let ddef = nodes[di].def;
+        let is_route = is_route_port(sdef, &sp);
+        if is_route || sp.to_ascii_lowercase().contains("exec") {
+            if !is_route && !sdef.dynamic_ports {
+                c.node(
+                    &src,
+                    Some(sdef.node_type),
+                    format!(
+                        "has no routing port \"{sp}\" (it has: {})",
+                        sdef.routes.join(", ")
+                    ),
+                );
+                continue;
+            }
+            if dp != "exec_in" && !dp.to_ascii_lowercase().contains("exec") {
+                c.node(
+                    &dst,
+                    Some(ddef.node_type),
+                    format!("exec edge from {src}.{sp} must enter \"exec_in\", not \"{dp}\""),
+                );
+                continue;
+            }
+            has_exec_in[di] = true;
+            let routes = &mut nodes[si].routes;
+            match routes.iter_mut().find(|(p, _)| *p == sp) {
+                Some((_, targets)) => {
+                    if !targets.contains(&di) {
+                        targets.push(di);
+                    }
+                }
+                None => routes.push((sp, vec![di])),
+            }
+        } else {
+            let mut ok = true;
+            if !sdef.dynamic_ports && !sdef.outputs.contains(&sp.as_str()) {
+                c.node(
+                    &src,
+                    Some(sdef.node_type),
+                    format!(
+                        "has no output port \"{sp}\" (outputs: {})",
+                        list_or_none(sdef.outputs)
+                    ),
+                );
+                ok = false;
+            }
+            if !ddef.dynamic_ports && ddef.param(&dp).is_none() {
+                let names: Vec<&str> = ddef.params.iter().map(|p| p.name).collect();
+                c.node(
+                    &dst,
+                    Some(ddef.node_type),
+                    format!(
+                        "has no input port \"{dp}\" (inputs: {})",
+                        list_or_none(&names)
+                    ),
+                );
+                ok = false;
+            }
+            if ok {
+                nodes[di].data_in.push(DataEdge {
+                    src: si,
+                    src_port: sp,
+                    dst_port: Arc::from(dp.as_str()),
+                });
+            }
+        }
+    }
+
+    // Required parameters that can never get a value.
+    for node in &nodes {
+        for p in node.def.params.iter().filter(|p| p.required) {
+            let configured = node.config_entry(p.name).is_some_and(|e| !e.raw.is_null());
+            let wired = node.data_in.iter().any(|e| e.dst_port.as_ref() == p.name);
+            if !configured && !wired && !node.disabled {
+                let unknown: Vec<&str> = node
+                    .config
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .filter(|k| {
+                        !k.starts_with('_') && node.def.param(k).is_none() && !is_meta_key(k)
+                    })
+                    .collect();
+                let hint = if unknown.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; config has keys this node does not read: {}",
+                        unknown.join(", ")
+                    )
+                };
+                c.node(
+                    &node.id,
+                    Some(node.def.node_type),
+                    format!(
+                        "required input \"{}\" has no value (set config \"{}\" or connect a data edge){hint}",
+                        p.name, p.name
+                    ),
+                );
+            }
+        }
+    }
+
+    let variables = parse_variables(top.get("variables"), &mut c);
+
+    if !c.problems.is_empty() || !unsupported.is_empty() {
+        unsupported.sort();
+        return Err(LoadError {
+            problems: c.problems,
+            unsupported_types: unsupported,
+        });
+    }
+
+    // Start node: the first StartNode, else an implicit one.
+    let start = match nodes.iter().position(|n| n.def.node_type == "StartNode") {
+        Some(s) => s,
+        None => {
+            let start_def = nodes::lookup("StartNode").expect("StartNode is registered");
+            let targets: Vec<usize> = (0..nodes.len())
+                .filter(|&i| !has_exec_in[i] && !is_paired_handler(&nodes[i]))
+                .collect();
+            let idx = nodes.len();
+            nodes.push(CompiledNode {
+                id: AUTO_START_ID.to_string(),
+                def: start_def,
+                config: Vec::new(),
+                routes: vec![("exec_out".to_string(), targets)],
+                data_in: Vec::new(),
+                pair: None,
+                body: Vec::new(),
+                catch: None,
+                finally: None,
+                disabled: false,
+            });
+            index.insert(AUTO_START_ID.to_string(), idx);
+            idx
+        }
+    };
+
+    let mut c = Collector {
+        problems: Vec::new(),
+    };
+    resolve_pairings(&mut nodes, &index, &mut c);
+    check_exec_cycles(&nodes, &mut c);
+    if !c.problems.is_empty() {
+        return Err(LoadError {
+            problems: c.problems,
+            unsupported_types: Vec::new(),
+        });
+    }
+
+    let canonical = serde_json::to_string(doc).unwrap_or_default();
+    Ok(Workflow {
+        name,
+        nodes,
+        index,
+        variables,
+        start,
+        total_nodes,
+        hash: format!("{:016x}", fnv1a(canonical.as_bytes())),
+    })
+}
+
+fn list_or_none(items: &[&str]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn is_meta_key(k: &str) -> bool {
+    matches!(
+        k,
+        "label"
+            | "name"
+            | "description"
+            | "comment"
+            | "paired_start_id"
+            | "paired_loop_start_id"
+            | "paired_try_id"
+            | "paired_catch_id"
+            | "paired_finally_id"
+            | "retry_count"
+            | "retry_delay"
+            | "timeout"
+            | "node_id"
+    )
+}
+
+fn is_route_port(def: &NodeDef, port: &str) -> bool {
+    def.routes.iter().any(|r| match r.strip_suffix('*') {
+        Some(prefix) => port.starts_with(prefix),
+        None => *r == port,
+    })
+}
+
+fn is_paired_handler(node: &CompiledNode) -> bool {
+    matches!(node.def.node_type, "CatchNode" | "FinallyNode")
+        && node
+            .config_entry("paired_try_id")
+            .is_some_and(|e| !e.raw.is_null())
+}
+
+fn check_config_value(v: &serde_json::Value, depth: usize) -> Result<(), String> {
+    if depth > MAX_CONFIG_DEPTH {
+        return Err(format!("nested deeper than {MAX_CONFIG_DEPTH} levels"));
+    }
+    match v {
+        serde_json::Value::String(s) if s.len() > MAX_STRING_BYTES => Err(format!(
+            "string of {} bytes exceeds the limit of {MAX_STRING_BYTES}",
+            s.len()
+        )),
+        serde_json::Value::Array(a) => a.iter().try_for_each(|x| check_config_value(x, depth + 1)),
+        serde_json::Value::Object(o) => o
+            .values()
+            .try_for_each(|x| check_config_value(x, depth + 1)),
+        _ => Ok(()),
+    }
+}
+
+/// Accept variables as `{name: raw}`, `{name: {default_value|default|value}}`, or
+/// `[{name, value|default_value}]`.
+fn parse_variables(v: Option<&serde_json::Value>, c: &mut Collector) -> Dict {
+    let mut out = Dict::new();
+    let unwrap = |v: &serde_json::Value| -> Value {
+        if let Some(obj) = v.as_object() {
+            for key in ["default_value", "default", "value"] {
+                if let Some(inner) = obj.get(key) {
+                    return Value::from_json(inner);
+                }
+            }
+            if obj.contains_key("type") {
+                return Value::Null;
+            }
+        }
+        Value::from_json(v)
+    };
+    match v {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Object(map)) => {
+            for (k, v) in map {
+                out.insert(k.clone(), unwrap(v));
+            }
+        }
+        Some(serde_json::Value::Array(list)) => {
+            for (i, item) in list.iter().enumerate() {
+                match item.get("name").and_then(|n| n.as_str()) {
+                    Some(name) => {
+                        out.insert(name.to_string(), unwrap(item));
+                    }
+                    None => c.top(format!("variables[{i}] has no \"name\"")),
+                }
+            }
+        }
+        Some(_) => c.top("\"variables\" must be an object or a list"),
+    }
+    out
+}
+
+fn is_loop_start(t: &str) -> bool {
+    matches!(t, "ForLoopStartNode" | "WhileLoopStartNode")
+}
+
+/// Nodes reachable from `from` over exec edges, without expanding `stop` nodes.
+fn reach(nodes: &[CompiledNode], from: &[usize], stop: &HashSet<usize>) -> HashSet<usize> {
+    let mut seen: HashSet<usize> = HashSet::new();
+    let mut queue: VecDeque<usize> = from.iter().copied().collect();
+    while let Some(n) = queue.pop_front() {
+        if !seen.insert(n) || stop.contains(&n) {
+            continue;
+        }
+        for (_, targets) in &nodes[n].routes {
+            queue.extend(targets.iter().copied());
+        }
+    }
+    seen
+}
+
+fn resolve_pairings(nodes: &mut [CompiledNode], index: &HashMap<String, usize>, c: &mut Collector) {
+    let n = nodes.len();
+    let explicit = |node: &CompiledNode, key: &str| -> Option<String> {
+        node.config_entry(key)
+            .and_then(|e| e.raw.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    // Reach sets of loop starts (from `body`) and try nodes (from every route).
+    let mut loop_reach: Vec<(usize, HashSet<usize>)> = Vec::new();
+    let mut try_reach: Vec<(usize, HashSet<usize>)> = Vec::new();
+    for i in 0..n {
+        let t = nodes[i].def.node_type;
+        if is_loop_start(t) {
+            let stop: HashSet<usize> = [i].into();
+            loop_reach.push((i, reach(nodes, nodes[i].targets("body"), &stop)));
+        } else if t == "TryNode" {
+            let stop: HashSet<usize> = [i].into();
+            let from: Vec<usize> = nodes[i]
+                .routes
+                .iter()
+                .flat_map(|(_, t)| t.iter().copied())
+                .collect();
+            try_reach.push((i, reach(nodes, &from, &stop)));
+        }
+    }
+    let nearest =
+        |sets: &[(usize, HashSet<usize>)], target: usize, want: &dyn Fn(usize) -> bool| {
+            sets.iter()
+                .filter(|(s, r)| r.contains(&target) && want(*s))
+                .min_by_key(|(_, r)| r.len())
+                .map(|(s, _)| *s)
+        };
+    for i in 0..n {
+        let t = nodes[i].def.node_type;
+        let (key, family): (&str, &dyn Fn(&str) -> bool) = match t {
+            "ForLoopEndNode" => ("paired_start_id", &|s: &str| s == "ForLoopStartNode"),
+            "WhileLoopEndNode" => ("paired_start_id", &|s: &str| s == "WhileLoopStartNode"),
+            "BreakNode" | "ContinueNode" => ("paired_loop_start_id", &|s: &str| is_loop_start(s)),
+            "CatchNode" | "FinallyNode" => ("paired_try_id", &|s: &str| s == "TryNode"),
+            _ => continue,
+        };
+        let pair = match explicit(&nodes[i], key) {
+            Some(id) => match index.get(&id) {
+                Some(&p) if family(nodes[p].def.node_type) => Some(p),
+                Some(&p) => {
+                    c.node(
+                        &nodes[i].id,
+                        Some(t),
+                        format!(
+                            "{key} \"{id}\" is a {}, not a matching start node",
+                            nodes[p].def.node_type
+                        ),
+                    );
+                    None
+                }
+                None => {
+                    c.node(
+                        &nodes[i].id,
+                        Some(t),
+                        format!("{key} \"{id}\" names no node in this workflow"),
+                    );
+                    None
+                }
+            },
+            None => {
+                let sets = if matches!(t, "CatchNode" | "FinallyNode") {
+                    &try_reach
+                } else {
+                    &loop_reach
+                };
+                nearest(sets, i, &|s| family(nodes[s].def.node_type))
+            }
+        };
+        nodes[i].pair = pair;
+    }
+    // Try → Catch / Finally.
+    for i in 0..n {
+        if let Some(p) = nodes[i].pair {
+            match nodes[i].def.node_type {
+                "CatchNode" => nodes[p].catch = nodes[p].catch.or(Some(i)),
+                "FinallyNode" => nodes[p].finally = nodes[p].finally.or(Some(i)),
+                _ => {}
+            }
+        }
+    }
+    // Loop bodies: reachable from `body`, stopping at the loop's own end nodes.
+    for (start, _) in &loop_reach {
+        let ends: HashSet<usize> = (0..n)
+            .filter(|&j| {
+                nodes[j].pair == Some(*start) && nodes[j].def.node_type.ends_with("LoopEndNode")
+            })
+            .chain([*start])
+            .collect();
+        let mut body: Vec<usize> = reach(nodes, nodes[*start].targets("body"), &ends)
+            .into_iter()
+            .filter(|j| j != start)
+            .collect();
+        body.sort_unstable();
+        nodes[*start].body = body;
+    }
+}
+
+/// Exec cycles are errors unless they pass through a loop start (a canvas back-edge into a loop).
+fn check_exec_cycles(nodes: &[CompiledNode], c: &mut Collector) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    let n = nodes.len();
+    let mut mark = vec![Mark::New; n];
+    let mut reported: HashSet<usize> = HashSet::new();
+    for root in 0..n {
+        if mark[root] != Mark::New {
+            continue;
+        }
+        // Iterative DFS: (node, next edge offset) with an explicit path stack.
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        mark[root] = Mark::Active;
+        while let Some(&mut (node, ref mut edge)) = stack.last_mut() {
+            let succ: Vec<usize> = nodes[node]
+                .routes
+                .iter()
+                .flat_map(|(_, t)| t.iter().copied())
+                .collect();
+            if *edge < succ.len() {
+                let next = succ[*edge];
+                *edge += 1;
+                match mark[next] {
+                    Mark::New => {
+                        mark[next] = Mark::Active;
+                        stack.push((next, 0));
+                    }
+                    Mark::Active => {
+                        let pos = stack.iter().position(|(s, _)| *s == next).unwrap_or(0);
+                        let cycle: Vec<usize> = stack[pos..].iter().map(|(s, _)| *s).collect();
+                        let through_loop =
+                            cycle.iter().any(|&s| is_loop_start(nodes[s].def.node_type));
+                        if !through_loop && reported.insert(next) {
+                            let ids: Vec<&str> =
+                                cycle.iter().map(|&s| nodes[s].id.as_str()).collect();
+                            c.node(
+                                &nodes[next].id,
+                                Some(nodes[next].def.node_type),
+                                format!(
+                                    "exec cycle that is not a loop: {} -> {} (loops go back through a loop end's paired_start_id, not an edge)",
+                                    ids.join(" -> "),
+                                    nodes[next].id
+                                ),
+                            );
+                        }
+                    }
+                    Mark::Done => {}
+                }
+            } else {
+                mark[node] = Mark::Done;
+                stack.pop();
+            }
+        }
+    }
+}
+
+/// 64-bit FNV-1a.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+impl Workflow {
+    /// True for node kinds that may run several times per pass.
+    pub fn is_control_flow(&self, idx: usize) -> bool {
+        self.nodes[idx].def.kind == NodeKind::ControlFlow
+    }
+}

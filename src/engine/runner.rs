@@ -1,0 +1,833 @@
+//! The runner: executes a loaded [`Workflow`] node by node.
+//!
+//! Execution model (CasareRPA's, with the "intended" semantics of `engine.md`): a FIFO queue of node
+//! indices starting at the start node; a node reached twice runs once unless it is control flow;
+//! after a node succeeds its outputs are stored (`{{node_id.port}}`), and its [`Flow`] decides
+//! which successors are queued. Loop ends jump back to their start and clear the body's executed
+//! marks; a failure inside a Try is routed to its Catch (or Finally). Between nodes the runner
+//! checks cancellation and the job deadline.
+//!
+//! All state that resuming needs lives in [`RunState`] (serde-serializable): queue, executed set,
+//! variables, node outputs, input port values, loop and try states. An [`Observer`] sees every
+//! node start, completion (with the state, for checkpoints), failure and log line.
+
+use super::model::Workflow;
+use super::node::{Flow, NodeCtx, NodeError, NodeKind, NodeLog};
+use super::template::Scope;
+use super::value::{Dict, Value};
+use super::CancelToken;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Knobs for one run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Per-node timeout (default 120 s).
+    pub node_timeout: Duration,
+    /// Whole-run timeout (default 3600 s).
+    pub job_timeout: Duration,
+    /// Retries per failing node unless the node's config says `retry_count` (default 0).
+    pub node_max_retries: u32,
+    /// First retry delay; doubles per attempt (default 1 s).
+    pub node_initial_delay: Duration,
+    /// Cap on the retry delay (default 30 s).
+    pub node_max_delay: Duration,
+    /// Seed for random nodes (reproducible runs); `None` seeds from the OS.
+    pub seed: Option<u64>,
+}
+
+impl Default for RunOptions {
+    fn default() -> RunOptions {
+        RunOptions {
+            node_timeout: Duration::from_secs(120),
+            job_timeout: Duration::from_secs(3600),
+            node_max_retries: 0,
+            node_initial_delay: Duration::from_secs(1),
+            node_max_delay: Duration::from_secs(30),
+            seed: None,
+        }
+    }
+}
+
+/// A For loop's items.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum LoopItems {
+    /// A list (dict loops keep their keys).
+    List {
+        /// The items.
+        items: Value,
+        /// Dict keys, when looping over a dict.
+        keys: Option<Value>,
+    },
+    /// `range(start, end, step)`, never materialised.
+    Range {
+        /// First value.
+        start: i64,
+        /// End (exclusive).
+        end: i64,
+        /// Step (non-zero).
+        step: i64,
+    },
+}
+
+impl LoopItems {
+    /// Number of iterations.
+    pub fn len(&self) -> u64 {
+        match self {
+            LoopItems::List { items, .. } => items.as_list().map_or(0, |l| l.len() as u64),
+            LoopItems::Range { start, end, step } => {
+                let (s, e, st) = (i128::from(*start), i128::from(*end), i128::from(*step));
+                let n = if st > 0 && e > s {
+                    (e - s + st - 1) / st
+                } else if st < 0 && e < s {
+                    (s - e - st - 1) / -st
+                } else {
+                    0
+                };
+                n as u64
+            }
+        }
+    }
+
+    /// True when there is nothing to iterate.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Item, index and key of iteration `i`.
+    pub fn get(&self, i: u64) -> (Value, Option<Value>) {
+        match self {
+            LoopItems::List { items, keys } => {
+                let idx = i as usize;
+                let item = items
+                    .as_list()
+                    .and_then(|l| l.get(idx))
+                    .cloned()
+                    .unwrap_or_default();
+                let key = keys
+                    .as_ref()
+                    .and_then(|k| k.as_list())
+                    .and_then(|k| k.get(idx))
+                    .cloned();
+                (item, key)
+            }
+            LoopItems::Range { start, step, .. } => (
+                Value::Int(start.saturating_add(step.saturating_mul(i as i64))),
+                None,
+            ),
+        }
+    }
+}
+
+/// A loop in progress.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum LoopState {
+    /// For / ForEach.
+    For {
+        /// What is iterated.
+        items: LoopItems,
+        /// Next iteration.
+        index: u64,
+        /// Set by a Break node.
+        break_requested: bool,
+    },
+    /// While.
+    While {
+        /// Iterations started so far.
+        iteration: u64,
+        /// Set by a Break node.
+        break_requested: bool,
+    },
+}
+
+impl LoopState {
+    /// Ask the loop to stop at its next start.
+    pub fn request_break(&mut self) {
+        match self {
+            LoopState::For {
+                break_requested, ..
+            }
+            | LoopState::While {
+                break_requested, ..
+            } => *break_requested = true,
+        }
+    }
+}
+
+/// Where a Try block is.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum TryStage {
+    /// Running the protected body.
+    Body,
+    /// An error was routed to the Catch.
+    Catch,
+    /// Running the Finally.
+    Finally,
+}
+
+/// An active Try block.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TryFrame {
+    /// The TryNode's index.
+    pub try_idx: usize,
+    /// The stage.
+    pub stage: TryStage,
+    /// The captured error, if any.
+    pub error: Option<RunError>,
+    /// True once a Catch handled the error.
+    pub handled: bool,
+}
+
+/// A node failure as reported by a run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunError {
+    /// The failing node's id (empty for run-level errors such as timeouts).
+    pub node_id: String,
+    /// Its type.
+    pub node_type: String,
+    /// Python-style error class.
+    pub error_type: String,
+    /// The message, without the node prefix.
+    pub message: String,
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.node_id.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{} ({}): {}", self.node_id, self.node_type, self.message)
+        }
+    }
+}
+
+/// Everything needed to continue a run: what a checkpoint stores.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunState {
+    /// Pending node indices, in order.
+    pub queue: VecDeque<usize>,
+    /// Executed marks by node index.
+    pub executed: Vec<bool>,
+    /// Number of `true` marks in `executed`.
+    pub n_executed: usize,
+    /// Workflow variables (user variables and job inputs).
+    pub variables: Dict,
+    /// Each node's latest outputs (`Null` before it ran).
+    pub outputs: Vec<Value>,
+    /// Values that arrived on data edges, by node index (they persist, as upstream).
+    pub inputs: HashMap<usize, Vec<(String, Value)>>,
+    /// Loops in progress, by loop start index.
+    pub loops: HashMap<usize, LoopState>,
+    /// Active Try blocks, innermost last.
+    pub tries: Vec<TryFrame>,
+    /// An error to raise once the queue drains (a Try with a Finally but no Catch).
+    pub pending_error: Option<RunError>,
+    /// Node executions so far (loops counted every time).
+    pub executions: u64,
+    /// Wall time spent executing before this process picked the run up (for resumed runs).
+    pub prior_elapsed_ms: u64,
+    /// Random source for random nodes.
+    #[serde(skip, default = "fastrand::Rng::new")]
+    pub rng: fastrand::Rng,
+    /// Set when a node changed a variable (lets checkpoints skip unchanged variables).
+    #[serde(skip)]
+    pub vars_changed: bool,
+}
+
+impl RunState {
+    /// A fresh state: workflow variables overridden by `inputs`, the start node queued.
+    pub fn new(wf: &Workflow, inputs: Dict, opts: &RunOptions) -> RunState {
+        let mut variables = wf.variables.clone();
+        for (k, v) in inputs {
+            variables.insert(k, v);
+        }
+        RunState {
+            queue: VecDeque::from([wf.start]),
+            executed: vec![false; wf.nodes.len()],
+            n_executed: 0,
+            variables,
+            outputs: vec![Value::Null; wf.nodes.len()],
+            inputs: HashMap::new(),
+            loops: HashMap::new(),
+            tries: Vec::new(),
+            pending_error: None,
+            executions: 0,
+            prior_elapsed_ms: 0,
+            rng: opts
+                .seed
+                .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
+            vars_changed: true,
+        }
+    }
+
+    fn set_executed(&mut self, idx: usize, value: bool) {
+        if self.executed[idx] != value {
+            self.executed[idx] = value;
+            if value {
+                self.n_executed += 1;
+            } else {
+                self.n_executed -= 1;
+            }
+        }
+    }
+}
+
+/// Name lookup over a run: variables first, then node outputs by node id.
+pub struct StateScope<'a> {
+    /// The run state.
+    pub state: &'a RunState,
+    /// The workflow (for node ids).
+    pub wf: &'a Workflow,
+}
+
+impl Scope for StateScope<'_> {
+    fn get(&self, name: &str) -> Option<&Value> {
+        if let Some(v) = self.state.variables.get(name) {
+            return Some(v);
+        }
+        self.wf
+            .index
+            .get(name)
+            .map(|&i| &self.state.outputs[i])
+            .filter(|v| !v.is_null())
+    }
+}
+
+/// What observers are told about a node.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeEvent<'a> {
+    /// Node id.
+    pub node_id: &'a str,
+    /// Node type.
+    pub node_type: &'a str,
+    /// Progress 0-100 (distinct nodes executed over total nodes).
+    pub percent: u8,
+    /// Node executions so far, this one included.
+    pub executions: u64,
+    /// Time this node took (zero at start).
+    pub elapsed: Duration,
+}
+
+/// Hooks into a run: progress, logs, checkpoints. All methods default to doing nothing.
+pub trait Observer {
+    /// A node is about to run.
+    fn node_started(&mut self, _ev: &NodeEvent<'_>) {}
+    /// A node succeeded and routing was applied: `state` is what a checkpoint must store.
+    fn node_completed(&mut self, _ev: &NodeEvent<'_>, _state: &RunState) {}
+    /// A node failed; `retry_in` is set when the runner will retry it after that delay.
+    fn node_failed(&mut self, _ev: &NodeEvent<'_>, _error: &RunError, _retry_in: Option<Duration>) {
+    }
+    /// A node logged a line.
+    fn node_log(&mut self, _ev: &NodeEvent<'_>, _log: &NodeLog) {}
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every path finished.
+    Completed,
+    /// A node failed outside any Try.
+    Failed,
+    /// Cancelled through the token.
+    Cancelled,
+    /// The job timeout passed.
+    TimedOut,
+}
+
+/// The result of a run.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    /// How it ended.
+    pub status: RunStatus,
+    /// The failure, for `Failed` and `TimedOut`.
+    pub error: Option<RunError>,
+    /// Final variables (all of them).
+    pub variables: Dict,
+    /// Final outputs of every node that ran, by node id.
+    pub node_outputs: Dict,
+    /// Distinct nodes executed.
+    pub executed_nodes: usize,
+    /// Node executions (loop iterations counted).
+    pub node_executions: u64,
+    /// Nodes in the workflow.
+    pub total_nodes: usize,
+    /// Wall time of execution proper (including time before a resume).
+    pub duration: Duration,
+    /// True when the run continued from a checkpoint.
+    pub recovered: bool,
+    /// The final state (kept for cancelled or timed-out runs, so they can be checkpointed).
+    pub state: Option<Box<RunState>>,
+}
+
+impl RunOutcome {
+    /// True for `Completed`.
+    pub fn success(&self) -> bool {
+        self.status == RunStatus::Completed
+    }
+
+    /// The workflow's outputs: variables without internal names (leading `_`).
+    pub fn outputs(&self) -> Dict {
+        self.variables
+            .iter()
+            .filter(|(k, _)| !k.starts_with('_'))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The error text: `"<node_id> (<NodeType>): <message>"`.
+    pub fn error_text(&self) -> Option<String> {
+        self.error.as_ref().map(|e| e.to_string())
+    }
+
+    /// The result object of `protocol.md` ("Results"), plus `status` and `node_outputs`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let duration_ms = self.duration.as_millis() as u64;
+        let mut obj = serde_json::json!({
+            "success": self.success(),
+            "status": self.status,
+            "outputs": Value::dict(self.outputs()).to_json(),
+            "executed_nodes": self.executed_nodes,
+            "node_executions": self.node_executions,
+            "total_nodes": self.total_nodes,
+            "duration_ms": duration_ms,
+            "recovered": self.recovered,
+        });
+        if let Some(e) = &self.error {
+            obj["error"] = serde_json::Value::String(e.to_string());
+            obj["error_message"] = serde_json::Value::String(e.to_string());
+            obj["error_type"] = serde_json::Value::String(e.error_type.clone());
+            obj["failed_node"] = if e.node_id.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::Value::String(e.node_id.clone())
+            };
+        }
+        obj["node_outputs"] = Value::dict(self.node_outputs.clone()).to_json();
+        obj
+    }
+}
+
+/// Run a workflow from the start with `inputs` overriding its declared variables.
+pub fn run(
+    wf: &Workflow,
+    inputs: Dict,
+    opts: &RunOptions,
+    cancel: &CancelToken,
+    observer: &mut dyn Observer,
+) -> RunOutcome {
+    let state = RunState::new(wf, inputs, opts);
+    execute(wf, state, opts, cancel, observer, false)
+}
+
+/// Continue a run from a saved state (a checkpoint). The node that was in flight when the state
+/// was saved is not in it: the checkpoint is taken after a node completes and routing is applied.
+pub fn resume(
+    wf: &Workflow,
+    mut state: RunState,
+    opts: &RunOptions,
+    cancel: &CancelToken,
+    observer: &mut dyn Observer,
+) -> RunOutcome {
+    state.rng = opts
+        .seed
+        .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
+    state.vars_changed = true;
+    execute(wf, state, opts, cancel, observer, true)
+}
+
+fn percent(state: &RunState, wf: &Workflow) -> u8 {
+    let total = wf.total_nodes.max(1);
+    ((state.n_executed.min(total) * 100) / total).min(99) as u8
+}
+
+fn execute(
+    wf: &Workflow,
+    mut state: RunState,
+    opts: &RunOptions,
+    cancel: &CancelToken,
+    obs: &mut dyn Observer,
+    recovered: bool,
+) -> RunOutcome {
+    let started = Instant::now();
+    let prior = Duration::from_millis(state.prior_elapsed_ms);
+    let job_deadline = started + opts.job_timeout.saturating_sub(prior);
+    let finish = |state: RunState, status: RunStatus, error: Option<RunError>| -> RunOutcome {
+        let duration = prior + started.elapsed();
+        let mut node_outputs = Dict::new();
+        for (i, out) in state.outputs.iter().enumerate() {
+            if !out.is_null() {
+                node_outputs.insert(wf.nodes[i].id.clone(), out.clone());
+            }
+        }
+        let keep_state = matches!(status, RunStatus::Cancelled | RunStatus::TimedOut);
+        RunOutcome {
+            status,
+            error,
+            executed_nodes: state.n_executed.min(wf.total_nodes),
+            node_executions: state.executions,
+            total_nodes: wf.total_nodes,
+            duration,
+            recovered,
+            node_outputs,
+            variables: state.variables.clone(),
+            state: keep_state.then(|| {
+                let mut s = Box::new(state);
+                s.prior_elapsed_ms = duration.as_millis() as u64;
+                s
+            }),
+        }
+    };
+
+    loop {
+        if cancel.is_cancelled() {
+            let reason = cancel.reason().unwrap_or_else(|| "cancelled".into());
+            let err = RunError {
+                node_id: String::new(),
+                node_type: String::new(),
+                error_type: super::node::CANCELLED.into(),
+                message: format!("cancelled: {reason}"),
+            };
+            return finish(state, RunStatus::Cancelled, Some(err));
+        }
+        let now = Instant::now();
+        if now >= job_deadline {
+            let err = RunError {
+                node_id: String::new(),
+                node_type: String::new(),
+                error_type: "TimeoutError".into(),
+                message: format!("job timed out after {} s", opts.job_timeout.as_secs_f64()),
+            };
+            return finish(state, RunStatus::TimedOut, Some(err));
+        }
+        let Some(idx) = state.queue.pop_front() else {
+            if let Some(err) = state.pending_error.take() {
+                return finish(state, RunStatus::Failed, Some(err));
+            }
+            return finish(state, RunStatus::Completed, None);
+        };
+        let node = &wf.nodes[idx];
+        if state.executed[idx] && node.def.kind != NodeKind::ControlFlow {
+            continue;
+        }
+        transfer_inputs(wf, &mut state, idx);
+        state.executions += 1;
+        let ev = NodeEvent {
+            node_id: &node.id,
+            node_type: node.def.node_type,
+            percent: percent(&state, wf),
+            executions: state.executions,
+            elapsed: Duration::ZERO,
+        };
+        obs.node_started(&ev);
+        let node_started = Instant::now();
+        let node_deadline = (node_started + opts.node_timeout).min(job_deadline);
+
+        let mut attempt: u32 = 0;
+        let max_retries = if node.def.kind == NodeKind::Plain {
+            node_retries(node, opts)
+        } else {
+            0
+        };
+        let result = loop {
+            let (result, outputs, logs) = run_one(wf, idx, &mut state, opts, cancel, node_deadline);
+            let ev = NodeEvent {
+                elapsed: node_started.elapsed(),
+                ..ev
+            };
+            for line in &logs {
+                obs.node_log(&ev, line);
+            }
+            match result {
+                Ok(flow) => break Ok((flow, outputs)),
+                Err(e) if e.is_cancelled() => break Err(e),
+                Err(e) => {
+                    let can_retry = attempt < max_retries && e.kind != "TimeoutError";
+                    let err = node_error(wf, idx, &e);
+                    if can_retry {
+                        let delay = retry_delay(node, opts, attempt);
+                        obs.node_failed(&ev, &err, Some(delay));
+                        attempt += 1;
+                        if Instant::now() + delay >= job_deadline || cancel.sleep(delay) {
+                            break Err(e);
+                        }
+                        state.executions += 1;
+                        continue;
+                    }
+                    break Err(e);
+                }
+            }
+        };
+        let elapsed = node_started.elapsed();
+        match result {
+            Ok((flow, outputs)) => {
+                state.outputs[idx] = if outputs.is_empty() {
+                    Value::Null
+                } else {
+                    Value::dict(outputs)
+                };
+                state.set_executed(idx, true);
+                apply_flow(wf, &mut state, idx, flow);
+                let ev = NodeEvent {
+                    percent: percent(&state, wf),
+                    elapsed,
+                    ..ev
+                };
+                obs.node_completed(&ev, &state);
+                state.vars_changed = false;
+            }
+            Err(e) if e.is_cancelled() => {
+                // The node in flight did not complete: put it back so a resume re-runs it.
+                state.queue.push_front(idx);
+                let reason = cancel.reason().unwrap_or_else(|| e.message.clone());
+                let err = RunError {
+                    message: format!("cancelled: {reason}"),
+                    ..node_error(wf, idx, &e)
+                };
+                return finish(state, RunStatus::Cancelled, Some(err));
+            }
+            Err(e) => {
+                let err = node_error(wf, idx, &e);
+                let ev = NodeEvent { elapsed, ..ev };
+                obs.node_failed(&ev, &err, None);
+                if Instant::now() >= job_deadline {
+                    let err = RunError {
+                        error_type: "TimeoutError".into(),
+                        message: format!(
+                            "job timed out after {} s",
+                            opts.job_timeout.as_secs_f64()
+                        ),
+                        ..err
+                    };
+                    return finish(state, RunStatus::TimedOut, Some(err));
+                }
+                match capture_in_try(wf, &mut state, err) {
+                    Ok(target) => state.queue.push_front(target),
+                    Err(err) => return finish(state, RunStatus::Failed, Some(err)),
+                }
+            }
+        }
+    }
+}
+
+fn node_error(wf: &Workflow, idx: usize, e: &NodeError) -> RunError {
+    RunError {
+        node_id: wf.nodes[idx].id.clone(),
+        node_type: wf.nodes[idx].def.node_type.to_string(),
+        error_type: e.kind.to_string(),
+        message: e.message.clone(),
+    }
+}
+
+fn node_retries(node: &super::model::CompiledNode, opts: &RunOptions) -> u32 {
+    node.config_entry("retry_count")
+        .and_then(|e| super::node::to_i64(&e.raw))
+        .map_or(opts.node_max_retries, |n| n.clamp(0, 100) as u32)
+}
+
+fn retry_delay(node: &super::model::CompiledNode, opts: &RunOptions, attempt: u32) -> Duration {
+    if let Some(secs) = node
+        .config_entry("retry_delay")
+        .and_then(|e| super::node::to_f64(&e.raw))
+    {
+        if secs.is_finite() && secs >= 0.0 {
+            return Duration::from_secs_f64(secs.min(3600.0));
+        }
+    }
+    let factor = 2u32.saturating_pow(attempt.min(20));
+    opts.node_initial_delay
+        .saturating_mul(factor)
+        .min(opts.node_max_delay)
+}
+
+/// Copy source output values along incoming data edges (nulls are not copied, as upstream).
+fn transfer_inputs(wf: &Workflow, state: &mut RunState, idx: usize) {
+    let node = &wf.nodes[idx];
+    if node.data_in.is_empty() {
+        return;
+    }
+    for edge in &node.data_in {
+        let value = match &state.outputs[edge.src] {
+            Value::Dict(d) => d.get(edge.src_port.as_str()).cloned(),
+            _ => None,
+        };
+        let Some(value) = value.filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let ports = state.inputs.entry(idx).or_default();
+        match ports
+            .iter_mut()
+            .find(|(p, _)| p.as_str() == edge.dst_port.as_ref())
+        {
+            Some((_, slot)) => *slot = value,
+            None => ports.push((edge.dst_port.to_string(), value)),
+        }
+    }
+}
+
+type NodeRun = (Result<Flow, NodeError>, Dict, Vec<NodeLog>);
+
+fn run_one(
+    wf: &Workflow,
+    idx: usize,
+    state: &mut RunState,
+    opts: &RunOptions,
+    cancel: &CancelToken,
+    deadline: Instant,
+) -> NodeRun {
+    let node = &wf.nodes[idx];
+    if node.disabled {
+        // Bypass: outputs pass through same-named inputs (or `x_in` → `x_out`).
+        let mut outputs = Dict::new();
+        if let Some(ports) = state.inputs.get(&idx) {
+            for out in node.def.outputs {
+                let from = out.strip_suffix("_out").map(|b| format!("{b}_in"));
+                if let Some((_, v)) = ports
+                    .iter()
+                    .find(|(p, _)| p == out || Some(p) == from.as_ref())
+                {
+                    outputs.insert((*out).to_string(), v.clone());
+                }
+            }
+        }
+        return (Ok(Flow::Next), outputs, Vec::new());
+    }
+    let mut ctx = NodeCtx {
+        wf,
+        idx,
+        state,
+        opts,
+        cancel,
+        deadline,
+        outputs: Dict::new(),
+        logs: Vec::new(),
+    };
+    let run = node.def.run;
+    let result = match std::panic::catch_unwind(AssertUnwindSafe(|| run(&mut ctx))) {
+        Ok(r) => r,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(NodeError::new(
+                "InternalError",
+                format!("node panicked: {msg}"),
+            ))
+        }
+    };
+    let result = match result {
+        Ok(flow) if Instant::now() > deadline => {
+            let _ = flow;
+            Err(NodeError::timeout(format!(
+                "node took longer than its timeout of {} s",
+                opts.node_timeout.as_secs_f64()
+            )))
+        }
+        other => other,
+    };
+    (result, ctx.outputs, ctx.logs)
+}
+
+fn queue_port(wf: &Workflow, state: &mut RunState, idx: usize, port: &str) {
+    state
+        .queue
+        .extend(wf.nodes[idx].targets(port).iter().copied());
+}
+
+fn apply_flow(wf: &Workflow, state: &mut RunState, idx: usize, flow: Flow) {
+    match flow {
+        Flow::Next => {
+            for (port, targets) in &wf.nodes[idx].routes {
+                if port == "exec_out" || port.to_ascii_lowercase().contains("exec") {
+                    state.queue.extend(targets.iter().copied());
+                }
+            }
+        }
+        Flow::Port(port) => queue_port(wf, state, idx, &port),
+        Flow::End => {}
+        Flow::Goto(target) => state.queue.push_front(target),
+        Flow::LoopBack(start) => {
+            for &b in &wf.nodes[start].body {
+                state.set_executed(b, false);
+            }
+            state.queue.push_front(start);
+        }
+    }
+}
+
+/// Route a failure into the innermost Try that can take it; `Err` when none can.
+fn capture_in_try(wf: &Workflow, state: &mut RunState, err: RunError) -> Result<usize, RunError> {
+    while let Some(frame) = state.tries.last_mut() {
+        let try_node = &wf.nodes[frame.try_idx];
+        match frame.stage {
+            TryStage::Body => {
+                frame.error = Some(err.clone());
+                if let Some(catch) = try_node.catch {
+                    frame.stage = TryStage::Catch;
+                    return Ok(catch);
+                }
+                if let Some(finally) = try_node.finally {
+                    frame.stage = TryStage::Finally;
+                    return Ok(finally);
+                }
+            }
+            TryStage::Catch => {
+                // The catch handler failed: run the finally, then fail with the new error.
+                frame.error = Some(err.clone());
+                frame.handled = false;
+                if let Some(finally) = try_node.finally {
+                    frame.stage = TryStage::Finally;
+                    return Ok(finally);
+                }
+            }
+            TryStage::Finally => {}
+        }
+        // This frame cannot take it: drop it and let an outer Try try.
+        state.tries.pop();
+    }
+    Err(err)
+}
+
+/// Shared access for control-flow nodes implemented in `nodes::control`.
+impl NodeCtx<'_> {
+    /// The loop state of loop start `start`.
+    pub(crate) fn loop_state(&mut self, start: usize) -> Option<&mut LoopState> {
+        self.state.loops.get_mut(&start)
+    }
+    /// Install or replace a loop state.
+    pub(crate) fn set_loop_state(&mut self, start: usize, state: Option<LoopState>) {
+        match state {
+            Some(s) => {
+                self.state.loops.insert(start, s);
+            }
+            None => {
+                self.state.loops.remove(&start);
+            }
+        }
+    }
+    /// The paired node (loop start for ends/break/continue, try for catch/finally).
+    pub(crate) fn pair(&self) -> Option<usize> {
+        self.wf.nodes[self.idx].pair
+    }
+    /// The active try frames.
+    pub(crate) fn tries(&mut self) -> &mut Vec<TryFrame> {
+        &mut self.state.tries
+    }
+    /// Set an error to raise when the queue drains.
+    pub(crate) fn set_pending_error(&mut self, err: Option<RunError>) {
+        self.state.pending_error = err;
+    }
+}
+
+/// A cheap shared handle to a workflow, for threads.
+pub type SharedWorkflow = Arc<Workflow>;
