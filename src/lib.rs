@@ -3,7 +3,10 @@
 //! The library holds all logic; `main.rs` only parses the command line and maps outcomes to exit
 //! codes. See `ARCHITECTURE.md` for the code map.
 
+pub mod app;
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod logging;
 pub mod nodes;
+pub mod progress;

@@ -1876,7 +1876,7 @@ fn iter_items(v: &Value) -> Result<Cow<'_, [Value]>, ExprError> {
         Value::Str(s) => Ok(Cow::Owned(
             s.chars().map(|c| Value::from(String::from(c))).collect(),
         )),
-        Value::Dict(map) => Ok(Cow::Owned(map.keys().map(|k| Value::str(k)).collect())),
+        Value::Dict(map) => Ok(Cow::Owned(map.keys().map(Value::str).collect())),
         other => Err(type_err(format!(
             "'{}' object is not iterable",
             other.type_name()
@@ -1951,7 +1951,7 @@ fn float_to_int(f: f64) -> Result<i64, ExprError> {
         ));
     }
     let t = f.trunc();
-    if t < -9.223_372_036_854_776e18 || t >= 9.223_372_036_854_776e18 {
+    if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&t) {
         return Err(overflow());
     }
     Ok(t as i64)

@@ -57,16 +57,16 @@ fn format_depth(
         let brace = rest.as_bytes()[pos];
         let after = &rest[pos + 1..];
         if brace == b'}' {
-            if !after.starts_with('}') {
+            let Some(stripped) = after.strip_prefix('}') else {
                 return Err(value_err("Single '}' encountered in format string"));
-            }
+            };
             out.push('}');
-            rest = &after[1..];
+            rest = stripped;
             continue;
         }
-        if after.starts_with('{') {
+        if let Some(stripped) = after.strip_prefix('{') {
             out.push('{');
-            rest = &after[1..];
+            rest = stripped;
             continue;
         }
         // Find the matching '}' (nested braces allowed once, inside the spec).
@@ -406,7 +406,7 @@ fn group(digits: &str, sep: char, every: usize, min_len: usize) -> String {
         let n = digits.chars().count();
         let mut out = String::with_capacity(n + n / every);
         for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (n - i) % every == 0 {
+            if i > 0 && (n - i).is_multiple_of(every) {
                 out.push(sep);
             }
             out.push(c);
@@ -447,7 +447,7 @@ fn finish_number(
         0
     };
     let digits = match s.grouping {
-        Some(sep) if int_digits.bytes().all(|b| b.is_ascii_digit()) => {
+        Some(sep) if int_digits.bytes().all(|b| b.is_ascii_hexdigit()) => {
             group(int_digits, sep, every, body_len_needed)
         }
         _ => int_digits.to_string(),
@@ -644,4 +644,224 @@ fn format_float(f: f64, s: &Spec, type_name: &str, out: &mut String) -> Result<(
     };
     finish_number(negative, "", int_part, rest, s, 3, out);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(name: &str) -> Option<Value> {
+        Some(match name {
+            "name" => Value::str("Alice"),
+            "n" => Value::Int(1234567),
+            "neg" => Value::Int(-42),
+            "f" => Value::Float(1.23456),
+            "big" => Value::Float(1234.5),
+            "t" => Value::Bool(true),
+            "none" => Value::Null,
+            "xs" => Value::list(vec![Value::str("a"), Value::Int(2)]),
+            "d" => Value::dict_from([("status", Value::str("ok")), ("code", Value::Int(200))]),
+            "w" => Value::Int(6),
+            _ => return None,
+        })
+    }
+
+    fn check(template: &str, expected: &str) {
+        assert_eq!(
+            format(template, &args),
+            Ok(expected.to_string()),
+            "{template}"
+        );
+    }
+
+    fn check_err(template: &str, expected: FormatError) {
+        assert_eq!(format(template, &args), Err(expected), "{template}");
+    }
+
+    #[test]
+    fn fields_and_escapes() {
+        for (t, e) in [
+            ("plain", "plain"),
+            ("Hi {name}!", "Hi Alice!"),
+            ("{{literal}} {{{name}}}", "{literal} {Alice}"),
+            ("{{random_uuid.uuid}}", "{random_uuid.uuid}"),
+            ("{t} {none} {f}", "True None 1.23456"),
+            ("{xs}", "['a', 2]"),
+            ("{d}", "{'status': 'ok', 'code': 200}"),
+            ("{d[status]} {d[code]}", "ok 200"),
+            ("{xs[0]}{xs[1]}", "a2"),
+            ("{name[0]}", "A"),
+            ("{name!r}", "'Alice'"),
+            ("{xs!s}", "['a', 2]"),
+            ("{name!r:>9}", "  'Alice'"),
+            ("{name!a}", "'Alice'"),
+            ("{f:{w}.1f}", "   1.2"),
+        ] {
+            check(t, e);
+        }
+    }
+
+    #[test]
+    fn errors_are_classified_for_lognode() {
+        check_err("{missing}", FormatError::KeyError("missing".into()));
+        check_err("{d[missing]}", FormatError::KeyError("missing".into()));
+        check_err(
+            "{}",
+            FormatError::IndexError(
+                "Replacement index 0 out of range for positional args tuple".into(),
+            ),
+        );
+        check_err(
+            "{0}",
+            FormatError::IndexError(
+                "Replacement index 0 out of range for positional args tuple".into(),
+            ),
+        );
+        check_err(
+            "{d.status}",
+            FormatError::IndexError("'dict' object has no attribute 'status'".into()),
+        );
+        check_err(
+            "{xs[5]}",
+            FormatError::IndexError("list index out of range".into()),
+        );
+        check_err(
+            "{n[0]}",
+            FormatError::IndexError("'int' object is not subscriptable".into()),
+        );
+        check_err(
+            "oops }",
+            FormatError::ValueError("Single '}' encountered in format string".into()),
+        );
+        check_err(
+            "oops {",
+            FormatError::ValueError("Single '{' encountered in format string".into()),
+        );
+        check_err(
+            "{name!x}",
+            FormatError::ValueError("Unknown conversion specifier x".into()),
+        );
+        check_err(
+            "{name:.2f}",
+            FormatError::ValueError("Unknown format code 'f' for object of type 'str'".into()),
+        );
+        check_err(
+            "{f:d}",
+            FormatError::ValueError("Unknown format code 'd' for object of type 'float'".into()),
+        );
+        check_err(
+            "{n:.2d}",
+            FormatError::ValueError("Precision not allowed in integer format specifier".into()),
+        );
+        check_err(
+            "{n:abc}",
+            FormatError::ValueError("Invalid format specifier".into()),
+        );
+        check_err(
+            "{n:99999999}",
+            FormatError::ValueError("Too many decimal digits in format string".into()),
+        );
+        assert!(matches!(
+            format("{xs:>5}", &args),
+            Err(FormatError::IndexError(_))
+        ));
+    }
+
+    #[test]
+    fn every_spec_type() {
+        for (t, e) in [
+            ("{name:>7}", "  Alice"),
+            ("{name:<7}|", "Alice  |"),
+            ("{name:^9}", "  Alice  "),
+            ("{name:*^9}", "**Alice**"),
+            ("{name:.3}", "Ali"),
+            ("{name:s}", "Alice"),
+            ("{n:d}", "1234567"),
+            ("{n:,}", "1,234,567"),
+            ("{n:_}", "1_234_567"),
+            ("{neg:05d}", "-0042"),
+            ("{neg:+}", "-42"),
+            ("{w:+d}", "+6"),
+            ("{w: d}", " 6"),
+            ("{w:05}", "00006"),
+            ("{n:012,}", "0,001,234,567"),
+            ("{w:<4}|", "6   |"),
+            ("{w:=+5}", "+   6"),
+            ("{n:x}", "12d687"),
+            ("{n:#X}", "0X12D687"),
+            ("{w:o}", "6"),
+            ("{w:#b}", "0b110"),
+            ("{n:#_x}", "0x12_d687"),
+            ("{w:c}", "\u{6}"),
+            ("{n:n}", "1234567"),
+            ("{f:.2f}", "1.23"),
+            ("{w:.2f}", "6.00"),
+            ("{f:F}", "1.234560"),
+            ("{f:e}", "1.234560e+00"),
+            ("{big:.2E}", "1.23E+03"),
+            ("{f:g}", "1.23456"),
+            ("{big:.2g}", "1.2e+03"),
+            ("{big:G}", "1234.5"),
+            ("{f:.1%}", "123.5%"),
+            ("{w:%}", "600.000000%"),
+            ("{big:,.1f}", "1,234.5"),
+            ("{big:,}", "1,234.5"),
+            ("{f:10.3f}", "     1.235"),
+            ("{f:<10.3f}|", "1.235     |"),
+            ("{f:010.3f}", "000001.235"),
+            ("{f:+.1f}", "+1.2"),
+            ("{big:.3}", "1.23e+03"),
+            ("{f:.3}", "1.23"),
+            ("{t:>5}", "    1"),
+            ("{t}", "True"),
+        ] {
+            check(t, e);
+        }
+    }
+
+    #[test]
+    fn float_edge_cases() {
+        let lookup = |name: &str| match name {
+            "nan" => Some(Value::Float(f64::NAN)),
+            "inf" => Some(Value::Float(f64::NEG_INFINITY)),
+            "tiny" => Some(Value::Float(1e-7)),
+            "negz" => Some(Value::Float(-0.0)),
+            "half" => Some(Value::Float(0.125)),
+            _ => None,
+        };
+        for (t, e) in [
+            ("{nan:f}", "nan"),
+            ("{nan:F}", "NAN"),
+            ("{inf:>6}", "  -inf"),
+            ("{tiny}", "1e-07"),
+            ("{tiny:g}", "1e-07"),
+            ("{tiny:f}", "0.000000"),
+            ("{negz:.1f}", "-0.0"),
+            ("{negz:z.1f}", "0.0"),
+            ("{half:.2f}", "0.12"),
+        ] {
+            assert_eq!(format(t, &lookup), Ok(e.to_string()), "{t}");
+        }
+    }
+
+    #[test]
+    fn random_garbage_never_panics() {
+        let mut rng = fastrand::Rng::with_seed(42);
+        let alphabet: Vec<char> = "{}[]!:.,_<>=^+- #0123456789sdfeEgGxXobcn%rRaz\u{e9}"
+            .chars()
+            .collect();
+        let names = ["name", "n", "f", "d", "xs", "t", "none"];
+        for _ in 0..4000 {
+            let mut t = String::new();
+            for _ in 0..rng.usize(0..24) {
+                if rng.u8(0..5) == 0 {
+                    t.push('{');
+                    t.push_str(names[rng.usize(0..names.len())]);
+                } else {
+                    t.push(alphabet[rng.usize(0..alphabet.len())]);
+                }
+            }
+            let _ = format(&t, &args);
+        }
+    }
 }

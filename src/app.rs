@@ -1,0 +1,392 @@
+//! Command implementations: what `casare-robot <command>` does, returning an exit code.
+//!
+//! Exit codes: 0 success, 1 the workflow failed, 2 invalid input (workflow, variables, config,
+//! usage), 3 cancelled (Ctrl+C), 4 timed out.
+
+use crate::cli::{Cli, Command, ConfigArgs, NodesArgs, RunArgs, ValidateArgs};
+use crate::config::RobotConfig;
+use crate::engine::model::{self, MAX_WORKFLOW_BYTES};
+use crate::engine::runner::{self, RunOptions, RunStatus};
+use crate::engine::{CancelToken, Dict, LoadError, Value, Workflow};
+use crate::progress::ConsoleProgress;
+use std::path::Path;
+use std::time::Duration;
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the workflow failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: invalid input (workflow, variables, config, usage).
+pub const EXIT_INVALID: u8 = 2;
+/// Exit code: cancelled.
+pub const EXIT_CANCELLED: u8 = 3;
+/// Exit code: timed out.
+pub const EXIT_TIMED_OUT: u8 = 4;
+
+/// Run a parsed command line; returns the process exit code.
+pub fn main(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Run(args) => cmd_run(&args),
+        Command::Validate(args) => cmd_validate(&args),
+        Command::ValidateConfig(args) => cmd_validate_config(&args),
+        Command::Nodes(args) => cmd_nodes(&args),
+    }
+}
+
+/// Why a workflow file could not be used.
+#[derive(Debug)]
+pub enum WorkflowFileError {
+    /// Reading failed.
+    Io(String),
+    /// It did not load.
+    Invalid(LoadError),
+}
+
+impl std::fmt::Display for WorkflowFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkflowFileError::Io(m) => f.write_str(m),
+            WorkflowFileError::Invalid(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Read and load a workflow file.
+pub fn read_workflow(path: &Path) -> Result<Workflow, WorkflowFileError> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        WorkflowFileError::Io(format!("cannot read workflow {}: {e}", path.display()))
+    })?;
+    if meta.len() > MAX_WORKFLOW_BYTES as u64 {
+        return Err(WorkflowFileError::Io(format!(
+            "workflow {} is {} bytes; the limit is {MAX_WORKFLOW_BYTES}",
+            path.display(),
+            meta.len()
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        WorkflowFileError::Io(format!("cannot read workflow {}: {e}", path.display()))
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        WorkflowFileError::Io(format!(
+            "workflow {} is not UTF-8 text: {e}",
+            path.display()
+        ))
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    model::load_str(text).map_err(WorkflowFileError::Invalid)
+}
+
+/// Parse `name=value`: the value as JSON when it is valid JSON, else as a string.
+pub fn parse_var(arg: &str) -> Result<(String, Value), String> {
+    let Some((name, raw)) = arg.split_once('=') else {
+        return Err(format!("--var {arg:?}: expected NAME=VALUE"));
+    };
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(format!("--var {arg:?}: the variable name is empty"));
+    }
+    let value = Value::parse_json(raw).unwrap_or_else(|_| Value::str(raw));
+    Ok((name.to_string(), value))
+}
+
+/// Engine options from the robot configuration.
+pub fn run_options(config: &RobotConfig) -> RunOptions {
+    RunOptions {
+        node_timeout: config.node_timeout,
+        job_timeout: config.job_timeout,
+        node_max_retries: config.node_max_retries,
+        node_initial_delay: config.node_initial_delay,
+        node_max_delay: config.node_max_delay,
+        seed: None,
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<RobotConfig, u8> {
+    RobotConfig::load_from_process_env(path, &[]).map_err(|errors| {
+        eprintln!("error: invalid robot configuration:\n{errors}");
+        EXIT_INVALID
+    })
+}
+
+fn load_inputs(args: &RunArgs) -> Result<Dict, String> {
+    let mut inputs = Dict::new();
+    if let Some(file) = &args.vars_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read --vars-file {}: {e}", file.display()))?;
+        match Value::parse_json(&text) {
+            Ok(Value::Dict(d)) => inputs.extend(d.iter().map(|(k, v)| (k.clone(), v.clone()))),
+            Ok(other) => {
+                return Err(format!(
+                    "--vars-file {} must hold a JSON object, not {}",
+                    file.display(),
+                    other.type_name()
+                ))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "--vars-file {}: invalid JSON at line {}, column {}: {e}",
+                    file.display(),
+                    e.line(),
+                    e.column()
+                ))
+            }
+        }
+    }
+    for arg in &args.vars {
+        let (name, value) = parse_var(arg)?;
+        inputs.insert(name, value);
+    }
+    Ok(inputs)
+}
+
+fn cmd_run(args: &RunArgs) -> u8 {
+    let config = match load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let wf = match read_workflow(&args.workflow) {
+        Ok(wf) => wf,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_INVALID;
+        }
+    };
+    let inputs = match load_inputs(args) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_INVALID;
+        }
+    };
+    let mut opts = run_options(&config);
+    opts.seed = args.seed;
+    if let Some(secs) = args.timeout {
+        if !secs.is_finite() || secs <= 0.0 {
+            eprintln!("error: --timeout {secs}: must be a positive number of seconds");
+            return EXIT_INVALID;
+        }
+        opts.job_timeout = Duration::from_secs_f64(secs.min(1e9));
+    }
+    let cancel = CancelToken::new();
+    install_ctrlc(&cancel);
+    if !args.quiet {
+        eprintln!(
+            "run {} ({} nodes) from {}",
+            wf.name,
+            wf.total_nodes,
+            args.workflow.display()
+        );
+    }
+    let mut progress = ConsoleProgress::new(args.quiet);
+    let outcome = runner::run(&wf, inputs, &opts, &cancel, &mut progress);
+
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcome.to_json()).unwrap_or_default()
+        );
+    } else {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "status: {}\nduration: {:.3} ms\nexecuted nodes: {} of {} ({} executions)\n",
+            match outcome.status {
+                RunStatus::Completed => "completed",
+                RunStatus::Failed => "failed",
+                RunStatus::Cancelled => "cancelled",
+                RunStatus::TimedOut => "timed out",
+            },
+            outcome.duration.as_secs_f64() * 1000.0,
+            outcome.executed_nodes,
+            outcome.total_nodes,
+            outcome.node_executions
+        ));
+        if let Some(e) = &outcome.error {
+            out.push_str(&format!("error: {e}\n"));
+        }
+        let outputs = outcome.outputs();
+        if !outputs.is_empty() {
+            out.push_str("outputs:\n");
+            for (k, v) in &outputs {
+                out.push_str(&format!("  {k} = {}\n", v.py_repr()));
+            }
+        }
+        print!("{out}");
+    }
+    match outcome.status {
+        RunStatus::Completed => EXIT_OK,
+        status => {
+            if let Some(e) = &outcome.error {
+                eprintln!("error: {e}");
+            }
+            match status {
+                RunStatus::Cancelled => EXIT_CANCELLED,
+                RunStatus::TimedOut => EXIT_TIMED_OUT,
+                _ => EXIT_FAILED,
+            }
+        }
+    }
+}
+
+/// First Ctrl+C cancels the run at the next node boundary (waits are interrupted); a second one
+/// exits at once.
+fn install_ctrlc(cancel: &CancelToken) {
+    let token = cancel.clone();
+    let result = ctrlc::set_handler(move || {
+        if token.is_cancelled() {
+            eprintln!("interrupted again: exiting now");
+            std::process::exit(130);
+        }
+        eprintln!("interrupted: stopping at the next node (Ctrl+C again to exit now)");
+        token.cancel("interrupted by Ctrl+C");
+    });
+    if let Err(e) = result {
+        log::debug!("cannot install the Ctrl+C handler: {e}");
+    }
+}
+
+fn cmd_validate(args: &ValidateArgs) -> u8 {
+    match read_workflow(&args.workflow) {
+        Ok(wf) => {
+            let n_edges: usize = wf
+                .nodes
+                .iter()
+                .map(|n| n.routes.iter().map(|(_, t)| t.len()).sum::<usize>() + n.data_in.len())
+                .sum();
+            if args.json {
+                let report = serde_json::json!({
+                    "valid": true, "name": wf.name, "nodes": wf.total_nodes, "edges": n_edges, "problems": [],
+                });
+                println!("{report}");
+            } else {
+                println!(
+                    "ok: {} is valid ({} nodes, {} edges)",
+                    args.workflow.display(),
+                    wf.total_nodes,
+                    n_edges
+                );
+            }
+            EXIT_OK
+        }
+        Err(e) => {
+            if args.json {
+                let problems: Vec<serde_json::Value> = match &e {
+                    WorkflowFileError::Invalid(le) => le
+                        .problems
+                        .iter()
+                        .map(|p| {
+                            serde_json::json!({"node_id": p.node_id, "node_type": p.node_type, "message": p.message})
+                        })
+                        .collect(),
+                    WorkflowFileError::Io(m) => vec![serde_json::json!({"node_id": null, "node_type": null, "message": m})],
+                };
+                let unsupported = match &e {
+                    WorkflowFileError::Invalid(le) => le.unsupported_types.clone(),
+                    WorkflowFileError::Io(_) => Vec::new(),
+                };
+                let report = serde_json::json!({"valid": false, "problems": problems, "unsupported_types": unsupported});
+                println!("{report}");
+            } else {
+                eprintln!("error: {}: {e}", args.workflow.display());
+            }
+            EXIT_INVALID
+        }
+    }
+}
+
+fn cmd_validate_config(args: &ConfigArgs) -> u8 {
+    let config = match load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match &config.config_file {
+        Some(p) => println!("config file: {}", p.display()),
+        None => println!("config file: (none; defaults and environment only)"),
+    }
+    let rows = config.describe();
+    let key_w = rows.iter().map(|(k, _, _)| k.len()).max().unwrap_or(0);
+    let val_w = rows
+        .iter()
+        .map(|(_, v, _)| v.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(60);
+    for (key, value, source) in rows {
+        println!("{key:<key_w$}  {value:<val_w$}  ({source})");
+    }
+    println!("configuration is valid");
+    EXIT_OK
+}
+
+fn cmd_nodes(args: &NodesArgs) -> u8 {
+    let defs = crate::nodes::all();
+    if args.json {
+        let list: Vec<serde_json::Value> = defs
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "node_type": d.node_type,
+                    "params": d.params.iter().map(|p| serde_json::json!({
+                        "name": p.name, "default": p.default.to_value().to_json(), "required": p.required,
+                    })).collect::<Vec<_>>(),
+                    "outputs": d.outputs,
+                    "routes": d.routes,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
+    } else {
+        for d in &defs {
+            let params: Vec<String> = d
+                .params
+                .iter()
+                .map(|p| {
+                    if p.required {
+                        format!("{}*", p.name)
+                    } else {
+                        p.name.to_string()
+                    }
+                })
+                .collect();
+            println!(
+                "{:<28} in: {}  out: {}",
+                d.node_type,
+                params.join(", "),
+                d.outputs.join(", ")
+            );
+        }
+        println!("{} node types (* = required)", defs.len());
+    }
+    EXIT_OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn var_values_are_json_when_valid() {
+        let check = |arg: &str, name: &str, expected: Value| {
+            let (n, v) = parse_var(arg).unwrap();
+            assert_eq!(n, name);
+            assert_eq!(v, expected);
+            assert_eq!(v.type_name(), expected.type_name(), "{arg}");
+        };
+        check("n=5", "n", Value::Int(5));
+        check("f=2.5", "f", Value::Float(2.5));
+        check("b=true", "b", Value::Bool(true));
+        check(
+            "l=[1,2]",
+            "l",
+            Value::list(vec![Value::Int(1), Value::Int(2)]),
+        );
+        check("s=hello world", "s", Value::str("hello world"));
+        check("q=\"5\"", "q", Value::str("5"));
+        check("e=", "e", Value::str(""));
+        check("eq=a=b", "eq", Value::str("a=b"));
+        assert!(parse_var("novalue").is_err());
+        assert!(parse_var("=5").is_err());
+    }
+}

@@ -1,0 +1,82 @@
+//! Command-line interface definitions (clap derive). Parsing only; `app` runs the commands.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// The Robot of the CasareRPA automation platform.
+#[derive(Debug, Parser)]
+#[command(name = "casare-robot", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a workflow locally and print its result.
+    Run(RunArgs),
+    /// Check a workflow and list every problem found.
+    Validate(ValidateArgs),
+    /// Load robot_config.json + environment + flags and print the effective configuration.
+    ValidateConfig(ConfigArgs),
+    /// List the node types this robot supports.
+    Nodes(NodesArgs),
+}
+
+/// `run` arguments.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The workflow file (CasareRPA canvas JSON).
+    pub workflow: PathBuf,
+    /// Set an input variable. The value is parsed as JSON when it is valid JSON
+    /// (5, 2.5, true, null, [1,2], {"a":1}, "quoted"), otherwise taken as a plain string.
+    /// Repeatable; later flags win over --vars-file.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Read input variables from a JSON object file.
+    #[arg(long, value_name = "FILE")]
+    pub vars_file: Option<PathBuf>,
+    /// Print the result object as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Job timeout in seconds (default: job_timeout from the config, 3600).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Seed for random nodes, for reproducible runs.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Do not print a line per node on stderr (log lines and errors are still shown).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Robot configuration file (default: ./robot_config.json or the platform config dir).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `validate` arguments.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The workflow file.
+    pub workflow: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `validate-config` arguments.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Robot configuration file (default: ./robot_config.json or the platform config dir).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `nodes` arguments.
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    /// Print as JSON (type, parameters with defaults, outputs, routes).
+    #[arg(long)]
+    pub json: bool,
+}
