@@ -869,3 +869,259 @@ impl Workflow {
         self.nodes[idx].def.kind == NodeKind::ControlFlow
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nodes::testing::{chain, ex, graph};
+    use serde_json::json;
+
+    fn problems(json: &str) -> Vec<String> {
+        match load_str(json) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn malformed_json_names_line_and_column() {
+        let err = load_str("{\n  \"nodes\": {,\n}").unwrap_err();
+        assert!(
+            err.problems[0]
+                .message
+                .starts_with("invalid JSON at line 2, column 13"),
+            "{err}"
+        );
+        assert!(load_str("[1, 2]")
+            .unwrap_err()
+            .to_string()
+            .contains("must be a JSON object"));
+        assert!(load_str("{}")
+            .unwrap_err()
+            .to_string()
+            .contains("has no \"nodes\""));
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let json = graph(
+            &[
+                ("a", "LaunchBrowserNode", json!({})),
+                ("b", "SendEmailNode", json!({})),
+                ("c", "LogNode", json!({"message": "x"})),
+                ("d", "SetVariableNode", json!({})),
+            ],
+            &[
+                ex("c", "exec_out", "missing"),
+                ("c", "nope", "c", "exec_in"),
+                ("c", "message", "d", "bogus"),
+            ],
+        );
+        let err = load_str(&json).unwrap_err();
+        assert_eq!(
+            err.unsupported_types,
+            ["LaunchBrowserNode", "SendEmailNode"]
+        );
+        let text: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                "a (LaunchBrowserNode): unsupported node type",
+                "b (SendEmailNode): unsupported node type",
+                "connections[0] (c.exec_out -> missing.exec_in) refers to missing node \"missing\"",
+                "c (LogNode): connects to itself (nope -> exec_in)",
+                "d (SetVariableNode): has no input port \"bogus\" (inputs: variable_name, value, default_value, variable_type)",
+                "d (SetVariableNode): required input \"variable_name\" has no value (set config \"variable_name\" or connect a data edge)",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_routing_and_output_ports_are_named() {
+        let json = graph(
+            &[
+                ("i", "IfNode", json!({})),
+                ("l", "LogNode", json!({})),
+                ("m", "LogNode", json!({})),
+            ],
+            &[
+                ("i", "maybe_exec", "l", "exec_in"),
+                ("l", "nothing", "m", "message"),
+            ],
+        );
+        assert_eq!(
+            problems(&json),
+            [
+                "i (IfNode): has no routing port \"maybe_exec\" (it has: true, false)",
+                "l (LogNode): has no output port \"nothing\" (outputs: message)",
+            ]
+        );
+    }
+
+    #[test]
+    fn exec_cycles_are_rejected_unless_through_a_loop_start() {
+        let json = graph(
+            &[
+                ("a", "LogNode", json!({})),
+                ("b", "LogNode", json!({})),
+                ("c", "LogNode", json!({})),
+            ],
+            &[
+                ex("a", "exec_out", "b"),
+                ex("b", "exec_out", "c"),
+                ex("c", "exec_out", "a"),
+            ],
+        );
+        let p = problems(&json);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("exec cycle that is not a loop: a -> b -> c -> a"),
+            "{p:?}"
+        );
+
+        let json = graph(
+            &[
+                ("s", "ForLoopStartNode", json!({"items": [1]})),
+                ("b", "LogNode", json!({})),
+                ("e", "ForLoopEndNode", json!({})),
+            ],
+            &[
+                ex("s", "body", "b"),
+                ex("b", "exec_out", "e"),
+                ex("e", "exec_out", "s"),
+            ],
+        );
+        assert!(problems(&json).is_empty());
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let big = "x".repeat(MAX_STRING_BYTES + 1);
+        let p = problems(&chain(&[("l", "LogNode", json!({"message": big}))]));
+        assert_eq!(p, [format!("l (LogNode): config \"message\": string of {} bytes exceeds the limit of {MAX_STRING_BYTES}", MAX_STRING_BYTES + 1)]);
+        let mut deep = json!(1);
+        for _ in 0..40 {
+            deep = json!([deep]);
+        }
+        let p = problems(&chain(&[("l", "LogNode", json!({"data": deep}))]));
+        assert!(p[0].contains("nested deeper than 32 levels"), "{p:?}");
+        let nodes: Vec<(String, &str, serde_json::Value)> = (0..MAX_NODES + 1)
+            .map(|i| (format!("n{i}"), "LogNode", json!({})))
+            .collect();
+        let refs: Vec<(&str, &str, serde_json::Value)> = nodes
+            .iter()
+            .map(|(a, b, c)| (a.as_str(), *b, c.clone()))
+            .collect();
+        let p = problems(&graph(&refs, &[]));
+        assert_eq!(
+            p,
+            [format!(
+                "the workflow has {} nodes; the limit is {MAX_NODES}",
+                MAX_NODES + 1
+            )]
+        );
+    }
+
+    #[test]
+    fn implicit_start_wires_nodes_without_incoming_exec_edges() {
+        let json = graph(
+            &[
+                ("a", "LogNode", json!({})),
+                ("b", "LogNode", json!({})),
+                ("c", "LogNode", json!({})),
+                ("t", "TryNode", json!({})),
+                ("k", "CatchNode", json!({"paired_try_id": "t"})),
+            ],
+            &[ex("a", "exec_out", "b")],
+        );
+        let wf = load_str(&json).unwrap();
+        let start = &wf.nodes[wf.start];
+        assert_eq!(start.id, AUTO_START_ID);
+        let targets: Vec<&str> = start
+            .targets("exec_out")
+            .iter()
+            .map(|&i| wf.nodes[i].id.as_str())
+            .collect();
+        assert_eq!(targets, ["a", "c", "t"]);
+        assert_eq!(wf.total_nodes, 5);
+        let t = wf.index["t"];
+        assert_eq!(wf.nodes[t].catch, Some(wf.index["k"]));
+    }
+
+    #[test]
+    fn explicit_start_node_wins_and_nothing_is_auto_wired() {
+        let json = graph(
+            &[
+                ("s", "StartNode", json!({})),
+                ("a", "LogNode", json!({})),
+                ("orphan", "LogNode", json!({})),
+            ],
+            &[ex("s", "exec_out", "a")],
+        );
+        let wf = load_str(&json).unwrap();
+        assert_eq!(wf.nodes[wf.start].id, "s");
+        assert!(!wf.index.contains_key(AUTO_START_ID));
+    }
+
+    #[test]
+    fn variables_in_every_accepted_shape() {
+        let doc = json!({
+            "nodes": {},
+            "variables": {"raw": 5, "dv": {"type": "String", "default_value": "a"}, "d": {"type": "Integer", "default": 3},
+                          "v": {"value": [1]}, "typed_only": {"type": "String"}}
+        });
+        let wf = load_json(&doc).unwrap();
+        assert_eq!(
+            Value::dict(wf.variables.clone()),
+            Value::parse_json(r#"{"raw": 5, "dv": "a", "d": 3, "v": [1], "typed_only": null}"#)
+                .unwrap()
+        );
+        let doc = json!({"nodes": {}, "variables": [{"name": "x", "value": 1}, {"name": "y", "default_value": 2}]});
+        let wf = load_json(&doc).unwrap();
+        assert_eq!(
+            Value::dict(wf.variables),
+            Value::parse_json(r#"{"x": 1, "y": 2}"#).unwrap()
+        );
+    }
+
+    #[test]
+    fn lenient_array_dialect_loads() {
+        let doc = json!({
+            "nodes": [
+                {"node_id": "a", "type": "SetVariableNode", "properties": {"variable_name": "x", "value": 1}},
+                {"node_id": "b", "type": "LogNode", "properties": {"message": "{{x}}"}}
+            ],
+            "connections": [{"from_node": "a", "from_port": "exec_out", "to_node": "b", "to_port": "exec_in"}]
+        });
+        let wf = load_json(&doc).unwrap();
+        assert_eq!(wf.nodes[wf.index["a"]].targets("exec_out"), [wf.index["b"]]);
+    }
+
+    #[test]
+    fn bad_pairings_are_reported() {
+        let json = graph(
+            &[
+                ("e", "ForLoopEndNode", json!({"paired_start_id": "nowhere"})),
+                ("l", "LogNode", json!({})),
+                ("e2", "WhileLoopEndNode", json!({"paired_start_id": "l"})),
+            ],
+            &[],
+        );
+        assert_eq!(
+            problems(&json),
+            [
+                "e (ForLoopEndNode): paired_start_id \"nowhere\" names no node in this workflow",
+                "e2 (WhileLoopEndNode): paired_start_id \"l\" is a LogNode, not a matching start node",
+            ]
+        );
+    }
+
+    #[test]
+    fn hash_changes_with_content() {
+        let a = load_str(&chain(&[("l", "LogNode", json!({"message": "a"}))])).unwrap();
+        let b = load_str(&chain(&[("l", "LogNode", json!({"message": "b"}))])).unwrap();
+        let a2 = load_str(&chain(&[("l", "LogNode", json!({"message": "a"}))])).unwrap();
+        assert_ne!(a.hash, b.hash);
+        assert_eq!(a.hash, a2.hash);
+    }
+}

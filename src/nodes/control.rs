@@ -128,18 +128,15 @@ pub const NODES: &[NodeDef] = &[
         &["finally_body", "exec_out"],
         finally_node,
     ),
-    NodeDef {
-        routes: &[],
-        ..NodeDef::plain(
-            "ThrowErrorNode",
-            &[
-                opt("error_message", Lit::Str("Custom error")),
-                opt("error_type", Lit::Str("Exception")),
-            ],
-            &[],
-            throw_error,
-        )
-    },
+    NodeDef::plain(
+        "ThrowErrorNode",
+        &[
+            opt("error_message", Lit::Str("Custom error")),
+            opt("error_type", Lit::Str("Exception")),
+        ],
+        &[],
+        throw_error,
+    ),
     NodeDef::plain(
         "AssertNode",
         &[
@@ -517,5 +514,500 @@ fn assert_node(ctx: &mut NodeCtx<'_>) -> Result<Flow, NodeError> {
         Ok(Flow::Next)
     } else {
         Err(NodeError::new("AssertionError", ctx.param_str("message")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::engine::Value;
+    use serde_json::json;
+
+    fn log(id: &'static str, msg: &str) -> (&'static str, &'static str, serde_json::Value) {
+        (
+            id,
+            "LogNode",
+            json!({"message": msg, "include_node_id": false}),
+        )
+    }
+
+    #[test]
+    fn if_routes_by_condition_kinds() {
+        let check = |cond: serde_json::Value, vars: serde_json::Value, expected: &str| {
+            let mut nodes = vec![(
+                "s",
+                "SetVariableNode",
+                json!({"variable_name": "x", "value": vars}),
+            )];
+            nodes.push(("if", "IfNode", json!({"condition": cond})));
+            nodes.push(log("t", "T"));
+            nodes.push(log("f", "F"));
+            let ran = run_json(&graph(
+                &nodes,
+                &[
+                    ex("s", "exec_out", "if"),
+                    ex("if", "true", "t"),
+                    ex("if", "false", "f"),
+                ],
+            ));
+            assert!(ran.outcome.success(), "{}", ran.error());
+            assert_eq!(ran.logs, [expected], "condition {cond}");
+        };
+        check(json!(true), json!(1), "T");
+        check(json!("{{x}} > 3"), json!(5), "T");
+        check(json!("{{x}} > 3"), json!(2), "F");
+        check(json!("{{x}}"), json!(0), "F");
+        check(json!("{{x}} == 'Alice'"), json!("Alice"), "T");
+        check(json!("len(x) == 3"), json!([1, 2, 3]), "T");
+        check(json!("undefined_name > 1"), json!(1), "F");
+        check(json!("this is ( not python"), json!(1), "F");
+        check(json!([1]), json!(1), "T");
+    }
+
+    #[test]
+    fn if_reads_a_data_edge_before_config() {
+        let nodes = [
+            (
+                "c",
+                "ComparisonNode",
+                json!({"a": 1, "b": 2, "operator": "<"}),
+            ),
+            ("if", "IfNode", json!({"condition": false})),
+            log("t", "T"),
+            log("f", "F"),
+        ];
+        let edges = [
+            ex("c", "exec_out", "if"),
+            ("c", "result", "if", "condition"),
+            ex("if", "true", "t"),
+            ex("if", "false", "f"),
+        ];
+        let json = graph(&nodes, &edges);
+        // ComparisonNode may not be registered yet in this branch: only run when it is.
+        if crate::nodes::lookup("ComparisonNode").is_some() {
+            let ran = run_json(&json);
+            assert_eq!(ran.logs, ["T"], "{}", ran.error());
+        }
+    }
+
+    #[test]
+    fn switch_routes_by_value_then_index_then_default() {
+        let run = |value: &str, ports: [&'static str; 2]| {
+            let nodes = [
+                (
+                    "sw",
+                    "SwitchNode",
+                    json!({"value": value, "cases": ["a", "b"]}),
+                ),
+                log("la", "A"),
+                log("lb", "B"),
+                log("ld", "D"),
+            ];
+            run_json(&graph(
+                &nodes,
+                &[
+                    ex("sw", ports[0], "la"),
+                    ex("sw", ports[1], "lb"),
+                    ex("sw", "default", "ld"),
+                ],
+            ))
+        };
+        assert_eq!(run("b", ["case_a", "case_b"]).logs, ["B"]);
+        assert_eq!(run("b", ["case_0", "case_1"]).logs, ["B"]);
+        assert_eq!(run("zzz", ["case_a", "case_b"]).logs, ["D"]);
+        let ran = run("b", ["case_a", "case_b"]);
+        assert_eq!(ran.out("sw", "matched_case"), Value::str("b"));
+    }
+
+    #[test]
+    fn switch_expression_error_fails_the_node() {
+        let ran = run_json(&graph(
+            &[(
+                "sw",
+                "SwitchNode",
+                json!({"expression": "1 +", "cases": ["1"]}),
+            )],
+            &[],
+        ));
+        assert!(
+            ran.error().starts_with("sw (SwitchNode): "),
+            "{}",
+            ran.error()
+        );
+    }
+
+    fn for_loop(config: serde_json::Value) -> Ran {
+        let nodes = [
+            ("start", "ForLoopStartNode", config),
+            log("body", "item={{item}} i={{item_index}}"),
+            ("end", "ForLoopEndNode", json!({"paired_start_id": "start"})),
+            log("done", "done"),
+        ];
+        run_json(&graph(
+            &nodes,
+            &[
+                ex("start", "body", "body"),
+                ex("body", "exec_out", "end"),
+                ex("start", "completed", "done"),
+            ],
+        ))
+    }
+
+    #[test]
+    fn for_loop_over_items_range_dict_and_text() {
+        assert_eq!(
+            for_loop(json!({"items": ["A", "B"]})).logs,
+            ["item=A i=0", "item=B i=1", "done"]
+        );
+        assert_eq!(
+            for_loop(json!({"mode": "range", "start": 1, "end": 6, "step": 2})).logs,
+            ["item=1 i=0", "item=3 i=1", "item=5 i=2", "done"]
+        );
+        assert_eq!(
+            for_loop(json!({"end": 2})).logs,
+            ["item=0 i=0", "item=1 i=1", "done"]
+        );
+        assert_eq!(
+            for_loop(json!({"items": {"k1": 1, "k2": 2}})).logs,
+            ["item=1 i=0", "item=2 i=1", "done"]
+        );
+        assert_eq!(
+            for_loop(json!({"items": "ab"})).logs,
+            ["item=a i=0", "item=b i=1", "done"]
+        );
+        assert_eq!(for_loop(json!({"items": []})).logs, ["done"]);
+        assert_eq!(
+            for_loop(json!({"mode": "range", "start": 3, "end": 0, "step": -1}))
+                .logs
+                .len(),
+            4
+        );
+        let ran = for_loop(json!({"mode": "range", "step": 0}));
+        assert_eq!(
+            ran.error(),
+            "start (ForLoopStartNode): range step must not be zero"
+        );
+        let ran = for_loop(json!({"items": 2.5}));
+        assert_eq!(
+            ran.error(),
+            "start (ForLoopStartNode): cannot loop over float 2.5"
+        );
+    }
+
+    #[test]
+    fn for_loop_pairing_is_inferred_when_missing() {
+        let nodes = [
+            ("start", "ForLoopStartNode", json!({"items": [1, 2, 3]})),
+            (
+                "inc",
+                "IncrementVariableNode",
+                json!({"variable_name": "n"}),
+            ),
+            ("end", "ForLoopEndNode", json!({})),
+        ];
+        let ran = run_json(&graph(
+            &nodes,
+            &[ex("start", "body", "inc"), ex("inc", "exec_out", "end")],
+        ));
+        assert!(
+            matches!(ran.var("n"), Value::Float(f) if f == 3.0),
+            "{:?}",
+            ran.var("n")
+        );
+    }
+
+    #[test]
+    fn nested_loops_run_inner_body_fully_each_outer_iteration() {
+        let nodes = [
+            (
+                "outer",
+                "ForLoopStartNode",
+                json!({"items": ["a", "b"], "item_var": "o"}),
+            ),
+            (
+                "inner",
+                "ForLoopStartNode",
+                json!({"items": [1, 2, 3], "item_var": "i"}),
+            ),
+            log("body", "{{o}}{{i}}"),
+            ("inner_end", "ForLoopEndNode", json!({})),
+            ("outer_end", "ForLoopEndNode", json!({})),
+            log("done", "done"),
+        ];
+        let edges = [
+            ex("outer", "body", "inner"),
+            ex("inner", "body", "body"),
+            ex("body", "exec_out", "inner_end"),
+            ex("inner", "completed", "outer_end"),
+            ex("outer", "completed", "done"),
+        ];
+        let ran = run_json(&graph(&nodes, &edges));
+        assert_eq!(
+            ran.logs,
+            ["a1", "a2", "a3", "b1", "b2", "b3", "done"],
+            "{}",
+            ran.error()
+        );
+    }
+
+    #[test]
+    fn while_loop_with_counter_and_max_iterations() {
+        let nodes = [
+            (
+                "init",
+                "SetVariableNode",
+                json!({"variable_name": "c", "value": 0}),
+            ),
+            ("w", "WhileLoopStartNode", json!({"condition": "{{c}} < 3"})),
+            (
+                "inc",
+                "IncrementVariableNode",
+                json!({"variable_name": "c"}),
+            ),
+            log("body", "c={{c}}"),
+            ("wend", "WhileLoopEndNode", json!({"paired_start_id": "w"})),
+            log("done", "done"),
+        ];
+        let edges = [
+            ex("init", "exec_out", "w"),
+            ex("w", "body", "inc"),
+            ex("inc", "exec_out", "body"),
+            ex("body", "exec_out", "wend"),
+            ex("w", "completed", "done"),
+        ];
+        assert_eq!(
+            run_json(&graph(&nodes, &edges)).logs,
+            ["c=1.0", "c=2.0", "c=3.0", "done"]
+        );
+
+        let nodes = [
+            (
+                "w",
+                "WhileLoopStartNode",
+                json!({"condition": true, "max_iterations": 4}),
+            ),
+            (
+                "inc",
+                "IncrementVariableNode",
+                json!({"variable_name": "c"}),
+            ),
+            ("wend", "WhileLoopEndNode", json!({})),
+        ];
+        let ran = run_json(&graph(
+            &nodes,
+            &[ex("w", "body", "inc"), ex("inc", "exec_out", "wend")],
+        ));
+        assert!(ran.outcome.success());
+        assert!(matches!(ran.var("c"), Value::Float(f) if f == 4.0));
+    }
+
+    #[test]
+    fn break_and_continue() {
+        let nodes = [
+            (
+                "loop",
+                "ForLoopStartNode",
+                json!({"items": [1, 2, 3, 4, 5]}),
+            ),
+            ("is_two", "IfNode", json!({"condition": "{{item}} == 2"})),
+            ("cont", "ContinueNode", json!({})),
+            ("is_four", "IfNode", json!({"condition": "{{item}} == 4"})),
+            ("brk", "BreakNode", json!({})),
+            log("body", "{{item}}"),
+            ("end", "ForLoopEndNode", json!({})),
+            log("done", "done"),
+        ];
+        let edges = [
+            ex("loop", "body", "is_two"),
+            ex("is_two", "true", "cont"),
+            ex("is_two", "false", "is_four"),
+            ex("is_four", "true", "brk"),
+            ex("is_four", "false", "body"),
+            ex("body", "exec_out", "end"),
+            ex("loop", "completed", "done"),
+        ];
+        let ran = run_json(&graph(&nodes, &edges));
+        assert_eq!(ran.logs, ["1", "3", "done"], "{}", ran.error());
+    }
+
+    #[test]
+    fn try_catch_finally_routes_errors() {
+        let nodes = [
+            ("try", "TryNode", json!({})),
+            (
+                "boom",
+                "ThrowErrorNode",
+                json!({"error_message": "it broke", "error_type": "ValueError"}),
+            ),
+            log("not_run", "not run"),
+            ("catch", "CatchNode", json!({"paired_try_id": "try"})),
+            log(
+                "handler",
+                "caught {{catch.error_type}}: {{catch.error_message}}",
+            ),
+            ("finally", "FinallyNode", json!({"paired_try_id": "try"})),
+            log("after", "after, had_error={{finally.had_error}}"),
+        ];
+        let edges = [
+            ex("try", "try_body", "boom"),
+            ex("boom", "exec_out", "not_run"),
+            ex("not_run", "exec_out", "catch"),
+            ex("catch", "catch_body", "handler"),
+            ex("handler", "exec_out", "finally"),
+            ex("catch", "exec_out", "finally"),
+            ex("finally", "exec_out", "after"),
+        ];
+        let ran = run_json(&graph(&nodes, &edges));
+        assert!(ran.outcome.success(), "{}", ran.error());
+        assert_eq!(
+            ran.logs,
+            ["caught ValueError: it broke", "after, had_error=True"]
+        );
+    }
+
+    #[test]
+    fn try_without_error_skips_the_catch_body() {
+        let nodes = [
+            ("try", "TryNode", json!({})),
+            log("work", "work"),
+            ("catch", "CatchNode", json!({})),
+            log("handler", "handler"),
+            ("finally", "FinallyNode", json!({})),
+            log("after", "after {{finally.had_error}}"),
+        ];
+        let edges = [
+            ex("try", "exec_out", "work"),
+            ex("work", "exec_out", "catch"),
+            ex("catch", "catch_body", "handler"),
+            ex("catch", "exec_out", "finally"),
+            ex("finally", "exec_out", "after"),
+        ];
+        let ran = run_json(&graph(&nodes, &edges));
+        assert_eq!(ran.logs, ["work", "after False"], "{}", ran.error());
+    }
+
+    #[test]
+    fn finally_without_catch_runs_then_fails_with_the_original_error() {
+        let nodes = [
+            ("try", "TryNode", json!({})),
+            ("boom", "ThrowErrorNode", json!({"error_message": "bad"})),
+            ("finally", "FinallyNode", json!({"paired_try_id": "try"})),
+            log("cleanup", "cleanup"),
+            log("after", "never"),
+        ];
+        let edges = [
+            ex("try", "try_body", "boom"),
+            ex("boom", "exec_out", "finally"),
+            ex("finally", "finally_body", "cleanup"),
+            ex("finally", "exec_out", "after"),
+        ];
+        let ran = run_json(&graph(&nodes, &edges));
+        assert_eq!(ran.logs, ["cleanup"]);
+        assert_eq!(ran.error(), "boom (ThrowErrorNode): bad");
+    }
+
+    #[test]
+    fn an_error_outside_any_try_fails_the_run_and_catch_filters_types() {
+        let ran = run_chain(&[("boom", "ThrowErrorNode", json!({}))]);
+        assert_eq!(ran.error(), "boom (ThrowErrorNode): Custom error");
+        assert_eq!(ran.outcome.error.as_ref().unwrap().error_type, "Exception");
+
+        let nodes = [
+            ("try", "TryNode", json!({})),
+            (
+                "boom",
+                "ThrowErrorNode",
+                json!({"error_message": "x", "error_type": "KeyError"}),
+            ),
+            (
+                "catch",
+                "CatchNode",
+                json!({"paired_try_id": "try", "error_types": "ValueError"}),
+            ),
+            log("handler", "handled"),
+        ];
+        let edges = [
+            ex("try", "try_body", "boom"),
+            ex("catch", "catch_body", "handler"),
+        ];
+        let ran = run_json(&graph(&nodes, &edges));
+        assert!(ran.logs.is_empty());
+        assert!(ran.error().contains("x"), "{}", ran.error());
+    }
+
+    #[test]
+    fn nested_try_inner_catch_wins_and_errors_in_catch_reach_the_outer() {
+        let nodes = [
+            ("outer", "TryNode", json!({})),
+            ("inner", "TryNode", json!({})),
+            ("boom", "ThrowErrorNode", json!({"error_message": "first"})),
+            (
+                "inner_catch",
+                "CatchNode",
+                json!({"paired_try_id": "inner"}),
+            ),
+            (
+                "boom2",
+                "ThrowErrorNode",
+                json!({"error_message": "second"}),
+            ),
+            (
+                "outer_catch",
+                "CatchNode",
+                json!({"paired_try_id": "outer"}),
+            ),
+            log("handler", "outer caught {{outer_catch.error_message}}"),
+        ];
+        let edges = [
+            ex("outer", "try_body", "inner"),
+            ex("inner", "try_body", "boom"),
+            ex("inner_catch", "catch_body", "boom2"),
+            ex("outer_catch", "catch_body", "handler"),
+        ];
+        let ran = run_json(&graph(&nodes, &edges));
+        assert!(ran.outcome.success(), "{}", ran.error());
+        assert_eq!(ran.logs, ["outer caught second"]);
+    }
+
+    #[test]
+    fn assert_node() {
+        for (cond, ok) in [
+            (json!(true), true),
+            (json!("yes"), true),
+            (json!("false"), false),
+            (json!("1 > 2"), false),
+            (json!(0), false),
+        ] {
+            let ran = run_chain(&[(
+                "a",
+                "AssertNode",
+                json!({"condition": cond, "message": "must hold"}),
+            )]);
+            assert_eq!(ran.outcome.success(), ok, "{cond}");
+            if !ok {
+                assert_eq!(ran.error(), "a (AssertNode): must hold");
+                assert_eq!(
+                    ran.outcome.error.as_ref().unwrap().error_type,
+                    "AssertionError"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn merge_runs_once_on_first_arrival() {
+        let nodes = [
+            ("if", "IfNode", json!({"condition": true})),
+            log("a", "a"),
+            ("m", "MergeNode", json!({})),
+            log("after", "after"),
+        ];
+        let edges = [
+            ex("if", "true", "a"),
+            ex("a", "exec_out", "m"),
+            ex("if", "false", "m"),
+            ex("m", "exec_out", "after"),
+        ];
+        assert_eq!(run_json(&graph(&nodes, &edges)).logs, ["a", "after"]);
     }
 }

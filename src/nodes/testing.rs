@@ -129,3 +129,31 @@ pub fn run_node(node_type: &str, config: serde_json::Value, vars: serde_json::Va
         .collect();
     run_chain(&refs)
 }
+
+/// Build a workflow JSON from nodes `(id, type, config)` and edges
+/// `(source, source_port, target, target_port)`.
+pub fn graph(
+    nodes: &[(&str, &str, serde_json::Value)],
+    edges: &[(&str, &str, &str, &str)],
+) -> String {
+    let mut map = serde_json::Map::new();
+    for (id, ty, config) in nodes {
+        map.insert(
+            (*id).to_string(),
+            serde_json::json!({"node_id": id, "node_type": ty, "config": config}),
+        );
+    }
+    let conns: Vec<serde_json::Value> = edges
+        .iter()
+        .map(|(s, sp, t, tp)| {
+            serde_json::json!({"source_node": s, "source_port": sp, "target_node": t, "target_port": tp})
+        })
+        .collect();
+    serde_json::json!({"metadata": {"name": "test"}, "nodes": map, "connections": conns})
+        .to_string()
+}
+
+/// Shorthand for an exec edge `a.port -> b.exec_in`.
+pub fn ex<'a>(a: &'a str, port: &'a str, b: &'a str) -> (&'a str, &'a str, &'a str, &'a str) {
+    (a, port, b, "exec_in")
+}

@@ -1,0 +1,36 @@
+# casare-robot: common tasks. `make test` is what CI runs (via .ci/run).
+CARGO ?= cargo
+
+.PHONY: build release test lint fmt bench run demo windows clean
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+# All tests: unit, integration (real binary, real files), conformance against the CasareRPA fixtures
+# when ../shared/fixtures exists.
+test:
+	$(CARGO) test --all-targets --no-fail-fast
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+bench:
+	$(CARGO) bench --bench engine
+
+# Run the example workflow (pass another with WORKFLOW=path).
+WORKFLOW ?= examples/hello.json
+run:
+	$(CARGO) run --release -- run $(WORKFLOW)
+
+windows:
+	$(CARGO) build --release --target x86_64-pc-windows-gnu
+
+clean:
+	$(CARGO) clean
