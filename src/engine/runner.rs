@@ -538,7 +538,15 @@ fn execute(
             0
         };
         let result = loop {
-            let (result, outputs, logs) = run_one(wf, idx, &mut state, opts, cancel, node_deadline);
+            let (result, outputs, logs) = run_one(
+                wf,
+                idx,
+                &mut state,
+                opts,
+                cancel,
+                node_deadline,
+                job_deadline,
+            );
             let ev = NodeEvent {
                 elapsed: node_started.elapsed(),
                 ..ev
@@ -682,6 +690,7 @@ fn run_one(
     opts: &RunOptions,
     cancel: &CancelToken,
     deadline: Instant,
+    job_deadline: Instant,
 ) -> NodeRun {
     let node = &wf.nodes[idx];
     if node.disabled {
@@ -726,12 +735,15 @@ fn run_one(
         }
     };
     let result = match result {
-        Ok(flow) if Instant::now() > deadline => {
-            let _ = flow;
-            Err(NodeError::timeout(format!(
-                "node took longer than its timeout of {} s",
-                opts.node_timeout.as_secs_f64()
-            )))
+        Ok(_) if Instant::now() > deadline => {
+            Err(NodeError::timeout(if Instant::now() > job_deadline {
+                format!("job timed out after {} s", opts.job_timeout.as_secs_f64())
+            } else {
+                format!(
+                    "node took longer than its timeout of {} s",
+                    opts.node_timeout.as_secs_f64()
+                )
+            }))
         }
         other => other,
     };
@@ -831,3 +843,344 @@ impl NodeCtx<'_> {
 
 /// A cheap shared handle to a workflow, for threads.
 pub type SharedWorkflow = Arc<Workflow>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::load_str;
+    use crate::engine::node::{opt, Lit, NodeDef};
+    use crate::nodes::testing::{chain, ex, graph, Recorder};
+    use serde_json::json;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn flaky(ctx: &mut NodeCtx<'_>) -> Result<Flow, NodeError> {
+        let n = ctx.param_i64("fail_times")?;
+        let key = format!("attempts_{}", ctx.node_id());
+        let attempts = ctx.var(&key).and_then(|v| v.as_i64()).unwrap_or(0) + 1;
+        ctx.set_var(&key, Value::Int(attempts));
+        if attempts <= n {
+            Err(NodeError::new(
+                "ConnectionError",
+                format!("attempt {attempts} failed"),
+            ))
+        } else {
+            Ok(Flow::Next)
+        }
+    }
+    static FLAKY: NodeDef =
+        NodeDef::plain("FlakyNode", &[opt("fail_times", Lit::Int(1))], &[], flaky);
+
+    fn panics(_ctx: &mut NodeCtx<'_>) -> Result<Flow, NodeError> {
+        panic!("boom inside a node")
+    }
+    static PANICS: NodeDef = NodeDef::plain("PanicNode", &[], &[], panics);
+
+    static SPINS: AtomicU32 = AtomicU32::new(0);
+    fn slow(_ctx: &mut NodeCtx<'_>) -> Result<Flow, NodeError> {
+        SPINS.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(30));
+        Ok(Flow::Next)
+    }
+    static SLOW: NodeDef = NodeDef::plain("SlowNode", &[], &[], slow);
+
+    /// Load a chain and swap node `id`'s implementation for a test node.
+    fn with_node(config: serde_json::Value, id: &str, def: &'static NodeDef) -> Workflow {
+        let mut wf = load_str(&chain(&[
+            (id, "LogNode", config),
+            (
+                "after",
+                "SetVariableNode",
+                json!({"variable_name": "after", "value": true}),
+            ),
+        ]))
+        .unwrap();
+        let i = wf.index[id];
+        wf.nodes[i].def = def;
+        wf
+    }
+
+    fn fast_retries(n: u32) -> RunOptions {
+        RunOptions {
+            node_max_retries: n,
+            node_initial_delay: Duration::from_millis(1),
+            node_max_delay: Duration::from_millis(2),
+            ..RunOptions::default()
+        }
+    }
+
+    #[test]
+    fn robot_wide_retries_recover_a_flaky_node() {
+        let wf = with_node(json!({"fail_times": 2}), "f", &FLAKY);
+        let mut rec = Recorder::default();
+        let out = run(
+            &wf,
+            Dict::new(),
+            &fast_retries(2),
+            &CancelToken::new(),
+            &mut rec,
+        );
+        assert!(out.success(), "{:?}", out.error);
+        assert_eq!(out.variables["attempts_f"], Value::Int(3));
+        assert_eq!(out.variables["after"], Value::Bool(true));
+        assert_eq!(out.node_executions, 5, "start + 3 attempts + after");
+
+        let out = run(
+            &wf,
+            Dict::new(),
+            &fast_retries(1),
+            &CancelToken::new(),
+            &mut NoObserver,
+        );
+        assert_eq!(out.status, RunStatus::Failed);
+        assert_eq!(out.error_text().unwrap(), "f (FlakyNode): attempt 2 failed");
+        assert_eq!(out.error.unwrap().error_type, "ConnectionError");
+    }
+
+    #[test]
+    fn per_node_retry_count_overrides_the_robot_setting() {
+        let wf = with_node(
+            json!({"fail_times": 1, "retry_count": 1, "retry_delay": 0.001}),
+            "f",
+            &FLAKY,
+        );
+        let out = run(
+            &wf,
+            Dict::new(),
+            &RunOptions::default(),
+            &CancelToken::new(),
+            &mut NoObserver,
+        );
+        assert!(out.success(), "{:?}", out.error);
+        let wf = with_node(json!({"fail_times": 1, "retry_count": 0}), "f", &FLAKY);
+        let out = run(
+            &wf,
+            Dict::new(),
+            &fast_retries(5),
+            &CancelToken::new(),
+            &mut NoObserver,
+        );
+        assert_eq!(out.status, RunStatus::Failed);
+    }
+
+    #[test]
+    fn a_panicking_node_is_a_failed_node() {
+        let wf = with_node(json!({}), "p", &PANICS);
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let out = run(
+            &wf,
+            Dict::new(),
+            &RunOptions::default(),
+            &CancelToken::new(),
+            &mut NoObserver,
+        );
+        std::panic::set_hook(prev);
+        assert_eq!(out.status, RunStatus::Failed);
+        assert_eq!(
+            out.error_text().unwrap(),
+            "p (PanicNode): node panicked: boom inside a node"
+        );
+    }
+
+    #[test]
+    fn job_timeout_stops_between_nodes() {
+        let nodes: Vec<(String, &str, serde_json::Value)> = (0..50)
+            .map(|i| (format!("n{i}"), "LogNode", json!({})))
+            .collect();
+        let refs: Vec<(&str, &str, serde_json::Value)> = nodes
+            .iter()
+            .map(|(a, b, c)| (a.as_str(), *b, c.clone()))
+            .collect();
+        let mut wf = load_str(&chain(&refs)).unwrap();
+        for n in wf.nodes.iter_mut().filter(|n| n.def.node_type == "LogNode") {
+            n.def = &SLOW;
+        }
+        let opts = RunOptions {
+            job_timeout: Duration::from_millis(100),
+            ..RunOptions::default()
+        };
+        let out = run(
+            &wf,
+            Dict::new(),
+            &opts,
+            &CancelToken::new(),
+            &mut NoObserver,
+        );
+        assert_eq!(out.status, RunStatus::TimedOut);
+        assert!(
+            out.node_executions < 50,
+            "stopped early: {}",
+            out.node_executions
+        );
+        let err = out.error.as_ref().unwrap();
+        assert_eq!(err.error_type, "TimeoutError");
+        assert!(
+            err.message.starts_with("job timed out after 0.1 s"),
+            "{err}"
+        );
+        assert!(
+            out.state.is_some(),
+            "a timed-out run keeps its state for a checkpoint"
+        );
+    }
+
+    #[test]
+    fn state_round_trips_through_json_and_resumes_where_it_stopped() {
+        // Stop a loop half-way via the observer, serialize the state, resume from it.
+        struct StopAfter(u64, CancelToken);
+        impl Observer for StopAfter {
+            fn node_completed(&mut self, ev: &NodeEvent<'_>, _state: &RunState) {
+                if ev.executions == self.0 {
+                    self.1.cancel("test stop");
+                }
+            }
+        }
+        let json = graph(
+            &[
+                (
+                    "init",
+                    "SetVariableNode",
+                    json!({"variable_name": "sum", "value": 0}),
+                ),
+                (
+                    "loop",
+                    "ForLoopStartNode",
+                    json!({"items": [1, 2, 3, 4, 5, 6]}),
+                ),
+                (
+                    "add",
+                    "IncrementVariableNode",
+                    json!({"variable_name": "sum", "increment": "{{item}}"}),
+                ),
+                ("end", "ForLoopEndNode", json!({})),
+                (
+                    "done",
+                    "SetVariableNode",
+                    json!({"variable_name": "done", "value": "{{sum}}"}),
+                ),
+            ],
+            &[
+                ex("init", "exec_out", "loop"),
+                ex("loop", "body", "add"),
+                ex("add", "exec_out", "end"),
+                ex("loop", "completed", "done"),
+            ],
+        );
+        let wf = load_str(&json).unwrap();
+        let full = run(
+            &wf,
+            Dict::new(),
+            &RunOptions::default(),
+            &CancelToken::new(),
+            &mut NoObserver,
+        );
+        assert!(full.success());
+
+        let token = CancelToken::new();
+        let mut stop = StopAfter(9, token.clone());
+        let half = run(&wf, Dict::new(), &RunOptions::default(), &token, &mut stop);
+        assert_eq!(half.status, RunStatus::Cancelled);
+        let saved = serde_json::to_string(&half.state.unwrap()).unwrap();
+        let restored: RunState = serde_json::from_str(&saved).unwrap();
+        let resumed = resume(
+            &wf,
+            restored,
+            &RunOptions::default(),
+            &CancelToken::new(),
+            &mut NoObserver,
+        );
+        assert!(resumed.success(), "{:?}", resumed.error);
+        assert!(resumed.recovered);
+        assert_eq!(resumed.variables, full.variables);
+        assert_eq!(resumed.node_executions, full.node_executions);
+        assert!(matches!(resumed.variables["done"], Value::Float(f) if f == 21.0));
+    }
+
+    #[test]
+    fn data_edges_carry_outputs_and_persist() {
+        let json = graph(
+            &[
+                (
+                    "a",
+                    "SetVariableNode",
+                    json!({"variable_name": "x", "value": "from a"}),
+                ),
+                ("b", "SetVariableNode", json!({"variable_name": "y"})),
+            ],
+            &[ex("a", "exec_out", "b"), ("a", "value", "b", "value")],
+        );
+        let out = run(
+            &load_str(&json).unwrap(),
+            Dict::new(),
+            &RunOptions::default(),
+            &CancelToken::new(),
+            &mut NoObserver,
+        );
+        assert_eq!(out.variables["y"], Value::str("from a"));
+    }
+
+    #[test]
+    fn inputs_override_workflow_variables_and_outputs_hide_internal_names() {
+        let doc = json!({"nodes": {}, "variables": {"a": 1, "b": 2}});
+        let wf = crate::engine::model::load_json(&doc).unwrap();
+        let inputs: Dict = [
+            ("b".to_string(), Value::Int(20)),
+            ("_job_id".to_string(), Value::str("j1")),
+        ]
+        .into_iter()
+        .collect();
+        let out = run(
+            &wf,
+            inputs,
+            &RunOptions::default(),
+            &CancelToken::new(),
+            &mut NoObserver,
+        );
+        assert!(out.success());
+        let outputs = out.outputs();
+        assert_eq!(outputs.len(), 2);
+        assert_eq!(outputs["b"], Value::Int(20));
+        let json = out.to_json();
+        assert_eq!(json["success"], json!(true));
+        assert_eq!(json["recovered"], json!(false));
+        assert!(json.get("error").is_none());
+    }
+
+    #[test]
+    fn a_failed_run_reports_error_fields() {
+        let wf = load_str(&chain(&[(
+            "t",
+            "ThrowErrorNode",
+            json!({"error_message": "nope", "error_type": "ValueError"}),
+        )]))
+        .unwrap();
+        let out = run(
+            &wf,
+            Dict::new(),
+            &RunOptions::default(),
+            &CancelToken::new(),
+            &mut NoObserver,
+        );
+        let json = out.to_json();
+        assert_eq!(json["success"], json!(false));
+        assert_eq!(json["error"], json!("t (ThrowErrorNode): nope"));
+        assert_eq!(json["error_type"], json!("ValueError"));
+        assert_eq!(json["failed_node"], json!("t"));
+    }
+
+    #[test]
+    fn cancellation_before_start_runs_nothing() {
+        let wf = load_str(&chain(&[("l", "LogNode", json!({}))])).unwrap();
+        let token = CancelToken::new();
+        token.cancel("before start");
+        let out = run(
+            &wf,
+            Dict::new(),
+            &RunOptions::default(),
+            &token,
+            &mut NoObserver,
+        );
+        assert_eq!(out.status, RunStatus::Cancelled);
+        assert_eq!(out.node_executions, 0);
+    }
+}
