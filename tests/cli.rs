@@ -1,0 +1,354 @@
+//! The real binary, end to end: `run`, `validate`, `validate-config`, `nodes`, exit codes, output.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_casare-robot"));
+    // Isolate from any robot_config.json / CASARE_* of the machine running the tests.
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", std::env::temp_dir())
+        .current_dir(std::env::temp_dir());
+    cmd
+}
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn write_temp(dir: &tempfile::TempDir, name: &str, content: &str) -> PathBuf {
+    let p = dir.path().join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+#[test]
+fn run_hello_prints_progress_and_result() {
+    let out = run(&["run", example("hello.json").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(stdout.contains("status: completed"), "{stdout}");
+    assert!(stdout.contains("greeting = 'Hello, World!'"), "{stdout}");
+    assert!(
+        stderr.contains("log  [say_hello] Hello, World!"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ok   ["), "a line per node: {stderr}");
+}
+
+#[test]
+fn run_json_with_vars_gives_the_result_object() {
+    let out = run(&[
+        "run",
+        example("hello.json").to_str().unwrap(),
+        "--json",
+        "--quiet",
+        "--var",
+        "name=Alexander",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(v["success"], true);
+    assert_eq!(v["outputs"]["greeting"], "Hello, Alexander!");
+    assert_eq!(v["outputs"]["verdict"], "that is a long name");
+    assert_eq!(v["recovered"], false);
+    assert!(v["duration_ms"].is_u64());
+    assert!(
+        !text(&out.stderr).contains("ok   ["),
+        "--quiet hides node lines"
+    );
+}
+
+#[test]
+fn vars_file_and_json_typed_vars() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = write_temp(
+        &dir,
+        "wf.json",
+        r#"{"nodes": {"s": {"node_id": "s", "node_type": "SetVariableNode",
+             "config": {"variable_name": "kind", "value": "{{n}}"}}}, "connections": []}"#,
+    );
+    let vars = write_temp(&dir, "vars.json", r#"{"n": [1, 2], "other": "x"}"#);
+    let out = run(&[
+        "run",
+        wf.to_str().unwrap(),
+        "--json",
+        "--vars-file",
+        vars.to_str().unwrap(),
+        "--var",
+        "n=5",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["outputs"]["kind"], 5,
+        "--var wins over --vars-file and keeps the int type"
+    );
+    assert_eq!(v["outputs"]["other"], "x");
+
+    let bad = write_temp(&dir, "bad.json", "[1]");
+    let out = run(&[
+        "run",
+        wf.to_str().unwrap(),
+        "--vars-file",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("must hold a JSON object, not list"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_failing_workflow_exits_1_naming_node_and_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = write_temp(
+        &dir,
+        "fail.json",
+        r#"{"nodes": {"boom": {"node_id": "boom", "node_type": "ThrowErrorNode",
+             "config": {"error_message": "the invoice system is down"}}}, "connections": []}"#,
+    );
+    let out = run(&["run", wf.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("error: boom (ThrowErrorNode): the invoice system is down"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["run", wf.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["success"], false);
+    assert_eq!(v["failed_node"], "boom");
+}
+
+#[test]
+fn validate_lists_every_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = write_temp(
+        &dir,
+        "bad.json",
+        r#"{"nodes": {
+             "a": {"node_id": "a", "node_type": "LaunchBrowserNode", "config": {}},
+             "b": {"node_id": "b", "node_type": "OCRNode", "config": {}},
+             "c": {"node_id": "c", "node_type": "LogNode", "config": {}}},
+           "connections": [{"source_node": "c", "source_port": "exec_out", "target_node": "zz", "target_port": "exec_in"}]}"#,
+    );
+    let out = run(&["validate", wf.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    for needle in [
+        "invalid workflow (3 problems)",
+        "a (LaunchBrowserNode): unsupported node type",
+        "b (OCRNode): unsupported node type",
+        "refers to missing node \"zz\"",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in {err}");
+    }
+    let out = run(&["validate", wf.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(
+        v["unsupported_types"],
+        serde_json::json!(["LaunchBrowserNode", "OCRNode"])
+    );
+    assert_eq!(v["problems"].as_array().unwrap().len(), 3);
+
+    let out = run(&["validate", example("hello.json").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).starts_with("ok: "));
+}
+
+#[test]
+fn malformed_json_reports_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = write_temp(
+        &dir,
+        "broken.json",
+        "{\n  \"nodes\": {\n    \"a\": \n  }\n}",
+    );
+    let out = run(&["run", wf.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("invalid JSON at line 4, column 3"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["run", "/definitely/not/here.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read workflow /definitely/not/here.json"));
+    let bin_file = dir.path().join("binary.json");
+    std::fs::write(&bin_file, [0xff, 0xfe, 0x00, 0x41]).unwrap();
+    let out = run(&["run", bin_file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("is not UTF-8 text"));
+}
+
+#[test]
+fn validate_config_prints_sources_and_masks_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_temp(
+        &dir,
+        "robot_config.json",
+        r#"{"robot_name": "Bot-7", "api_key": "sk-live-1234567890abcd", "max_concurrent_jobs": 2}"#,
+    );
+    let out = bin()
+        .args(["validate-config", "--config", cfg.to_str().unwrap()])
+        .env("CASARE_NODE_TIMEOUT", "30")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("Bot-7"), "{stdout}");
+    assert!(stdout.contains("env CASARE_NODE_TIMEOUT"), "{stdout}");
+    assert!(
+        !stdout.contains("sk-live-1234567890abcd"),
+        "secret leaked: {stdout}"
+    );
+    assert!(
+        stdout.contains("abcd"),
+        "masked secret keeps its last 4 chars: {stdout}"
+    );
+
+    let bad = write_temp(
+        &dir,
+        "bad_config.json",
+        r#"{"max_concurrent_jobs": 0, "hearbeat_interval": 5}"#,
+    );
+    let out = run(&["validate-config", "--config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("max_concurrent_jobs"), "{err}");
+    assert!(err.contains("heartbeat_interval"), "suggestion: {err}");
+
+    let out = run(&["validate-config", "--config", "/no/such/config.json"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn nodes_lists_supported_types() {
+    let out = run(&["nodes", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let types: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["node_type"].as_str().unwrap())
+        .collect();
+    for t in [
+        "StartNode",
+        "SetVariableNode",
+        "IfNode",
+        "ForLoopStartNode",
+        "TryNode",
+        "LogNode",
+        "WaitNode",
+    ] {
+        assert!(types.contains(&t), "{t} missing");
+    }
+}
+
+#[test]
+fn version_and_help() {
+    let out = run(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).starts_with("casare-robot "));
+    let out = run(&["run", "--help"]);
+    assert!(text(&out.stdout).contains("parsed as JSON"));
+    let out = run(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn timeout_flag_stops_a_long_run_with_exit_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = write_temp(
+        &dir,
+        "wait.json",
+        r#"{"nodes": {"w": {"node_id": "w", "node_type": "WaitNode", "config": {"duration": 30}}}, "connections": []}"#,
+    );
+    let started = Instant::now();
+    let out = run(&["run", wf.to_str().unwrap(), "--timeout", "0.2"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(text(&out.stderr).contains("timed out"));
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_cancels_a_running_wait_with_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = write_temp(
+        &dir,
+        "wait.json",
+        r#"{"nodes": {"w": {"node_id": "w", "node_type": "WaitNode", "config": {"duration": 60}},
+                      "after": {"node_id": "after", "node_type": "LogNode", "config": {"message": "never"}}},
+            "connections": [{"source_node": "w", "source_port": "exec_out", "target_node": "after", "target_port": "exec_in"}]}"#,
+    );
+    let mut child = bin()
+        .args(["run", wf.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the run header: it is printed after the Ctrl+C handler is installed.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("run header on stderr");
+        if line.starts_with("run ") {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run did not stop after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    reader.join().unwrap();
+    let err: Vec<String> = rx.try_iter().collect();
+    let err = err.join("\n");
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(!err.contains("never"), "{err}");
+    let _ = std::io::stderr().flush();
+}
