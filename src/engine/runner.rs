@@ -214,6 +214,10 @@ pub struct RunState {
     pub executed: Vec<bool>,
     /// Number of `true` marks in `executed`.
     pub n_executed: usize,
+    /// Nodes that ran at least once in this run (never cleared by loops).
+    pub visited: Vec<bool>,
+    /// Number of `true` marks in `visited`.
+    pub n_visited: usize,
     /// Workflow variables (user variables and job inputs).
     pub variables: Dict,
     /// Each node's latest outputs (`Null` before it ran).
@@ -249,6 +253,8 @@ impl RunState {
             queue: VecDeque::from([wf.start]),
             executed: vec![false; wf.nodes.len()],
             n_executed: 0,
+            visited: vec![false; wf.nodes.len()],
+            n_visited: 0,
             variables,
             outputs: vec![Value::Null; wf.nodes.len()],
             inputs: HashMap::new(),
@@ -269,6 +275,10 @@ impl RunState {
             self.executed[idx] = value;
             if value {
                 self.n_executed += 1;
+                if !self.visited[idx] {
+                    self.visited[idx] = true;
+                    self.n_visited += 1;
+                }
             } else {
                 self.n_executed -= 1;
             }
@@ -446,7 +456,7 @@ pub fn resume(
 
 fn percent(state: &RunState, wf: &Workflow) -> u8 {
     let total = wf.total_nodes.max(1);
-    ((state.n_executed.min(total) * 100) / total).min(99) as u8
+    ((state.n_visited.min(total) * 100) / total).min(99) as u8
 }
 
 fn execute(
@@ -472,7 +482,12 @@ fn execute(
         RunOutcome {
             status,
             error,
-            executed_nodes: state.n_executed.min(wf.total_nodes),
+            executed_nodes: state
+                .visited
+                .iter()
+                .enumerate()
+                .filter(|(i, v)| **v && wf.nodes[*i].id != super::model::AUTO_START_ID)
+                .count(),
             node_executions: state.executions,
             total_nodes: wf.total_nodes,
             duration,
