@@ -200,9 +200,6 @@ fn cmd_run(args: &RunArgs) -> u8 {
             outcome.total_nodes,
             outcome.node_executions
         ));
-        if let Some(e) = &outcome.error {
-            out.push_str(&format!("error: {e}\n"));
-        }
         let outputs = outcome.outputs();
         if !outputs.is_empty() {
             out.push_str("outputs:\n");

@@ -1,0 +1,413 @@
+//! Conformance with CasareRPA's node-test batches (reference §6.3), under our "intended"
+//! semantics: data nodes continue, every parameter reads data edge > config > default.
+//!
+//! Originals come from `../shared/fixtures/casare/workflows/node_tests/` when that folder exists
+//! (their authoring mistakes must give a clear error at the right node); the corrected copies in
+//! `tests/workflows/` always run and must give the values the reference lists.
+
+use casare_robot::engine::node::NodeLog;
+use casare_robot::engine::runner::{self, NodeEvent, Observer, RunOptions, RunOutcome, RunStatus};
+use casare_robot::engine::{load_str, CancelToken, LoadError, Value};
+use std::path::{Path, PathBuf};
+
+#[derive(Default)]
+struct Logs(Vec<String>);
+impl Observer for Logs {
+    fn node_log(&mut self, _ev: &NodeEvent<'_>, log: &NodeLog) {
+        self.0.push(log.message.clone());
+    }
+}
+
+struct Ran {
+    outcome: RunOutcome,
+    logs: Vec<String>,
+}
+
+impl Ran {
+    fn out(&self, node: &str, port: &str) -> Value {
+        self.outcome
+            .node_outputs
+            .get(node)
+            .and_then(|o| o.as_dict())
+            .and_then(|d| d.get(port))
+            .cloned()
+            .unwrap_or_default()
+    }
+    fn out_json(&self, node: &str, port: &str) -> String {
+        serde_json::to_string(&self.out(node, port)).unwrap()
+    }
+}
+
+fn upstream_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/casare/workflows/node_tests");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "note: {} not found; upstream originals skipped (corrected copies still run)",
+            dir.display()
+        );
+        None
+    }
+}
+
+fn load_file(path: &Path) -> Result<casare_robot::engine::Workflow, LoadError> {
+    load_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+fn run_file(path: &Path) -> Ran {
+    let wf = load_file(path).unwrap_or_else(|e| panic!("{} did not load: {e}", path.display()));
+    let mut logs = Logs::default();
+    let opts = RunOptions {
+        seed: Some(42),
+        ..RunOptions::default()
+    };
+    let outcome = runner::run(
+        &wf,
+        Default::default(),
+        &opts,
+        &CancelToken::new(),
+        &mut logs,
+    );
+    Ran {
+        outcome,
+        logs: logs.0,
+    }
+}
+
+fn fixed(name: &str) -> Ran {
+    let ran = run_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/workflows")
+            .join(format!("{name}_fixed.json")),
+    );
+    assert!(
+        ran.outcome.success(),
+        "{name}_fixed: {:?}",
+        ran.outcome.error
+    );
+    ran
+}
+
+fn original(name: &str) -> Option<Ran> {
+    upstream_dir().map(|d| run_file(&d.join(format!("{name}.json"))))
+}
+
+#[test]
+fn batch_1_1_variables() {
+    if let Some(ran) = original("batch_1_1_variables") {
+        assert_eq!(ran.outcome.status, RunStatus::Failed);
+        assert_eq!(
+            ran.outcome.error_text().unwrap(),
+            "dict_has_key (DictHasKeyNode): input 'dict' is not a dictionary: {{dict_set.dict}}"
+        );
+        assert_eq!(ran.out("dict_get", "value"), Value::str("Alice"));
+        assert!(matches!(ran.outcome.variables["my_int"], Value::Float(f) if f == 52.0));
+    }
+    let ran = fixed("batch_1_1_variables");
+    assert_eq!(ran.outcome.executed_nodes, 20);
+    assert!(matches!(ran.outcome.variables["my_int"], Value::Float(f) if f == 52.0));
+    assert_eq!(ran.out_json("dict_get", "value"), r#""Alice""#);
+    assert_eq!(ran.out("dict_get", "found"), Value::Bool(true));
+    assert_eq!(ran.out("dict_has_key", "has_key"), Value::Bool(true));
+    assert_eq!(
+        ran.out_json("dict_keys", "keys"),
+        r#"["name","age","city","country"]"#
+    );
+    assert_eq!(ran.out("dict_keys", "count"), Value::Int(4));
+    assert_eq!(
+        ran.out_json("dict_values", "values"),
+        r#"["Alice",30,"NYC","USA"]"#
+    );
+    assert_eq!(
+        ran.out_json("dict_items", "items")
+            .matches("\"key\"")
+            .count(),
+        4
+    );
+    assert_eq!(ran.out_json("create_dict2", "dict"), r#"{"x":100,"y":200}"#);
+    assert_eq!(
+        ran.out_json("dict_merge", "result"),
+        r#"{"name":"Alice","age":30,"city":"NYC","country":"USA","x":100,"y":200}"#
+    );
+    assert_eq!(ran.out("dict_remove", "removed_value"), Value::Int(100));
+    assert_eq!(
+        ran.out("dict_to_json", "json_string"),
+        Value::str(r#"{"name": "Alice", "age": 30, "city": "NYC", "country": "USA", "y": 200}"#)
+    );
+    assert_eq!(
+        ran.out_json("create_list", "list"),
+        r#"["apple","banana","cherry"]"#
+    );
+    assert_eq!(
+        ran.out_json("json_parse", "data"),
+        r#"{"parsed":true,"count":5}"#
+    );
+    assert_eq!(ran.logs, ["[log_result] All variable & dict tests passed!"]);
+}
+
+#[test]
+fn batch_1_2_lists() {
+    if let Some(dir) = upstream_dir() {
+        let err = load_file(&dir.join("batch_1_2_lists.json")).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert_eq!(
+            err.problems[0].to_string(),
+            "shuffle_list (ShuffleListNode): required input \"items\" has no value (set config \"items\" or connect a data edge); config has keys this node does not read: list"
+        );
+    }
+    let ran = fixed("batch_1_2_lists");
+    assert_eq!(ran.out_json("list_append", "result"), "[5,3,8,1,9,3,10]");
+    assert_eq!(ran.out("list_get_item", "item"), Value::Int(5));
+    assert_eq!(ran.out("list_contains", "contains"), Value::Bool(true));
+    assert_eq!(ran.out("list_contains", "index"), Value::Int(2));
+    assert_eq!(ran.out("list_length", "length"), Value::Int(7));
+    assert_eq!(ran.out_json("list_sort", "result"), "[1,3,3,5,8,9,10]");
+    assert_eq!(ran.out_json("list_reverse", "result"), "[10,9,8,5,3,3,1]");
+    assert_eq!(ran.out_json("list_unique", "result"), "[5,3,8,1,9,10]");
+    assert_eq!(ran.out_json("list_slice", "result"), "[3,8,1]");
+    assert_eq!(ran.out_json("list_flatten", "result"), "[1,2,3,4,5,6]");
+    assert_eq!(
+        ran.out("list_join", "result"),
+        Value::str("apple, banana, cherry")
+    );
+    let mut shuffled: Vec<String> = ran
+        .out("shuffle_list", "result")
+        .as_list()
+        .unwrap()
+        .iter()
+        .map(Value::py_str)
+        .collect();
+    shuffled.sort();
+    assert_eq!(shuffled, ["apple", "banana", "cherry"]);
+    assert_eq!(
+        ran.logs,
+        ["[log_result] All list tests passed! Joined: apple, banana, cherry"]
+    );
+}
+
+#[test]
+fn batch_1_3_strings() {
+    if let Some(ran) = original("batch_1_3_strings") {
+        // Runs as authored; the mistaken keys are ignored, as the reference predicts (Mode I).
+        assert!(ran.outcome.success(), "{:?}", ran.outcome.error);
+        assert_eq!(
+            ran.out("text_replace", "result"),
+            Value::str("Hello World!")
+        );
+        assert_eq!(ran.out("text_contains", "position"), Value::Int(-1));
+        assert_eq!(
+            ran.out_json("text_split", "result"),
+            r#"["apple,banana,cherry"]"#
+        );
+        assert_eq!(
+            ran.out("text_join", "result"),
+            Value::str("{{text_split.parts}}")
+        );
+        assert_eq!(ran.out("text_pad", "result"), Value::str("42"));
+    }
+    let ran = fixed("batch_1_3_strings");
+    let check = |node: &str, port: &str, expected: &str| {
+        assert_eq!(ran.out_json(node, port), expected, "{node}.{port}")
+    };
+    check("text_trim", "result", r#""Hello World!""#);
+    check("text_case_upper", "result", r#""HELLO WORLD!""#);
+    check("text_case_lower", "result", r#""hello world!""#);
+    check("text_replace", "result", r#""Hello CasareRPA!""#);
+    check("text_contains", "contains", "true");
+    check("text_contains", "position", "6");
+    check("text_starts_with", "result", "true");
+    check("text_ends_with", "result", "true");
+    check("text_substring", "result", r#""Hello""#);
+    check("text_substring", "length", "5");
+    check("text_split", "result", r#"["apple","banana","cherry"]"#);
+    check("text_join", "result", r#""apple | banana | cherry""#);
+    check("text_lines", "lines", r#"["line1","line2","line3"]"#);
+    check("text_lines", "count", "3");
+    check("text_pad", "result", r#""00042""#);
+    check("text_reverse", "result", r#""olleH""#);
+    check("concatenate", "result", r#""Hello World""#);
+    check("format_string", "result", r#""Name: Alice, Age: 30""#);
+    check("regex_extract", "match", r#""test@example.com""#);
+    check("regex_extract", "found", "true");
+    check("regex_match", "first_match", r#""$100.50""#);
+    check("regex_match", "match_count", "1");
+    assert_eq!(
+        ran.logs,
+        ["[log_result] All string tests passed! Reversed: olleH"]
+    );
+}
+
+#[test]
+fn batch_1_4_math() {
+    if let Some(ran) = original("batch_1_4_math") {
+        assert_eq!(ran.outcome.status, RunStatus::Failed);
+        let err = ran.outcome.error.as_ref().unwrap();
+        assert_eq!(err.node_id, "math_length");
+        assert!(
+            err.message
+                .starts_with("unknown operation 'length' (allowed: add, subtract"),
+            "{err}"
+        );
+        assert_eq!(ran.out_json("math_power", "result"), "256.0");
+    }
+    let ran = fixed("batch_1_4_math");
+    for (node, expected) in [
+        ("math_add", "15.0"),
+        ("math_subtract", "12.0"),
+        ("math_multiply", "24.0"),
+        ("math_divide", "6.0"),
+        ("math_modulo", "2.0"),
+        ("math_power", "256.0"),
+    ] {
+        assert_eq!(ran.out_json(node, "result"), expected, "{node}");
+    }
+    for node in [
+        "compare_equal",
+        "compare_not_equal",
+        "compare_greater",
+        "compare_less",
+        "compare_gte",
+        "compare_lte",
+    ] {
+        assert_eq!(ran.out(node, "result"), Value::Bool(true), "{node}");
+    }
+    assert!(
+        matches!(ran.out("random_number", "result"), Value::Float(f) if (1.0..=100.0).contains(&f))
+    );
+    let choice = ran.out("random_choice", "result").py_str();
+    assert!(
+        ["apple", "banana", "cherry", "date"].contains(&choice.as_str()),
+        "{choice}"
+    );
+    let s = ran.out("random_string", "result").py_str();
+    assert_eq!(s.len(), 16);
+    assert!(s.chars().all(|c| c.is_ascii_alphanumeric()), "{s}");
+    let uuid = ran.out("random_uuid", "result").py_str();
+    assert!(is_uuid_v4(&uuid), "{uuid}");
+    assert_eq!(
+        ran.logs,
+        [format!("[log_result] Math tests passed! UUID: {uuid}")]
+    );
+}
+
+fn is_uuid_v4(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.iter().map(|p| p.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
+        && s.chars().all(|c| c == '-' || c.is_ascii_hexdigit())
+        && parts[2].starts_with('4')
+        && matches!(parts[3].chars().next(), Some('8' | '9' | 'a' | 'b'))
+}
+
+const CONTROL_FLOW_LOGS: [&str; 9] = [
+    "[log_true] Value is greater than 50",
+    "[log_item] Item: A",
+    "[log_item] Item: B",
+    "[log_item] Item: C",
+    "[log_counter] Counter: 1.0",
+    "[log_counter] Counter: 2.0",
+    "[log_counter] Counter: 3.0",
+    "[log_option_b] Selected: Option B",
+    "[log_result] All control flow tests passed!",
+];
+
+#[test]
+fn batch_1_5_control_flow() {
+    if let Some(ran) = original("batch_1_5_control_flow") {
+        // The original names switch ports by position (case_0..2): the compatibility alias routes them.
+        assert!(ran.outcome.success(), "{:?}", ran.outcome.error);
+        assert_eq!(ran.logs, CONTROL_FLOW_LOGS);
+    }
+    let ran = fixed("batch_1_5_control_flow");
+    assert_eq!(ran.logs, CONTROL_FLOW_LOGS);
+    assert!(matches!(ran.outcome.variables["counter"], Value::Float(f) if f == 3.0));
+    assert_eq!(
+        ran.out("switch_node", "matched_case"),
+        Value::str("option_b")
+    );
+}
+
+#[test]
+fn batch_5_1_utility() {
+    if let Some(ran) = original("batch_5_1_utility") {
+        assert!(ran.outcome.success(), "{:?}", ran.outcome.error);
+        let random = ran.out("random_number", "result");
+        assert!(matches!(random, Value::Float(f) if (1.0..=100.0).contains(&f)));
+        // The unfixed `{{random_uuid.uuid}}` stays literal, then LogNode's format pass unescapes it.
+        assert_eq!(
+            ran.logs,
+            [format!(
+                "[log_result] Utility tests passed! Random: {}, UUID: {{random_uuid.uuid}}",
+                random.py_str()
+            )]
+        );
+    }
+    let ran = fixed("batch_5_1_utility");
+    let uuid = ran.out("random_uuid", "result").py_str();
+    assert!(is_uuid_v4(&uuid));
+    assert_eq!(ran.out("random_string", "result").py_str().len(), 10);
+    assert!(
+        ran.logs[0].ends_with(&format!("UUID: {uuid}")),
+        "{:?}",
+        ran.logs
+    );
+}
+
+#[test]
+fn batch_7_1_dict() {
+    let Some(ran) = original("batch_7_1_dict") else {
+        return;
+    };
+    assert!(ran.outcome.success(), "{:?}", ran.outcome.error);
+    assert_eq!(ran.out_json("dict_set", "result"), r#"{"name":"test"}"#);
+    assert_eq!(ran.out("dict_get", "value"), Value::Null);
+    assert_eq!(ran.out("dict_get", "found"), Value::Bool(false));
+    assert_eq!(ran.out_json("dict_keys", "keys"), "[]");
+    assert_eq!(ran.out("dict_has_key", "has_key"), Value::Bool(false));
+    assert_eq!(ran.out_json("dict_items", "items"), "[]");
+    assert_eq!(ran.out_json("dict_merge", "result"), "{}");
+    assert_eq!(ran.out("dict_to_json", "json_string"), Value::str("{}"));
+    assert_eq!(ran.logs, ["[log_result] Dict nodes tested!"]);
+}
+
+#[test]
+fn batch_8_6_more_list_is_rejected_with_every_problem() {
+    let Some(dir) = upstream_dir() else { return };
+    let err = load_file(&dir.join("batch_8_6_more_list.json")).unwrap_err();
+    assert_eq!(
+        err.unsupported_types,
+        ["StructuredDataSuperNode", "TransformNode"]
+    );
+    let text: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        text,
+        [
+            "transform (TransformNode): unsupported node type",
+            "structured_data (StructuredDataSuperNode): unsupported node type",
+            "shuffle_list (ShuffleListNode): required input \"items\" has no value (set config \"items\" or connect a data edge)",
+            "random_choice (RandomChoiceNode): required input \"items\" has no value (set config \"items\" or connect a data edge)",
+        ]
+    );
+}
+
+#[test]
+fn batch_2_2_xml_runs_and_io_batches_name_the_types_issue_3_adds() {
+    let Some(dir) = upstream_dir() else { return };
+    let ran = run_file(&dir.join("batch_2_2_xml.json"));
+    assert!(ran.outcome.success(), "{:?}", ran.outcome.error);
+    assert_eq!(
+        ran.logs,
+        ["[log_result] XML parsing test passed! Data: <root><item>Test</item></root>"]
+    );
+    // Files, XML, processes and HTTP are the next issue: until then these batches are rejected at
+    // load time with the missing types listed (what a daemon puts in its job_reject).
+    for (name, missing) in [
+        ("batch_2_1_files", vec!["FileSystemSuperNode"]),
+        ("batch_2_3_system", vec!["RunCommandNode", "SystemInfoNode"]),
+        ("batch_4_1_http", vec!["HTTPSuperNode", "ParseJSONNode"]),
+    ] {
+        let err = load_file(&dir.join(format!("{name}.json"))).unwrap_err();
+        assert_eq!(err.unsupported_types, missing, "{name}");
+    }
+}
