@@ -5,7 +5,7 @@
 //! Failures, retries and LogNode lines are always shown.
 
 use crate::engine::node::NodeLog;
-use crate::engine::runner::{NodeEvent, Observer, RunError, RunState};
+use crate::engine::runner::{FailureDisposition, NodeEvent, Observer, RunError, RunState};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -68,16 +68,20 @@ impl Observer for ConsoleProgress {
         }
     }
 
-    fn node_failed(&mut self, _ev: &NodeEvent<'_>, error: &RunError, retry_in: Option<Duration>) {
+    fn node_failed(
+        &mut self,
+        _ev: &NodeEvent<'_>,
+        error: &RunError,
+        what_next: FailureDisposition,
+    ) {
         let mut err = std::io::stderr().lock();
-        match retry_in {
-            Some(d) => {
-                let _ = writeln!(err, "  retry {error} (again in {:.1} s)", d.as_secs_f64());
+        let _ = match what_next {
+            FailureDisposition::Retry(d) => {
+                writeln!(err, "  retry {error} (again in {:.1} s)", d.as_secs_f64())
             }
-            None => {
-                let _ = writeln!(err, "  FAIL {error}");
-            }
-        }
+            FailureDisposition::Caught => writeln!(err, "  caught {error}"),
+            FailureDisposition::Fatal => writeln!(err, "  FAIL {error}"),
+        };
     }
 
     fn node_log(&mut self, _ev: &NodeEvent<'_>, log: &NodeLog) {

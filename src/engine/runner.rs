@@ -328,11 +328,27 @@ pub trait Observer {
     fn node_started(&mut self, _ev: &NodeEvent<'_>) {}
     /// A node succeeded and routing was applied: `state` is what a checkpoint must store.
     fn node_completed(&mut self, _ev: &NodeEvent<'_>, _state: &RunState) {}
-    /// A node failed; `retry_in` is set when the runner will retry it after that delay.
-    fn node_failed(&mut self, _ev: &NodeEvent<'_>, _error: &RunError, _retry_in: Option<Duration>) {
+    /// A node failed; `what_next` says whether it is retried, caught by a Try, or ends the run.
+    fn node_failed(
+        &mut self,
+        _ev: &NodeEvent<'_>,
+        _error: &RunError,
+        _what_next: FailureDisposition,
+    ) {
     }
     /// A node logged a line.
     fn node_log(&mut self, _ev: &NodeEvent<'_>, _log: &NodeLog) {}
+}
+
+/// What happens after a node failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureDisposition {
+    /// The node runs again after this delay.
+    Retry(Duration),
+    /// A Try block takes the error (its Catch or Finally runs next).
+    Caught,
+    /// The run ends with this error.
+    Fatal,
 }
 
 /// An observer that ignores everything.
@@ -577,7 +593,7 @@ fn execute(
                     let err = node_error(wf, idx, &e);
                     if can_retry {
                         let delay = retry_delay(node, opts, attempt);
-                        obs.node_failed(&ev, &err, Some(delay));
+                        obs.node_failed(&ev, &err, FailureDisposition::Retry(delay));
                         attempt += 1;
                         if Instant::now() + delay >= job_deadline || cancel.sleep(delay) {
                             break Err(e);
@@ -620,7 +636,6 @@ fn execute(
             Err(e) => {
                 let err = node_error(wf, idx, &e);
                 let ev = NodeEvent { elapsed, ..ev };
-                obs.node_failed(&ev, &err, None);
                 if Instant::now() >= job_deadline {
                     let err = RunError {
                         error_type: "TimeoutError".into(),
@@ -630,11 +645,18 @@ fn execute(
                         ),
                         ..err
                     };
+                    obs.node_failed(&ev, &err, FailureDisposition::Fatal);
                     return finish(state, RunStatus::TimedOut, Some(err));
                 }
-                match capture_in_try(wf, &mut state, err) {
-                    Ok(target) => state.queue.push_front(target),
-                    Err(err) => return finish(state, RunStatus::Failed, Some(err)),
+                match capture_in_try(wf, &mut state, err.clone()) {
+                    Ok(target) => {
+                        obs.node_failed(&ev, &err, FailureDisposition::Caught);
+                        state.queue.push_front(target);
+                    }
+                    Err(err) => {
+                        obs.node_failed(&ev, &err, FailureDisposition::Fatal);
+                        return finish(state, RunStatus::Failed, Some(err));
+                    }
                 }
             }
         }
