@@ -144,9 +144,20 @@ fn cmd_run(args: &RunArgs) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let stderr_level = if args.verbose {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Warn
+    };
+    if let Err(e) =
+        crate::logging::init(config.log_level, Some(&config.log_dir), Some(stderr_level))
+    {
+        eprintln!("warning: {e}");
+    }
     let wf = match read_workflow(&args.workflow) {
         Ok(wf) => wf,
         Err(e) => {
+            log::info!("run refused: {e}");
             eprintln!("error: {e}");
             return EXIT_INVALID;
         }
@@ -177,8 +188,26 @@ fn cmd_run(args: &RunArgs) -> u8 {
             args.workflow.display()
         );
     }
+    log::info!(
+        "run started: workflow \"{}\" ({} nodes, hash {}) from {}",
+        wf.name,
+        wf.total_nodes,
+        wf.hash,
+        args.workflow.display()
+    );
     let mut progress = ConsoleProgress::new(args.quiet);
     let outcome = runner::run(&wf, inputs, &opts, &cancel, &mut progress);
+    log::info!(
+        "run finished: {:?} in {:.3} ms, {} node executions{}",
+        outcome.status,
+        outcome.duration.as_secs_f64() * 1000.0,
+        outcome.node_executions,
+        outcome
+            .error
+            .as_ref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default()
+    );
 
     if args.json {
         println!(

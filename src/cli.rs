@@ -50,6 +50,9 @@ pub struct RunArgs {
     /// Do not print a line per node on stderr (log lines and errors are still shown).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Show the robot's own debug log on stderr (it always goes to the log file at log_level).
+    #[arg(long, short)]
+    pub verbose: bool,
     /// Robot configuration file (default: ./robot_config.json or the platform config dir).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

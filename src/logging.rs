@@ -41,15 +41,14 @@ impl fmt::Display for LoggingError {
 
 impl std::error::Error for LoggingError {}
 
-/// Installs the process logger at `level`: to stderr when `stderr` is set, and to
-/// `<log_dir>/casare-robot.log` when `log_dir` is given. Returns the log file's path.
-///
-/// Only the first call does anything; later calls return the first call's file and change nothing.
-/// If another logger was installed already, that logger is kept.
+/// Installs the process logger: records at `level` and above go to `<log_dir>/casare-robot.log`
+/// (when `log_dir` is given), and records at `stderr` and above go to stderr (when set). If the
+/// file cannot be opened, stderr gets records at `level` instead and the error is returned.
+/// Only the first call in a process installs anything; later calls return the first result.
 pub fn init(
     level: LevelFilter,
     log_dir: Option<&Path>,
-    stderr: bool,
+    stderr: Option<LevelFilter>,
 ) -> Result<Option<PathBuf>, LoggingError> {
     let mut file_error = None;
     let installed = INSTALLED.get_or_init(|| {
@@ -65,8 +64,13 @@ pub fn init(
                 Err(e) => file_error = Some(e),
             }
         }
-        if stderr || file_error.is_some() {
-            loggers.push(WriteLogger::new(level, config, std::io::stderr()));
+        let stderr_level = if file_error.is_some() {
+            Some(stderr.unwrap_or(level).max(level))
+        } else {
+            stderr
+        };
+        if let Some(stderr_level) = stderr_level {
+            loggers.push(WriteLogger::new(stderr_level, config, std::io::stderr()));
         }
         if !loggers.is_empty() {
             // An error here means another logger is installed (e.g. by a test harness): keep it.
