@@ -976,10 +976,18 @@ impl Validator<'_> {
                 .map(|s| (!s.is_empty()).then(|| s.to_string())),
         })
     }
+    /// A path; JSON `null` means "the platform default".
     fn path(&mut self, key: &'static str, default: PathBuf) -> PathBuf {
-        self.get(key, default, "must be a non-empty path", |v| {
-            v.as_str().filter(|s| !s.is_empty()).map(PathBuf::from)
-        })
+        let fallback = default.clone();
+        self.get(
+            key,
+            default,
+            "must be a non-empty path (or null for the platform default)",
+            |v| match v {
+                RawValue::Json(Value::Null) => Some(fallback),
+                _ => v.as_str().filter(|s| !s.is_empty()).map(PathBuf::from),
+            },
+        )
     }
     fn list(&mut self, key: &'static str, expected: &str) -> Vec<String> {
         self.get(key, Vec::new(), expected, RawValue::as_list)
