@@ -418,18 +418,11 @@ impl<'a> NodeCtx<'a> {
 
     /// A workflow variable (or a node's outputs, by node id).
     pub fn var(&self, name: &str) -> Option<&Value> {
-        self.scope_get(name)
-    }
-
-    fn scope_get(&self, name: &str) -> Option<&Value> {
-        if let Some(v) = self.state.variables.get(name) {
-            return Some(v);
+        StateScope {
+            state: self.state,
+            wf: self.wf,
         }
-        self.wf
-            .index
-            .get(name)
-            .map(|&i| &self.state.outputs[i])
-            .filter(|v| !v.is_null())
+        .lookup(name)
     }
 
     /// Set a workflow variable.
@@ -627,6 +620,24 @@ pub fn to_i64(v: &Value) -> Option<i64> {
             })
         }
         _ => None,
+    }
+}
+
+/// Python `float(v)`: numbers, and text that parses as a float; errors carry Python's messages.
+pub fn py_float(v: &Value) -> Result<f64, NodeError> {
+    match v {
+        Value::Str(s) => s.trim().parse::<f64>().map_err(|_| {
+            NodeError::value(format!(
+                "could not convert string to float: {}",
+                v.py_repr()
+            ))
+        }),
+        other => other.as_f64().ok_or_else(|| {
+            NodeError::type_error(format!(
+                "float() argument must be a string or a real number, not '{}'",
+                other.type_name()
+            ))
+        }),
     }
 }
 

@@ -294,8 +294,9 @@ pub struct StateScope<'a> {
     pub wf: &'a Workflow,
 }
 
-impl Scope for StateScope<'_> {
-    fn get(&self, name: &str) -> Option<&Value> {
+impl<'a> StateScope<'a> {
+    /// Look `name` up: variables first, then the outputs of the node with that id.
+    pub fn lookup(&self, name: &str) -> Option<&'a Value> {
         if let Some(v) = self.state.variables.get(name) {
             return Some(v);
         }
@@ -304,6 +305,12 @@ impl Scope for StateScope<'_> {
             .get(name)
             .map(|&i| &self.state.outputs[i])
             .filter(|v| !v.is_null())
+    }
+}
+
+impl Scope for StateScope<'_> {
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.lookup(name)
     }
 }
 

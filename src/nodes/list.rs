@@ -14,7 +14,9 @@
 //! `[n]` list indexes (see [`super::dict::lookup_path`]). Joined text is capped at 100 MB.
 
 use super::dict::lookup_path;
-use crate::engine::node::{opt, to_f64, Flow, Lit, NodeCtx, NodeDef, NodeError, NodeKind};
+use crate::engine::node::{
+    opt, py_float, to_f64, Flow, Lit, NodeCtx, NodeDef, NodeError, NodeKind,
+};
 use crate::engine::value::{float_repr, Value};
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -501,24 +503,6 @@ fn py_int(v: &Value) -> Result<Value, NodeError> {
             "int() argument must be a string or a number, not '{}'",
             other.type_name()
         ))),
-    }
-}
-
-/// Python `float(v)`.
-fn py_float(v: &Value) -> Result<f64, NodeError> {
-    match v {
-        Value::Str(s) => s.trim().parse::<f64>().map_err(|_| {
-            NodeError::value(format!(
-                "could not convert string to float: {}",
-                v.py_repr()
-            ))
-        }),
-        other => other.as_f64().ok_or_else(|| {
-            NodeError::type_error(format!(
-                "float() argument must be a string or a real number, not '{}'",
-                other.type_name()
-            ))
-        }),
     }
 }
 

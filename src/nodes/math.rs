@@ -16,7 +16,7 @@
 //! variable name or JSON array text), where upstream turned a string into its characters.
 //! All randomness comes from the run's seeded generator (`NodeCtx::rng`), so seeded runs repeat.
 
-use crate::engine::node::{opt, req, Flow, Lit, NodeCtx, NodeDef, NodeError};
+use crate::engine::node::{opt, py_float, req, Flow, Lit, NodeCtx, NodeDef, NodeError};
 use crate::engine::value::Value;
 use std::cmp::Ordering;
 
@@ -131,24 +131,6 @@ const OPERATORS: &[(&str, &str)] = &[
 
 /// Largest generated string or list (bytes / items), as the family contract asks.
 const MAX_RESULT: usize = 100_000_000;
-
-/// Python `float(v)` with Python's error texts.
-fn py_float(v: &Value) -> Result<f64, NodeError> {
-    match v {
-        Value::Str(s) => s.trim().parse::<f64>().map_err(|_| {
-            NodeError::value(format!(
-                "could not convert string to float: {}",
-                v.py_repr()
-            ))
-        }),
-        other => other.as_f64().ok_or_else(|| {
-            NodeError::type_error(format!(
-                "float() argument must be a string or a real number, not '{}'",
-                other.type_name()
-            ))
-        }),
-    }
-}
 
 /// `_resolve_numeric_param`: a data edge value goes through `float()`; text config is a variable
 /// name (with or without `{{ }}`), else a number literal, else the default 0.
