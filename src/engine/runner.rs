@@ -23,6 +23,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How deeply lists and dicts may nest inside a node output. Deeper values are refused, so no
+/// workflow can build a value whose printing or dropping would exhaust the stack.
+pub const MAX_VALUE_DEPTH: usize = 100;
+
 /// Knobs for one run.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -779,6 +783,9 @@ fn run_one(
         }
     };
     let result = match result {
+        Ok(_) if ctx.outputs.values().any(|v| v.depth_exceeds(MAX_VALUE_DEPTH)) => Err(NodeError::value(format!(
+            "an output is nested deeper than {MAX_VALUE_DEPTH} levels (lists or dicts inside each other); refusing it"
+        ))),
         Ok(_) if Instant::now() > deadline => {
             Err(NodeError::timeout(if Instant::now() > job_deadline {
                 format!("job timed out after {} s", opts.job_timeout.as_secs_f64())
@@ -1210,6 +1217,56 @@ mod tests {
         assert_eq!(json["error"], json!("t (ThrowErrorNode): nope"));
         assert_eq!(json["error_type"], json!("ValueError"));
         assert_eq!(json["failed_node"], json!("t"));
+    }
+
+    #[test]
+    fn self_nesting_values_are_refused_not_a_stack_overflow() {
+        let json = graph(
+            &[
+                (
+                    "init",
+                    "SetVariableNode",
+                    json!({"variable_name": "x", "value": []}),
+                ),
+                (
+                    "w",
+                    "WhileLoopStartNode",
+                    json!({"condition": true, "max_iterations": 100_000}),
+                ),
+                (
+                    "app",
+                    "ListAppendNode",
+                    json!({"list": [], "item": "{{x}}"}),
+                ),
+                (
+                    "set",
+                    "SetVariableNode",
+                    json!({"variable_name": "x", "value": "{{app.result}}"}),
+                ),
+                ("end", "WhileLoopEndNode", json!({})),
+            ],
+            &[
+                ex("init", "exec_out", "w"),
+                ex("w", "body", "app"),
+                ex("app", "exec_out", "set"),
+                ex("set", "exec_out", "end"),
+            ],
+        );
+        let out = run(
+            &load_str(&json).unwrap(),
+            Dict::new(),
+            &RunOptions::default(),
+            &CancelToken::new(),
+            &mut NoObserver,
+        );
+        assert_eq!(out.status, RunStatus::Failed);
+        let err = out.error.unwrap();
+        assert_eq!(err.node_id, "app");
+        assert!(
+            err.message.contains("nested deeper than 100 levels"),
+            "{err}"
+        );
+        assert!(!out.variables["x"].depth_exceeds(MAX_VALUE_DEPTH));
     }
 
     #[test]

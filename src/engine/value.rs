@@ -131,6 +131,28 @@ impl Value {
         }
     }
 
+    /// True when containers nest deeper than `limit` levels (a scalar has depth 0, `[1]` depth 1).
+    /// Iterative, and it only walks into containers, so it is cheap for flat data.
+    pub fn depth_exceeds(&self, limit: usize) -> bool {
+        let mut stack: Vec<(&Value, usize)> = vec![(self, 0)];
+        while let Some((v, depth)) = stack.pop() {
+            let children: &mut dyn Iterator<Item = &Value> = match v {
+                Value::List(l) => &mut l.iter(),
+                Value::Dict(d) => &mut d.values(),
+                _ => continue,
+            };
+            if depth + 1 > limit {
+                return true;
+            }
+            stack.extend(
+                children
+                    .filter(|c| matches!(c, Value::List(_) | Value::Dict(_)))
+                    .map(|c| (c, depth + 1)),
+            );
+        }
+        false
+    }
+
     /// Python `str(value)`.
     pub fn py_str(&self) -> String {
         match self {
@@ -674,6 +696,19 @@ mod tests {
             err,
             "'<' not supported between instances of 'str' and 'int'"
         );
+    }
+
+    #[test]
+    fn depth_limit() {
+        let mut v = Value::Int(1);
+        assert!(!v.depth_exceeds(0));
+        for _ in 0..5 {
+            v = Value::list(vec![Value::Int(0), v]);
+        }
+        assert!(!v.depth_exceeds(5));
+        assert!(v.depth_exceeds(4));
+        let wide = Value::list((0..10_000i64).map(Value::Int).collect());
+        assert!(!wide.depth_exceeds(1));
     }
 
     #[test]
