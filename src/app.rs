@@ -98,6 +98,13 @@ pub fn run_options(config: &RobotConfig) -> RunOptions {
         node_initial_delay: config.node_initial_delay,
         node_max_delay: config.node_max_delay,
         seed: None,
+        safety: crate::engine::safety::Safety {
+            allow_private_network: config.allow_private_network,
+            allowed_paths: config.allowed_paths.clone(),
+            run_command_disabled: !config.run_command_enabled,
+            run_command_allowlist: config.run_command_allowlist.clone(),
+            work_dir: None,
+        },
     }
 }
 

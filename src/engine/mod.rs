@@ -10,6 +10,7 @@ pub mod model;
 pub mod node;
 pub mod pyformat;
 pub mod runner;
+pub mod safety;
 pub mod template;
 pub mod value;
 

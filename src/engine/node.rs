@@ -416,6 +416,18 @@ impl<'a> NodeCtx<'a> {
         }
     }
 
+    /// A path parameter, checked and resolved by the safety rules (`engine::safety::check_path`):
+    /// `..`, NUL bytes and device names refused, env vars expanded, confined to `allowed_paths`.
+    pub fn path_param(&self, name: &str) -> Result<std::path::PathBuf, NodeError> {
+        let raw = self.param_str(name);
+        if raw.trim().is_empty() {
+            return Err(NodeError::value(format!(
+                "required input '{name}' has no value"
+            )));
+        }
+        super::safety::check_path(&raw, &self.opts.safety)
+    }
+
     /// A workflow variable (or a node's outputs, by node id).
     pub fn var(&self, name: &str) -> Option<&Value> {
         StateScope {

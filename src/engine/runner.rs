@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub node_max_delay: Duration,
     /// Seed for random nodes (reproducible runs); `None` seeds from the OS.
     pub seed: Option<u64>,
+    /// Rules for file, network and command nodes.
+    pub safety: super::safety::Safety,
 }
 
 impl Default for RunOptions {
@@ -53,6 +55,7 @@ impl Default for RunOptions {
             node_initial_delay: Duration::from_secs(1),
             node_max_delay: Duration::from_secs(30),
             seed: None,
+            safety: super::safety::Safety::default(),
         }
     }
 }

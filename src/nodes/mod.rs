@@ -8,12 +8,16 @@ pub mod basic;
 pub mod control;
 pub mod datetime;
 pub mod dict;
+pub mod file;
+pub mod http;
 pub mod list;
 pub mod log;
 pub mod math;
+pub mod system;
 pub mod text;
 pub mod variables;
 pub mod wait;
+pub mod xml;
 
 use crate::engine::node::NodeDef;
 use std::collections::HashMap;
@@ -31,6 +35,10 @@ pub const FAMILIES: &[&[NodeDef]] = &[
     text::NODES,
     math::NODES,
     datetime::NODES,
+    file::NODES,
+    xml::NODES,
+    system::NODES,
+    http::NODES,
 ];
 
 /// Alternative names accepted for registered types (upstream registry aliases).

@@ -1,0 +1,459 @@
+//! Safety rules for nodes that touch the machine: file paths, network targets, commands.
+//!
+//! Paths: NUL bytes, `..` components and Windows device names (`CON`, `NUL`, `COM1`, ... with or
+//! without an extension) are refused everywhere; environment references (`%VAR%`, `$VAR`,
+//! `${VAR}`) are expanded as upstream's `os.path.expandvars`; relative paths resolve against the
+//! job's working directory; with `allowed_paths` set, the resolved path must lie under one of them
+//! (symlinks resolved where the path exists). On non-Windows hosts `\` is read as a separator, so
+//! workflows written on Windows with relative paths run unchanged.
+//!
+//! Network: HTTP nodes may not reach loopback, private, link-local, unique-local, unspecified or
+//! multicast addresses unless `allow_private_network` is set. Every address a host name resolves
+//! to is checked (a name that resolves to any private address is refused).
+//!
+//! Commands: RunCommand can be disabled, or limited to an allow-list of program names.
+//!
+//! Every refusal says what was refused and by which rule; the runner adds the node id and type.
+
+use super::node::NodeError;
+use std::net::{IpAddr, ToSocketAddrs};
+use std::path::{Component, Path, PathBuf};
+
+/// The safety switches of a run (from the robot configuration).
+#[derive(Clone, Debug, Default)]
+pub struct Safety {
+    /// Let HTTP nodes reach loopback and private addresses.
+    pub allow_private_network: bool,
+    /// When non-empty, file nodes may only touch paths under these roots.
+    pub allowed_paths: Vec<PathBuf>,
+    /// When false, RunCommand nodes fail.
+    pub run_command_disabled: bool,
+    /// When non-empty, RunCommand may only start these programs (file name, case-insensitive,
+    /// with or without `.exe`).
+    pub run_command_allowlist: Vec<String>,
+    /// Where relative paths resolve (default: the process's current directory).
+    pub work_dir: Option<PathBuf>,
+}
+
+const DEVICE_NAMES: &[&str] = &[
+    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
+    "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9", "CONIN$",
+    "CONOUT$",
+];
+
+fn refuse(what: &str, value: &str, rule: &str) -> NodeError {
+    NodeError::new(
+        "PermissionError",
+        format!("refused {what} '{value}': {rule}"),
+    )
+}
+
+/// Expand `%VAR%`, `$VAR` and `${VAR}` from the process environment; unknown names stay as they are.
+pub fn expand_vars(text: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let is_name = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            if let Some(end) = text[i + 1..].find('%') {
+                let name = &text[i + 1..i + 1 + end];
+                if !name.is_empty() && name.bytes().all(is_name) {
+                    if let Some(v) = env(name) {
+                        out.push_str(&v);
+                        i += end + 2;
+                        continue;
+                    }
+                }
+            }
+        } else if b == b'$' {
+            let (name, len) = if bytes.get(i + 1) == Some(&b'{') {
+                match text[i + 2..].find('}') {
+                    Some(end) => (&text[i + 2..i + 2 + end], end + 3),
+                    None => ("", 0),
+                }
+            } else {
+                let n = bytes[i + 1..].iter().take_while(|b| is_name(**b)).count();
+                (&text[i + 1..i + 1 + n], n + 1)
+            };
+            if !name.is_empty() && name.bytes().all(is_name) {
+                if let Some(v) = env(name) {
+                    out.push_str(&v);
+                    i += len;
+                    continue;
+                }
+            }
+        }
+        let ch_len = text[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&text[i..i + ch_len]);
+        i += ch_len;
+    }
+    out
+}
+
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Check and resolve a path given to a file node.
+pub fn check_path(raw: &str, safety: &Safety) -> Result<PathBuf, NodeError> {
+    check_path_with_env(raw, safety, &process_env)
+}
+
+/// [`check_path`] with an injected environment (for tests).
+pub fn check_path_with_env(
+    raw: &str,
+    safety: &Safety,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PathBuf, NodeError> {
+    if raw.trim().is_empty() {
+        return Err(NodeError::value("the path is empty"));
+    }
+    if raw.contains('\0') {
+        return Err(refuse(
+            "path",
+            &raw.replace('\0', "\\0"),
+            "it contains a NUL byte",
+        ));
+    }
+    let expanded = expand_vars(raw.trim(), env);
+    let text = if cfg!(windows) {
+        expanded.clone()
+    } else {
+        expanded.replace('\\', "/")
+    };
+    let path = Path::new(&text);
+    for comp in path.components() {
+        match comp {
+            Component::ParentDir => {
+                return Err(refuse(
+                    "path",
+                    raw,
+                    "'..' (parent directory) components are not allowed",
+                ))
+            }
+            Component::Normal(part) => {
+                let part = part.to_string_lossy();
+                let stem = part
+                    .split('.')
+                    .next()
+                    .unwrap_or("")
+                    .trim_end()
+                    .to_ascii_uppercase();
+                if DEVICE_NAMES.contains(&stem.as_str()) {
+                    return Err(refuse(
+                        "path",
+                        raw,
+                        &format!("'{part}' is a Windows device name"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        let base = match &safety.work_dir {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir()
+                .map_err(|e| NodeError::new("OSError", format!("no current directory: {e}")))?,
+        };
+        base.join(path)
+    };
+    if !safety.allowed_paths.is_empty() {
+        let resolved = resolve_existing_prefix(&absolute);
+        let inside = safety.allowed_paths.iter().any(|root| {
+            let root = resolve_existing_prefix(root);
+            resolved.starts_with(&root)
+        });
+        if !inside {
+            let roots: Vec<String> = safety
+                .allowed_paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            return Err(refuse(
+                "path",
+                raw,
+                &format!("it is outside the allowed paths ({})", roots.join(", ")),
+            ));
+        }
+    }
+    Ok(absolute)
+}
+
+/// Canonicalize the longest existing prefix of `path` (resolving symlinks), keep the rest as is.
+fn resolve_existing_prefix(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest: Vec<std::ffi::OsString> = Vec::new();
+    loop {
+        if let Ok(canon) = existing.canonicalize() {
+            let mut out = canon;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return out;
+        }
+        match (
+            existing.file_name().map(|f| f.to_os_string()),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+/// True for addresses HTTP nodes may not reach by default.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 0
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            let seg0 = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg0 & 0xfe00) == 0xfc00
+                || (seg0 & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Check that `host:port` may be contacted; returns the resolved addresses.
+pub fn check_host(
+    host: &str,
+    port: u16,
+    safety: &Safety,
+) -> Result<Vec<std::net::SocketAddr>, NodeError> {
+    let host_trim = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<std::net::SocketAddr> = (host_trim, port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            NodeError::new(
+                "ConnectionError",
+                format!("cannot resolve host '{host}': {e}"),
+            )
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(NodeError::new(
+            "ConnectionError",
+            format!("host '{host}' resolves to no address"),
+        ));
+    }
+    if !safety.allow_private_network {
+        if let Some(a) = addrs.iter().find(|a| is_private(a.ip())) {
+            return Err(refuse(
+                "address",
+                &format!("{host} ({})", a.ip()),
+                "loopback and private networks are blocked (set allow_private_network to allow them)",
+            ));
+        }
+    }
+    Ok(addrs)
+}
+
+/// Check that RunCommand may start `program`.
+pub fn check_command(program: &str, safety: &Safety) -> Result<(), NodeError> {
+    if safety.run_command_disabled {
+        return Err(refuse(
+            "command",
+            program,
+            "RunCommand is disabled (run_command_enabled is false)",
+        ));
+    }
+    if !safety.run_command_allowlist.is_empty() {
+        let name = Path::new(&program.replace('\\', "/"))
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        let bare = name.strip_suffix(".exe").unwrap_or(&name).to_string();
+        let allowed = safety.run_command_allowlist.iter().any(|a| {
+            let a = a.to_ascii_lowercase();
+            a == name || a.strip_suffix(".exe").unwrap_or(&a) == bare
+        });
+        if !allowed {
+            return Err(refuse(
+                "command",
+                program,
+                &format!(
+                    "it is not in run_command_allowlist ({})",
+                    safety.run_command_allowlist.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "DATA" => Some("/srv/data".into()),
+            "USER" => Some("bot".into()),
+            _ => None,
+        }
+    }
+
+    fn check(raw: &str, safety: &Safety) -> Result<PathBuf, String> {
+        check_path_with_env(raw, safety, &env).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn refusals_name_the_path_and_the_rule() {
+        let s = Safety {
+            work_dir: Some("/work".into()),
+            ..Safety::default()
+        };
+        assert_eq!(
+            check("../etc/passwd", &s).unwrap_err(),
+            "refused path '../etc/passwd': '..' (parent directory) components are not allowed"
+        );
+        assert_eq!(
+            check("a\\..\\b", &s).unwrap_err(),
+            "refused path 'a\\..\\b': '..' (parent directory) components are not allowed"
+        );
+        assert_eq!(
+            check("out/CON.txt", &s).unwrap_err(),
+            "refused path 'out/CON.txt': 'CON.txt' is a Windows device name"
+        );
+        assert_eq!(
+            check("nul", &s).unwrap_err(),
+            "refused path 'nul': 'nul' is a Windows device name"
+        );
+        assert_eq!(
+            check("a\0b", &s).unwrap_err(),
+            "refused path 'a\\0b': it contains a NUL byte"
+        );
+        assert_eq!(check("  ", &s).unwrap_err(), "the path is empty");
+        assert!(check("console.log", &s).is_ok(), "CON only as a whole stem");
+    }
+
+    #[test]
+    fn expansion_and_resolution() {
+        let s = Safety {
+            work_dir: Some("/work".into()),
+            ..Safety::default()
+        };
+        assert_eq!(
+            check("$DATA/in.csv", &s).unwrap(),
+            PathBuf::from("/srv/data/in.csv")
+        );
+        assert_eq!(check("%DATA%/x", &s).unwrap(), PathBuf::from("/srv/data/x"));
+        assert_eq!(
+            check("${USER}.txt", &s).unwrap(),
+            PathBuf::from("/work/bot.txt")
+        );
+        assert_eq!(
+            check("$NOPE/x", &s).unwrap(),
+            PathBuf::from("/work/$NOPE/x")
+        );
+        if !cfg!(windows) {
+            assert_eq!(
+                check("reports\\today.txt", &s).unwrap(),
+                PathBuf::from("/work/reports/today.txt")
+            );
+        }
+    }
+
+    #[test]
+    fn allowed_roots_confine_paths_even_through_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let inside = dir.path().join("inside");
+        std::fs::create_dir(&inside).unwrap();
+        let s = Safety {
+            allowed_paths: vec![inside.clone()],
+            work_dir: Some(inside.clone()),
+            ..Safety::default()
+        };
+        assert!(check("new/file.txt", &s).is_ok());
+        let outside = dir.path().join("outside.txt");
+        let err = check(outside.to_str().unwrap(), &s).unwrap_err();
+        assert!(err.contains("it is outside the allowed paths"), "{err}");
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(dir.path(), inside.join("escape")).unwrap();
+            let err = check("escape/outside.txt", &s).unwrap_err();
+            assert!(err.contains("outside the allowed paths"), "{err}");
+        }
+    }
+
+    #[test]
+    fn private_addresses() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "0.0.0.0",
+            "::1",
+            "fc00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "100.64.0.1",
+        ] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+        let err = check_host("127.0.0.1", 80, &Safety::default()).unwrap_err();
+        assert!(
+            err.message
+                .contains("loopback and private networks are blocked"),
+            "{}",
+            err.message
+        );
+        let allowed = Safety {
+            allow_private_network: true,
+            ..Safety::default()
+        };
+        assert!(check_host("127.0.0.1", 80, &allowed).is_ok());
+        assert!(check_host("localhost", 80, &Safety::default()).is_err());
+    }
+
+    #[test]
+    fn command_rules() {
+        assert!(check_command("echo", &Safety::default()).is_ok());
+        let off = Safety {
+            run_command_disabled: true,
+            ..Safety::default()
+        };
+        assert!(check_command("echo", &off)
+            .unwrap_err()
+            .message
+            .contains("RunCommand is disabled"));
+        let list = Safety {
+            run_command_allowlist: vec!["git".into(), "python.exe".into()],
+            ..Safety::default()
+        };
+        assert!(check_command("/usr/bin/git", &list).is_ok());
+        assert!(check_command("C:\\Python\\python.exe", &list).is_ok());
+        assert!(check_command("python", &list).is_ok());
+        assert!(check_command("rm", &list)
+            .unwrap_err()
+            .message
+            .contains("not in run_command_allowlist (git, python.exe)"));
+    }
+}
