@@ -3,12 +3,17 @@
 //! Exit codes: 0 success, 1 the workflow failed, 2 invalid input (workflow, variables, config,
 //! usage), 3 cancelled (Ctrl+C), 4 timed out.
 
-use crate::cli::{Cli, Command, ConfigArgs, NodesArgs, RunArgs, ValidateArgs};
+use crate::cli::{
+    CheckpointAction, CheckpointsArgs, Cli, Command, ConfigArgs, NodesArgs, RunArgs, ValidateArgs,
+};
 use crate::config::RobotConfig;
 use crate::engine::model::{self, MAX_WORKFLOW_BYTES};
 use crate::engine::runner::{self, RunOptions, RunStatus};
+use crate::engine::runner::{Both, RunOutcome};
 use crate::engine::{CancelToken, Dict, LoadError, Value, Workflow};
 use crate::progress::ConsoleProgress;
+use crate::store::checkpoint::{self, CheckpointMeta, CheckpointStatus, Checkpointer, ResumePlan};
+use crate::store::Store;
 use std::path::Path;
 use std::time::Duration;
 
@@ -30,6 +35,7 @@ pub fn main(cli: Cli) -> u8 {
         Command::Validate(args) => cmd_validate(&args),
         Command::ValidateConfig(args) => cmd_validate_config(&args),
         Command::Nodes(args) => cmd_nodes(&args),
+        Command::Checkpoints(args) => cmd_checkpoints(&args),
     }
 }
 
@@ -203,7 +209,16 @@ fn cmd_run(args: &RunArgs) -> u8 {
         args.workflow.display()
     );
     let mut progress = ConsoleProgress::new(args.quiet);
-    let outcome = runner::run(&wf, inputs, &opts, &cancel, &mut progress);
+    let outcome = match &args.job_id {
+        Some(job_id) => {
+            match run_with_checkpoints(job_id, &config, &wf, inputs, &opts, &cancel, &mut progress)
+            {
+                Ok(outcome) => outcome,
+                Err(code) => return code,
+            }
+        }
+        None => runner::run(&wf, inputs, &opts, &cancel, &mut progress),
+    };
     log::info!(
         "run finished: {:?} in {:.3} ms, {} node executions{}",
         outcome.status,
@@ -257,6 +272,199 @@ fn cmd_run(args: &RunArgs) -> u8 {
                 _ => EXIT_FAILED,
             }
         }
+    }
+}
+
+/// Validate a job id given on the command line.
+fn check_job_id(job_id: &str) -> Result<(), String> {
+    if job_id.trim().is_empty() || job_id.len() > 128 || job_id.chars().any(char::is_control) {
+        return Err(format!(
+            "--job-id {job_id:?}: must be 1 to 128 printable characters"
+        ));
+    }
+    Ok(())
+}
+
+/// Run with a durable checkpoint after every node, resuming a matching earlier checkpoint.
+/// `Err` carries an exit code when the run must not start.
+fn run_with_checkpoints(
+    job_id: &str,
+    config: &RobotConfig,
+    wf: &Workflow,
+    inputs: Dict,
+    opts: &RunOptions,
+    cancel: &CancelToken,
+    progress: &mut ConsoleProgress,
+) -> Result<RunOutcome, u8> {
+    if let Err(e) = check_job_id(job_id) {
+        eprintln!("error: {e}");
+        return Err(EXIT_INVALID);
+    }
+    if !config.checkpoint_enabled {
+        eprintln!("note: checkpoint_enabled is false: job {job_id} runs without checkpoints");
+        return Ok(runner::run(wf, inputs, opts, cancel, progress));
+    }
+    let mut store = match Store::open(&config.data_dir) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("warning: checkpoints unavailable ({e}); job {job_id} runs without them");
+            return Ok(runner::run(wf, inputs, opts, cancel, progress));
+        }
+    };
+    let max_bytes = config.checkpoint_max_mb.saturating_mul(1 << 20);
+    match store.purge_checkpoints(config.checkpoint_retention_hours, max_bytes) {
+        Ok(0) => {}
+        Ok(n) => log::info!("purged {n} expired checkpoint(s)"),
+        Err(e) => log::warn!("cannot purge old checkpoints: {e}"),
+    }
+    let meta = CheckpointMeta::new(wf, &inputs);
+    let plan = checkpoint::plan_resume(&mut store, job_id, wf, &meta);
+    let outcome = match plan {
+        ResumePlan::Refuse(err) => {
+            log::warn!("job {job_id} not resumed: {err}");
+            eprintln!("error: {err}");
+            return Err(EXIT_FAILED);
+        }
+        ResumePlan::Fresh { reason } => {
+            if let Some(reason) = reason {
+                log::warn!("job {job_id} starts from the beginning: {reason}");
+                eprintln!("note: job {job_id} starts from the beginning: {reason}");
+            }
+            let mut writer =
+                Checkpointer::new(&mut store, job_id, meta, Duration::ZERO).for_workflow(wf, 0);
+            let outcome = runner::run(wf, inputs, opts, cancel, &mut Both(progress, &mut writer));
+            log::info!(
+                "job {job_id}: {} checkpoints, {} bytes written",
+                writer.stats.saves,
+                writer.stats.bytes
+            );
+            outcome
+        }
+        ResumePlan::Resume(cp) => {
+            let prior = Duration::from_millis(cp.state.prior_elapsed_ms);
+            log::info!(
+                "job {job_id} resumes after node {} (checkpoint #{})",
+                cp.node_id,
+                cp.seq
+            );
+            eprintln!(
+                "resuming job {job_id} from its checkpoint: {} node executions done, last completed node {} ({:?})",
+                cp.state.executions, cp.node_id, cp.status
+            );
+            let mut writer =
+                Checkpointer::new(&mut store, job_id, meta, prior).for_workflow(wf, cp.seq);
+            let outcome =
+                runner::resume(wf, cp.state, opts, cancel, &mut Both(progress, &mut writer));
+            log::info!(
+                "job {job_id}: {} checkpoints, {} bytes written",
+                writer.stats.saves,
+                writer.stats.bytes
+            );
+            outcome
+        }
+    };
+    let settled = match outcome.status {
+        RunStatus::Completed => store.clear_checkpoint(job_id).map(|_| ()),
+        RunStatus::Failed => store.finish_checkpoint(job_id, CheckpointStatus::Failed),
+        RunStatus::Cancelled | RunStatus::TimedOut => {
+            store.finish_checkpoint(job_id, CheckpointStatus::Cancelled)
+        }
+    };
+    if let Err(e) = settled {
+        log::warn!("job {job_id}: cannot update its checkpoint: {e}");
+    }
+    if outcome.status != RunStatus::Completed {
+        eprintln!("note: job {job_id} keeps its checkpoint; run it again with --job-id {job_id} to resume");
+    }
+    Ok(outcome)
+}
+
+fn cmd_checkpoints(args: &CheckpointsArgs) -> u8 {
+    let config = match load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut store = match Store::open(&config.data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    match &args.action {
+        CheckpointAction::List { json } => match store.list_checkpoints() {
+            Ok(list) => {
+                if *json {
+                    let rows: Vec<serde_json::Value> = list
+                        .iter()
+                        .map(|c| {
+                            serde_json::json!({"job_id": c.job_id, "status": format!("{:?}", c.status).to_lowercase(),
+                                "seq": c.seq, "last_completed_node": c.node_id, "saved_at": c.saved_at,
+                                "bytes": c.bytes, "workflow_hash": c.workflow_hash})
+                        })
+                        .collect();
+                    println!("{}", serde_json::Value::Array(rows));
+                } else if list.is_empty() {
+                    println!("no checkpoints in {}", store.path().display());
+                } else {
+                    println!(
+                        "{:<24} {:<10} {:>7} {:>9}  {:<19}  last completed node",
+                        "job", "status", "saves", "bytes", "saved"
+                    );
+                    for c in &list {
+                        let saved = chrono::DateTime::from_timestamp(c.saved_at as i64, 0)
+                            .map(|t| {
+                                t.with_timezone(&chrono::Local)
+                                    .format("%Y-%m-%d %H:%M:%S")
+                                    .to_string()
+                            })
+                            .unwrap_or_default();
+                        println!(
+                            "{:<24} {:<10} {:>7} {:>9}  {:<19}  {}",
+                            c.job_id,
+                            format!("{:?}", c.status).to_lowercase(),
+                            c.seq,
+                            c.bytes,
+                            saved,
+                            c.node_id
+                        );
+                    }
+                }
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_FAILED
+            }
+        },
+        CheckpointAction::Show { job_id } => match checkpoint::describe(&store, job_id) {
+            Ok(Some(v)) => {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                EXIT_OK
+            }
+            Ok(None) => {
+                eprintln!("error: no checkpoint for job {job_id}");
+                EXIT_INVALID
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_FAILED
+            }
+        },
+        CheckpointAction::Clear { job_id } => match store.clear_checkpoint(job_id) {
+            Ok(true) => {
+                println!("cleared the checkpoint of job {job_id}");
+                EXIT_OK
+            }
+            Ok(false) => {
+                eprintln!("error: no checkpoint for job {job_id}");
+                EXIT_INVALID
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_FAILED
+            }
+        },
     }
 }
 

@@ -23,6 +23,40 @@ pub enum Command {
     ValidateConfig(ConfigArgs),
     /// List the node types this robot supports.
     Nodes(NodesArgs),
+    /// Inspect or clear stored checkpoints (for operators).
+    Checkpoints(CheckpointsArgs),
+}
+
+/// `checkpoints` arguments.
+#[derive(Debug, Args)]
+pub struct CheckpointsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: CheckpointAction,
+    /// Robot configuration file (its data_dir holds the checkpoints).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+/// `checkpoints` actions.
+#[derive(Debug, Subcommand)]
+pub enum CheckpointAction {
+    /// List every stored checkpoint.
+    List {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one checkpoint: progress, queue, variables.
+    Show {
+        /// The job id.
+        job_id: String,
+    },
+    /// Delete one checkpoint (the job then starts over when run again).
+    Clear {
+        /// The job id.
+        job_id: String,
+    },
 }
 
 /// `run` arguments.
@@ -56,6 +90,10 @@ pub struct RunArgs {
     /// Robot configuration file (default: ./robot_config.json or the platform config dir).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Keep a checkpoint under this job id after every node; running again with the same id after
+    /// a crash (or a failure, cancel or timeout) resumes from the last completed node.
+    #[arg(long, value_name = "ID")]
+    pub job_id: Option<String>,
 }
 
 /// `validate` arguments.

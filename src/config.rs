@@ -43,6 +43,8 @@ pub const ALL_KEYS: &[&str] = &[
     "circuit_timeout",
     "circuit_half_open_max_calls",
     "checkpoint_enabled",
+    "checkpoint_retention_hours",
+    "checkpoint_max_mb",
     "data_dir",
     "log_level",
     "log_dir",
@@ -462,6 +464,10 @@ pub struct RobotConfig {
     pub circuit_half_open_max_calls: u32,
     /// Whether per-node checkpoints are written.
     pub checkpoint_enabled: bool,
+    /// How long checkpoints of failed or cancelled jobs are kept before they are purged.
+    pub checkpoint_retention_hours: Duration,
+    /// Upper bound on the checkpoint store; the oldest finished checkpoints are purged past it.
+    pub checkpoint_max_mb: u64,
     /// Durable state directory (store, checkpoints); `checkpoint_dir` in the file is an alias.
     pub data_dir: PathBuf,
     /// Log level filter.
@@ -649,6 +655,13 @@ impl RobotConfig {
             "circuit_timeout" => secs(&self.circuit_timeout),
             "circuit_half_open_max_calls" => self.circuit_half_open_max_calls.to_string(),
             "checkpoint_enabled" => self.checkpoint_enabled.to_string(),
+            "checkpoint_retention_hours" => {
+                format!(
+                    "{}h",
+                    self.checkpoint_retention_hours.as_secs_f64() / 3600.0
+                )
+            }
+            "checkpoint_max_mb" => self.checkpoint_max_mb.to_string(),
             "data_dir" => self.data_dir.display().to_string(),
             "log_level" => self.log_level.to_string().to_lowercase(),
             "log_dir" => self.log_dir.display().to_string(),
@@ -1073,6 +1086,10 @@ fn validate(raw: &RawConfig, env: EnvLookup) -> (RobotConfig, Vec<ConfigError>) 
         circuit_timeout: v.secs("circuit_timeout", 60.0, 0.1, 86400.0),
         circuit_half_open_max_calls: v.int("circuit_half_open_max_calls", 3, 1, 1000) as u32,
         checkpoint_enabled: v.bool("checkpoint_enabled", true),
+        checkpoint_retention_hours: Duration::from_secs_f64(
+            v.float("checkpoint_retention_hours", 72.0, 0.0, 8760.0) * 3600.0,
+        ),
+        checkpoint_max_mb: v.int("checkpoint_max_mb", 1024, 1, 1_000_000),
         data_dir: v.path("data_dir", dirs.data_dir),
         log_level: match v.choice("log_level", "info", LOG_LEVELS) {
             "trace" => log::LevelFilter::Trace,

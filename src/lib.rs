@@ -10,3 +10,4 @@ pub mod engine;
 pub mod logging;
 pub mod nodes;
 pub mod progress;
+pub mod store;

@@ -365,6 +365,28 @@ pub enum FailureDisposition {
     Fatal,
 }
 
+/// Two observers as one (e.g. console progress and a checkpointer).
+pub struct Both<'a>(pub &'a mut dyn Observer, pub &'a mut dyn Observer);
+
+impl Observer for Both<'_> {
+    fn node_started(&mut self, ev: &NodeEvent<'_>) {
+        self.0.node_started(ev);
+        self.1.node_started(ev);
+    }
+    fn node_completed(&mut self, ev: &NodeEvent<'_>, state: &RunState) {
+        self.0.node_completed(ev, state);
+        self.1.node_completed(ev, state);
+    }
+    fn node_failed(&mut self, ev: &NodeEvent<'_>, error: &RunError, what_next: FailureDisposition) {
+        self.0.node_failed(ev, error, what_next);
+        self.1.node_failed(ev, error, what_next);
+    }
+    fn node_log(&mut self, ev: &NodeEvent<'_>, log: &NodeLog) {
+        self.0.node_log(ev, log);
+        self.1.node_log(ev, log);
+    }
+}
+
 /// An observer that ignores everything.
 pub struct NoObserver;
 impl Observer for NoObserver {}
