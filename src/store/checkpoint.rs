@@ -1,9 +1,11 @@
 //! Per-node checkpoints: save after every completed node, resume exactly where a run stopped.
 //!
-//! Layout: one `checkpoints` row per job (the small "core": queue, executed marks, loop and try
-//! states, counters, variable order, the node that completed, hashes of the workflow and inputs),
-//! and `checkpoint_values` rows keyed by (job, kind, key) for variables, node outputs, input port
-//! values and For-loop item lists. A [`Checkpointer`] remembers what it last wrote and writes only
+//! Layout: one `checkpoints` row per job with what rarely changes (hashes of the workflow and
+//! inputs, status, timestamps, an in-flight marker), and `checkpoint_values` rows keyed by
+//! (job, kind, key): the small "core" (queue, executed marks, loop and try states, counters,
+//! variable order, the node that completed), variables, node outputs, input port values and
+//! For-loop item lists. The values table is clustered by that key (WITHOUT ROWID), so a typical
+//! per-node save (the core plus a few small values of one job) rewrites a single page. A [`Checkpointer`] remembers what it last wrote and writes only
 //! entries whose value changed (shared containers are compared by pointer, so a 10,000-element
 //! list that did not change costs nothing per node). Values over [`COMPRESS_ABOVE`] bytes are
 //! stored zstd-compressed. One save is one SQLite transaction.
@@ -38,13 +40,9 @@ CREATE TABLE IF NOT EXISTS checkpoints(
     job_id TEXT PRIMARY KEY,
     workflow_hash TEXT NOT NULL,
     inputs_hash TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    node_id TEXT NOT NULL,
     inflight TEXT,
     status TEXT NOT NULL,
-    core BLOB NOT NULL,
     created_at REAL NOT NULL,
-    saved_at REAL NOT NULL,
     finished_at REAL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoint_values(
@@ -57,6 +55,7 @@ CREATE TABLE IF NOT EXISTS checkpoint_values(
 ) WITHOUT ROWID;
 ";
 
+const KIND_CORE: i64 = -1;
 const KIND_VAR: i64 = 0;
 const KIND_OUT: i64 = 1;
 const KIND_IN: i64 = 2;
@@ -178,6 +177,9 @@ enum CoreLoop {
 #[derive(Serialize, Deserialize)]
 struct Core {
     v: u32,
+    seq: u64,
+    node_id: String,
+    saved_at: f64,
     n_nodes: usize,
     queue: Vec<usize>,
     executed: Vec<usize>,
@@ -190,15 +192,62 @@ struct Core {
     var_order: Vec<String>,
 }
 
-fn encode(value: &Value) -> Result<(Vec<u8>, bool), StoreError> {
+fn encode(
+    value: &Value,
+    zstd: &mut Option<zstd::bulk::Compressor<'static>>,
+) -> Result<(Vec<u8>, bool), StoreError> {
     let json = serde_json::to_vec(value)
         .map_err(|e| StoreError::Sql(format!("cannot encode a value: {e}")))?;
     if json.len() > COMPRESS_ABOVE {
-        let packed =
-            zstd::bulk::compress(&json, 1).map_err(|e| StoreError::Sql(format!("zstd: {e}")))?;
-        return Ok((packed, true));
+        return Ok((compress(&json, zstd)?, true));
     }
     Ok((json, false))
+}
+
+/// zstd with a compressor that is created once and reused (creating a context per call costs
+/// more than a checkpoint's whole SQLite transaction).
+fn compress(
+    bytes: &[u8],
+    zstd: &mut Option<zstd::bulk::Compressor<'static>>,
+) -> Result<Vec<u8>, StoreError> {
+    if zstd.is_none() {
+        *zstd = Some(
+            zstd::bulk::Compressor::new(1).map_err(|e| StoreError::Sql(format!("zstd: {e}")))?,
+        );
+    }
+    match zstd {
+        Some(c) => c
+            .compress(bytes)
+            .map_err(|e| StoreError::Sql(format!("zstd: {e}"))),
+        None => Err(StoreError::Sql("zstd unavailable".into())),
+    }
+}
+
+/// Core blobs start with a format byte: `J` plain JSON, `Z` zstd-compressed JSON.
+fn encode_core(
+    json: Vec<u8>,
+    zstd: &mut Option<zstd::bulk::Compressor<'static>>,
+) -> Result<Vec<u8>, StoreError> {
+    let (tag, body) = if json.len() > COMPRESS_ABOVE {
+        (b'Z', compress(&json, zstd)?)
+    } else {
+        (b'J', json)
+    };
+    let mut out = Vec::with_capacity(body.len() + 1);
+    out.push(tag);
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+fn decode_core(blob: &[u8]) -> Result<Vec<u8>, StoreError> {
+    match blob.split_first() {
+        Some((b'J', rest)) => Ok(rest.to_vec()),
+        Some((b'Z', rest)) => zstd::stream::decode_all(rest)
+            .map_err(|e| StoreError::Corrupt(format!("checkpoint core: zstd: {e}"))),
+        _ => Err(StoreError::Corrupt(
+            "checkpoint core: unknown format".into(),
+        )),
+    }
 }
 
 fn decode(bytes: &[u8], compressed: bool, what: &str) -> Result<Value, StoreError> {
@@ -300,19 +349,14 @@ impl Store {
         let row = self
             .conn
             .query_row(
-                "SELECT workflow_hash, inputs_hash, seq, node_id, inflight, status, core, saved_at
-                 FROM checkpoints WHERE job_id = ?1",
+                "SELECT workflow_hash, inputs_hash, inflight, status FROM checkpoints WHERE job_id = ?1",
                 [job_id],
                 |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<String>>(2)?,
                         r.get::<_, String>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                        r.get::<_, String>(5)?,
-                        r.get::<_, Vec<u8>>(6)?,
-                        r.get::<_, f64>(7)?,
                     ))
                 },
             )
@@ -321,43 +365,57 @@ impl Store {
                 StoreError::Sql(m) => StoreError::Corrupt(m),
                 other => other,
             })?;
-        let Some((workflow_hash, inputs_hash, seq, node_id, inflight, status, core, saved_at)) =
-            row
-        else {
+        let Some((workflow_hash, inputs_hash, inflight, status)) = row else {
             return Ok(None);
         };
         let meta = CheckpointMeta {
             workflow_hash,
             inputs_hash,
         };
+        let status = CheckpointStatus::parse(&status);
         if meta.workflow_hash != wf.hash {
             // Different workflow: the caller discards it; no need to decode the state.
             return Ok(Some(Checkpoint {
                 job_id: job_id.to_string(),
-                seq: seq.max(0) as u64,
-                node_id,
+                seq: 0,
+                node_id: String::new(),
                 inflight,
-                status: CheckpointStatus::parse(&status),
+                status,
                 meta,
-                saved_at,
+                saved_at: 0.0,
                 state: RunState::new(wf, Dict::new(), &Default::default()),
             }));
         }
-        let core_bytes = zstd::stream::decode_all(&core[..])
-            .map_err(|e| StoreError::Corrupt(format!("checkpoint core: zstd: {e}")))?;
-        let core: Core = serde_json::from_slice(&core_bytes)
-            .map_err(|e| StoreError::Corrupt(format!("checkpoint core: {e}")))?;
+        let core = self.read_core(job_id)?;
+        let (seq, node_id, saved_at) = (core.seq, core.node_id.clone(), core.saved_at);
         let state = self.rebuild(job_id, wf, core)?;
         Ok(Some(Checkpoint {
             job_id: job_id.to_string(),
-            seq: seq.max(0) as u64,
+            seq,
             node_id,
             inflight,
-            status: CheckpointStatus::parse(&status),
+            status,
             meta,
             saved_at,
             state,
         }))
+    }
+
+    fn read_core(&self, job_id: &str) -> Result<Core, StoreError> {
+        let blob: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT value FROM checkpoint_values WHERE job_id = ?1 AND kind = ?2 AND key = ''",
+                params![job_id, KIND_CORE],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let blob = blob.ok_or_else(|| {
+            StoreError::Corrupt(format!("checkpoint of job {job_id}: its core is missing"))
+        })?;
+        let bytes = decode_core(&blob)?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::Corrupt(format!("checkpoint core: {e}")))
     }
 
     fn rebuild(&self, job_id: &str, wf: &Workflow, core: Core) -> Result<RunState, StoreError> {
@@ -411,8 +469,12 @@ impl Store {
         })?;
         for row in rows {
             let (kind, key, bytes, compressed) = row?;
+            if kind == KIND_CORE {
+                continue;
+            }
             let value = decode(&bytes, compressed, &key)?;
             match kind {
+                KIND_CORE => {}
                 KIND_VAR => {
                     vars.insert(key, value);
                 }
@@ -505,22 +567,38 @@ impl Store {
     /// All checkpoints, newest first.
     pub fn list_checkpoints(&self) -> Result<Vec<CheckpointInfo>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT c.job_id, c.seq, c.node_id, c.status, c.workflow_hash, c.saved_at,
-                    length(c.core) + COALESCE((SELECT SUM(length(v.value)) FROM checkpoint_values v WHERE v.job_id = c.job_id), 0)
-             FROM checkpoints c ORDER BY c.saved_at DESC",
+            "SELECT c.job_id, c.status, c.workflow_hash, c.created_at,
+                    (SELECT SUM(length(v.value)) FROM checkpoint_values v WHERE v.job_id = c.job_id)
+             FROM checkpoints c",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok(CheckpointInfo {
-                job_id: r.get(0)?,
-                seq: r.get::<_, i64>(1)?.max(0) as u64,
-                node_id: r.get(2)?,
-                status: CheckpointStatus::parse(&r.get::<_, String>(3)?),
-                workflow_hash: r.get(4)?,
-                saved_at: r.get(5)?,
-                bytes: r.get::<_, i64>(6)?.max(0) as u64,
-            })
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, f64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+            ))
         })?;
-        rows.map(|r| r.map_err(StoreError::from)).collect()
+        let mut out = Vec::new();
+        for row in rows {
+            let (job_id, status, workflow_hash, created_at, bytes) = row?;
+            let (seq, node_id, saved_at) = match self.read_core(&job_id) {
+                Ok(core) => (core.seq, core.node_id, core.saved_at),
+                Err(_) => (0, "(unreadable)".to_string(), created_at),
+            };
+            out.push(CheckpointInfo {
+                job_id,
+                seq,
+                node_id,
+                status: CheckpointStatus::parse(&status),
+                workflow_hash,
+                saved_at,
+                bytes: bytes.unwrap_or(0).max(0) as u64,
+            });
+        }
+        out.sort_by(|a, b| b.saved_at.total_cmp(&a.saved_at));
+        Ok(out)
     }
 
     /// Purge finished checkpoints older than `retention`, then the oldest finished ones until the
@@ -534,7 +612,7 @@ impl Store {
         let cutoff = now_secs() - retention.as_secs_f64();
         let expired: Vec<String> = {
             let mut stmt = self.conn.prepare(
-                "SELECT job_id FROM checkpoints WHERE status != 'running' AND COALESCE(finished_at, saved_at) < ?1",
+                "SELECT job_id FROM checkpoints WHERE status != 'running' AND COALESCE(finished_at, created_at) < ?1",
             )?;
             let rows = stmt.query_map([cutoff], |r| r.get(0))?;
             rows.collect::<Result<_, _>>()?
@@ -584,6 +662,9 @@ pub struct Checkpointer<'s> {
     started: Instant,
     prior: Duration,
     wf: Option<&'s Workflow>,
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+    inflight_set: bool,
+    meta_written: bool,
     /// What was written so far.
     pub stats: SaveStats,
     /// Set when a save failed and checkpointing stopped.
@@ -609,6 +690,9 @@ impl<'s> Checkpointer<'s> {
             started: Instant::now(),
             prior,
             wf: None,
+            zstd: None,
+            inflight_set: false,
+            meta_written: false,
             stats: SaveStats::default(),
             failure: None,
         }
@@ -691,12 +775,14 @@ impl<'s> Checkpointer<'s> {
             pending_error: state.pending_error.clone(),
             executions: state.executions,
             elapsed_ms,
+            seq: self.seq,
+            node_id: node_id.to_string(),
+            saved_at: now_secs(),
             var_order: state.variables.keys().cloned().collect(),
         };
         let core_json = serde_json::to_vec(&core)
             .map_err(|e| StoreError::Sql(format!("cannot encode the checkpoint: {e}")))?;
-        let core_blob = zstd::bulk::compress(&core_json, 1)
-            .map_err(|e| StoreError::Sql(format!("zstd: {e}")))?;
+        let core_blob = encode_core(core_json, &mut self.zstd)?;
 
         // Entries that changed since the last save.
         let mut writes: Vec<(i64, String, Value)> = Vec::new();
@@ -759,33 +845,33 @@ impl<'s> Checkpointer<'s> {
                     [&self.job_id],
                 )?;
             }
-            let mut up = tx.prepare_cached(
-                "INSERT INTO checkpoints(job_id, workflow_hash, inputs_hash, seq, node_id, inflight, status, core, created_at, saved_at)
-                 VALUES(?1, ?2, ?3, ?4, ?5, NULL, 'running', ?6, ?7, ?7)
-                 ON CONFLICT(job_id) DO UPDATE SET workflow_hash = ?2, inputs_hash = ?3, seq = ?4, node_id = ?5,
-                    inflight = NULL, status = 'running', core = ?6, saved_at = ?7, finished_at = NULL",
-            )?;
-            up.execute(params![
-                self.job_id,
-                self.meta.workflow_hash,
-                self.meta.inputs_hash,
-                self.seq as i64,
-                node_id,
-                core_blob,
-                now
-            ])?;
+            if !self.meta_written {
+                tx.execute(
+                    "INSERT INTO checkpoints(job_id, workflow_hash, inputs_hash, inflight, status, created_at)
+                     VALUES(?1, ?2, ?3, NULL, 'running', ?4)
+                     ON CONFLICT(job_id) DO UPDATE SET workflow_hash = ?2, inputs_hash = ?3, inflight = NULL,
+                        status = 'running', finished_at = NULL",
+                    params![self.job_id, self.meta.workflow_hash, self.meta.inputs_hash, now],
+                )?;
+            } else if self.inflight_set {
+                tx.execute(
+                    "UPDATE checkpoints SET inflight = NULL WHERE job_id = ?1",
+                    [&self.job_id],
+                )?;
+            }
             let mut put = tx.prepare_cached(
                 "INSERT OR REPLACE INTO checkpoint_values(job_id, kind, key, value, compressed) VALUES(?1, ?2, ?3, ?4, ?5)",
             )?;
+            put.execute(params![self.job_id, KIND_CORE, "", core_blob, false])?;
             for (kind, key, value) in &writes {
-                let (blob, compressed) = encode(value)?;
+                let (blob, compressed) = encode(value, &mut self.zstd)?;
                 bytes += blob.len() as u64;
                 put.execute(params![self.job_id, kind, key, blob, compressed])?;
             }
             for (idx, items, keys) in &loop_writes {
                 for (suffix, value) in [("items", Some(items)), ("keys", keys.as_ref())] {
                     if let Some(value) = value {
-                        let (blob, compressed) = encode(value)?;
+                        let (blob, compressed) = encode(value, &mut self.zstd)?;
                         bytes += blob.len() as u64;
                         put.execute(params![
                             self.job_id,
@@ -806,6 +892,8 @@ impl<'s> Checkpointer<'s> {
         }
         tx.commit()?;
         self.created = true;
+        self.meta_written = true;
+        self.inflight_set = false;
         for (kind, key, value) in writes {
             self.last.insert((kind, key), value);
         }
@@ -825,7 +913,7 @@ impl<'s> Checkpointer<'s> {
 
     /// Record that an `_at_most_once` node is about to run (durably, before it starts).
     pub fn mark_inflight(&mut self, node_id: &str) -> Result<(), StoreError> {
-        if !self.created {
+        if !self.meta_written {
             return Ok(());
         }
         self.store.conn.execute_batch("PRAGMA synchronous=FULL")?;
@@ -835,6 +923,7 @@ impl<'s> Checkpointer<'s> {
         );
         self.store.conn.execute_batch("PRAGMA synchronous=NORMAL")?;
         result?;
+        self.inflight_set = true;
         Ok(())
     }
 
@@ -967,31 +1056,28 @@ pub fn describe(store: &Store, job_id: &str) -> Result<Option<serde_json::Value>
     let row = store
         .conn
         .query_row(
-            "SELECT workflow_hash, inputs_hash, seq, node_id, inflight, status, core, created_at, saved_at, finished_at
+            "SELECT workflow_hash, inputs_hash, inflight, status, created_at, finished_at
              FROM checkpoints WHERE job_id = ?1",
             [job_id],
             |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<String>>(2)?,
                     r.get::<_, String>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, Vec<u8>>(6)?,
-                    r.get::<_, f64>(7)?,
-                    r.get::<_, f64>(8)?,
-                    r.get::<_, Option<f64>>(9)?,
+                    r.get::<_, f64>(4)?,
+                    r.get::<_, Option<f64>>(5)?,
                 ))
             },
         )
         .optional()?;
-    let Some((wh, ih, seq, node_id, inflight, status, core, created, saved, finished)) = row else {
+    let Some((wh, ih, inflight, status, created, finished)) = row else {
         return Ok(None);
     };
-    let core: Option<Core> = zstd::stream::decode_all(&core[..])
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let core = store.read_core(job_id).ok();
+    let (seq, node_id, saved) = core.as_ref().map_or((0, String::new(), 0.0), |c| {
+        (c.seq, c.node_id.clone(), c.saved_at)
+    });
     let mut vars = serde_json::Map::new();
     let mut stmt = store.conn.prepare(
         "SELECT key, value, compressed FROM checkpoint_values WHERE job_id = ?1 AND kind = ?2",
@@ -1318,9 +1404,12 @@ mod tests {
         let wf = rich_workflow();
         let meta = CheckpointMeta::new(&wf, &Dict::new());
         let damage = [
-            "UPDATE checkpoints SET core = x'00010203'",
+            "UPDATE checkpoint_values SET value = x'00010203' WHERE kind = -1",
+            "UPDATE checkpoint_values SET value = x'4a7b7d' WHERE kind = -1",
+            "UPDATE checkpoint_values SET value = x'5a0102' WHERE kind = -1",
             "UPDATE checkpoint_values SET value = x'7b226869' WHERE kind = 0",
             "UPDATE checkpoint_values SET value = x'28b52ffd00', compressed = 1 WHERE kind = 0",
+            "DELETE FROM checkpoint_values WHERE kind = 0",
             "DELETE FROM checkpoint_values",
         ];
         for sql in damage {
