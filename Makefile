@@ -22,7 +22,7 @@ fmt:
 	$(CARGO) fmt
 
 bench:
-	$(CARGO) bench --bench engine
+	$(CARGO) bench --bench engine --bench checkpoint
 
 # Run the example workflow (pass another with WORKFLOW=path).
 WORKFLOW ?= examples/hello.json
