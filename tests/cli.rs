@@ -1,8 +1,7 @@
 //! The real binary, end to end: `run`, `validate`, `validate-config`, `nodes`, exit codes, output.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn bin() -> Command {
@@ -293,6 +292,8 @@ fn timeout_flag_stops_a_long_run_with_exit_4() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_cancels_a_running_wait_with_exit_3() {
+    use std::io::Write;
+    use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let wf = write_temp(
         &dir,
