@@ -211,8 +211,16 @@ fn cmd_run(args: &RunArgs) -> u8 {
     let mut progress = ConsoleProgress::new(args.quiet);
     let outcome = match &args.job_id {
         Some(job_id) => {
-            match run_with_checkpoints(job_id, &config, &wf, inputs, &opts, &cancel, &mut progress)
-            {
+            match run_with_checkpoints(
+                args.json,
+                job_id,
+                &config,
+                &wf,
+                inputs,
+                &opts,
+                &cancel,
+                &mut progress,
+            ) {
                 Ok(outcome) => outcome,
                 Err(code) => return code,
             }
@@ -288,6 +296,7 @@ fn check_job_id(job_id: &str) -> Result<(), String> {
 /// Run with a durable checkpoint after every node, resuming a matching earlier checkpoint.
 /// `Err` carries an exit code when the run must not start.
 fn run_with_checkpoints(
+    json_output: bool,
     job_id: &str,
     config: &RobotConfig,
     wf: &Workflow,
@@ -316,6 +325,24 @@ fn run_with_checkpoints(
         Ok(0) => {}
         Ok(n) => log::info!("purged {n} expired checkpoint(s)"),
         Err(e) => log::warn!("cannot purge old checkpoints: {e}"),
+    }
+    match store.completed_job(job_id) {
+        Ok(Some((at, result))) => {
+            let when = chrono::DateTime::from_timestamp(at as i64, 0)
+                .map(|t| {
+                    t.with_timezone(&chrono::Local)
+                        .format("%Y-%m-%d %H:%M:%S")
+                        .to_string()
+                })
+                .unwrap_or_default();
+            eprintln!(
+                "job {job_id} already completed at {when}; it is not run again (its recorded result follows). \
+                 Use another --job-id, or `casare-robot checkpoints clear {job_id}`, to run it again."
+            );
+            return Err(print_recorded_result(&result, json_output));
+        }
+        Ok(None) => {}
+        Err(e) => log::warn!("job {job_id}: cannot read its completion record: {e}"),
     }
     let meta = CheckpointMeta::new(wf, &inputs);
     let plan = checkpoint::plan_resume(&mut store, job_id, wf, &meta);
@@ -364,7 +391,7 @@ fn run_with_checkpoints(
         }
     };
     let settled = match outcome.status {
-        RunStatus::Completed => store.clear_checkpoint(job_id).map(|_| ()),
+        RunStatus::Completed => store.complete_job(job_id, &outcome.to_json()),
         RunStatus::Failed => store.finish_checkpoint(job_id, CheckpointStatus::Failed),
         RunStatus::Cancelled | RunStatus::TimedOut => {
             store.finish_checkpoint(job_id, CheckpointStatus::Cancelled)
@@ -377,6 +404,30 @@ fn run_with_checkpoints(
         eprintln!("note: job {job_id} keeps its checkpoint; run it again with --job-id {job_id} to resume");
     }
     Ok(outcome)
+}
+
+/// Print a stored result as `run` would have printed it; returns the exit code it had.
+fn print_recorded_result(result: &serde_json::Value, json_output: bool) -> u8 {
+    if json_output {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(result).unwrap_or_default()
+        );
+    } else {
+        println!(
+            "status: {} (recorded)",
+            result["status"].as_str().unwrap_or("completed")
+        );
+        if let Some(outputs) = result["outputs"].as_object() {
+            if !outputs.is_empty() {
+                println!("outputs:");
+                for (k, v) in outputs {
+                    println!("  {k} = {}", Value::from_json(v).py_repr());
+                }
+            }
+        }
+    }
+    EXIT_OK
 }
 
 fn cmd_checkpoints(args: &CheckpointsArgs) -> u8 {
@@ -451,7 +502,10 @@ fn cmd_checkpoints(args: &CheckpointsArgs) -> u8 {
                 EXIT_FAILED
             }
         },
-        CheckpointAction::Clear { job_id } => match store.clear_checkpoint(job_id) {
+        CheckpointAction::Clear { job_id } => match store
+            .clear_checkpoint(job_id)
+            .and_then(|had| Ok(had | store.forget_completed_job(job_id)?))
+        {
             Ok(true) => {
                 println!("cleared the checkpoint of job {job_id}");
                 EXIT_OK

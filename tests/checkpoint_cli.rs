@@ -251,7 +251,7 @@ fn a_failing_disk_stops_checkpoints_not_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let wf = loop_workflow(dir.path(), 3000, 0.0, "full");
     let script = format!(
-        "trap '' XFSZ; ulimit -f 64; exec '{}' run '{}' --job-id full --quiet --json",
+        "trap '' XFSZ; ulimit -f 400; exec '{}' run '{}' --job-id full --quiet --json",
         env!("CARGO_BIN_EXE_casare-robot"),
         wf.display()
     );

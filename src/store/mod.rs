@@ -202,9 +202,10 @@ impl Store {
                 ),
             });
         }
+        // Every table is `CREATE TABLE IF NOT EXISTS`: applying the schema is idempotent.
+        self.conn.execute_batch(checkpoint::SCHEMA)?;
         if version < 1 {
             let tx = self.conn.transaction()?;
-            tx.execute_batch(checkpoint::SCHEMA)?;
             tx.execute(
                 "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",
                 [SCHEMA_VERSION.to_string()],

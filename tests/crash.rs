@@ -1,0 +1,184 @@
+//! Crash-resume with the real binary (issue #4): a loop appends one line per iteration to a file
+//! and waits a little; the robot is killed with SIGKILL at seeded random moments and started again
+//! with the same job id until the job completes. The final variables must equal an uninterrupted
+//! run's, and the file must show every iteration in order, with at most one repeated line per
+//! kill (the node that was in flight).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ITERATIONS: usize = 25;
+const TRIALS: u64 = 20;
+
+fn bin(work: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_casare-robot"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", work)
+        .env("CASARE_DATA_DIR", work.join("data"))
+        .env("CASARE_LOG_DIR", work.join("logs"))
+        .current_dir(work)
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn workflow(work: &Path) -> PathBuf {
+    let wf = serde_json::json!({
+        "metadata": {"name": "append loop"},
+        "nodes": {
+            "init": {"node_id": "init", "node_type": "SetVariableNode", "config": {"variable_name": "lines", "value": []}},
+            "loop": {"node_id": "loop", "node_type": "ForLoopStartNode", "config": {"mode": "range", "end": ITERATIONS}},
+            "append": {"node_id": "append", "node_type": "AppendFileNode",
+                       "config": {"file_path": "out/log.txt", "content": "iteration {{item}}\n"}},
+            "remember": {"node_id": "remember", "node_type": "ListAppendNode", "config": {"list": "{{lines}}", "item": "{{item}}"}},
+            "store": {"node_id": "store", "node_type": "SetVariableNode", "config": {"variable_name": "lines", "value": "{{remember.result}}"}},
+            "wait": {"node_id": "wait", "node_type": "WaitNode", "config": {"duration": 0.01}},
+            "end": {"node_id": "end", "node_type": "ForLoopEndNode", "config": {}},
+            "done": {"node_id": "done", "node_type": "SetVariableNode", "config": {"variable_name": "done", "value": true}}
+        },
+        "connections": [
+            {"source_node": "init", "source_port": "exec_out", "target_node": "loop", "target_port": "exec_in"},
+            {"source_node": "loop", "source_port": "body", "target_node": "append", "target_port": "exec_in"},
+            {"source_node": "append", "source_port": "exec_out", "target_node": "remember", "target_port": "exec_in"},
+            {"source_node": "remember", "source_port": "exec_out", "target_node": "store", "target_port": "exec_in"},
+            {"source_node": "store", "source_port": "exec_out", "target_node": "wait", "target_port": "exec_in"},
+            {"source_node": "wait", "source_port": "exec_out", "target_node": "end", "target_port": "exec_in"},
+            {"source_node": "loop", "source_port": "completed", "target_node": "done", "target_port": "exec_in"}
+        ]
+    });
+    let path = work.join("append.json");
+    std::fs::write(&path, wf.to_string()).unwrap();
+    path
+}
+
+/// Run to completion (no kills); returns the `--json` outputs.
+fn run_once(work: &Path, wf: &Path, job: &str) -> serde_json::Value {
+    let out = bin(work)
+        .args([
+            "run",
+            wf.to_str().unwrap(),
+            "--job-id",
+            job,
+            "--json",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["outputs"].clone()
+}
+
+/// Check the log: every iteration, in order; repeats only of the line just before, at most `kills`.
+fn check_log(log: &str, kills: usize, trial: u64) {
+    let lines: Vec<&str> = log.lines().collect();
+    let mut expected = 0usize;
+    let mut repeats = 0usize;
+    for line in &lines {
+        let n: usize = line
+            .strip_prefix("iteration ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("trial {trial}: unexpected line {line:?} in {lines:?}"));
+        if n == expected {
+            expected += 1;
+        } else if expected > 0 && n == expected - 1 {
+            repeats += 1;
+        } else {
+            panic!("trial {trial}: line {line:?} out of order (expected iteration {expected}): {lines:?}");
+        }
+    }
+    assert_eq!(
+        expected, ITERATIONS,
+        "trial {trial}: not every iteration ran: {lines:?}"
+    );
+    assert!(
+        repeats <= kills,
+        "trial {trial}: {repeats} repeated lines for {kills} kills: {lines:?}"
+    );
+}
+
+#[test]
+fn killed_at_random_moments_the_job_finishes_once_with_the_same_result() {
+    let reference_dir = tempfile::tempdir().unwrap();
+    let wf = workflow(reference_dir.path());
+    let expected = run_once(reference_dir.path(), &wf, "reference");
+    assert_eq!(expected["done"], true);
+    assert_eq!(expected["lines"].as_array().unwrap().len(), ITERATIONS);
+    check_log(
+        &std::fs::read_to_string(reference_dir.path().join("out/log.txt")).unwrap(),
+        0,
+        0,
+    );
+
+    let mut rng = fastrand::Rng::with_seed(0xC4_5A_4E);
+    let mut total_kills = 0;
+    for trial in 1..=TRIALS {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path();
+        let wf = workflow(work);
+        let mut kills = 0;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let outputs = loop {
+            assert!(
+                Instant::now() < deadline,
+                "trial {trial}: the job did not finish"
+            );
+            let mut child = bin(work)
+                .args([
+                    "run",
+                    wf.to_str().unwrap(),
+                    "--job-id",
+                    "crash-job",
+                    "--json",
+                    "--quiet",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            // The kill moment: random within roughly the run's length (~25 x 10 ms plus start-up).
+            // Early attempts are killed; after a few kills the run is left to finish.
+            let kill_after = Duration::from_millis(rng.u64(5..260));
+            let killed = if kills < 4 {
+                let started = Instant::now();
+                loop {
+                    if child.try_wait().unwrap().is_some() {
+                        break false;
+                    }
+                    if started.elapsed() >= kill_after {
+                        child.kill().unwrap(); // SIGKILL
+                        break true;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            } else {
+                false
+            };
+            let out = child.wait_with_output().unwrap();
+            if killed {
+                kills += 1;
+                continue;
+            }
+            assert_eq!(out.status.code(), Some(0), "trial {trial}");
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            break v["outputs"].clone();
+        };
+        total_kills += kills;
+        assert_eq!(
+            outputs, expected,
+            "trial {trial}: final variables differ after {kills} kills"
+        );
+        let log = std::fs::read_to_string(work.join("out/log.txt")).unwrap();
+        check_log(&log, kills, trial);
+    }
+    assert!(
+        total_kills >= TRIALS as usize,
+        "only {total_kills} kills happened in {TRIALS} trials"
+    );
+}
