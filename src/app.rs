@@ -296,8 +296,7 @@ fn check_job_id(job_id: &str) -> Result<(), String> {
 /// Run with a durable checkpoint after every node, resuming a matching earlier checkpoint.
 /// `Err` carries an exit code when the run must not start.
 fn run_with_checkpoints(
-    json_output: bool,
-    job_id: &str,
+    args: &RunArgs,
     config: &RobotConfig,
     wf: &Workflow,
     inputs: Dict,
@@ -305,6 +304,7 @@ fn run_with_checkpoints(
     cancel: &CancelToken,
     progress: &mut ConsoleProgress,
 ) -> Result<RunOutcome, u8> {
+    let job_id = args.job_id.as_deref().unwrap_or_default();
     if let Err(e) = check_job_id(job_id) {
         eprintln!("error: {e}");
         return Err(EXIT_INVALID);
@@ -339,7 +339,7 @@ fn run_with_checkpoints(
                 "job {job_id} already completed at {when}; it is not run again (its recorded result follows). \
                  Use another --job-id, or `casare-robot checkpoints clear {job_id}`, to run it again."
             );
-            return Err(print_recorded_result(&result, json_output));
+            return Err(print_recorded_result(&result, args.json));
         }
         Ok(None) => {}
         Err(e) => log::warn!("job {job_id}: cannot read its completion record: {e}"),
