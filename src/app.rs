@@ -210,17 +210,8 @@ fn cmd_run(args: &RunArgs) -> u8 {
     );
     let mut progress = ConsoleProgress::new(args.quiet);
     let outcome = match &args.job_id {
-        Some(job_id) => {
-            match run_with_checkpoints(
-                args.json,
-                job_id,
-                &config,
-                &wf,
-                inputs,
-                &opts,
-                &cancel,
-                &mut progress,
-            ) {
+        Some(_) => {
+            match run_with_checkpoints(args, &config, &wf, inputs, &opts, &cancel, &mut progress) {
                 Ok(outcome) => outcome,
                 Err(code) => return code,
             }
