@@ -1,0 +1,3 @@
+//! Orchestrator links: wire protocol (both dialects) and the WebSocket I/O thread.
+
+pub mod protocol;
