@@ -10,6 +10,6 @@ pub mod engine;
 pub mod link;
 pub mod logging;
 pub mod nodes;
-pub mod resilience;
 pub mod progress;
+pub mod resilience;
 pub mod store;

@@ -281,15 +281,39 @@ fn a_failing_disk_stops_checkpoints_not_the_run() {
 fn a_completed_job_id_is_answered_from_its_record_not_run_again() {
     let dir = tempfile::tempdir().unwrap();
     let wf = loop_workflow(dir.path(), 4, 0.0, "once");
-    let (out, first) = run_json(bin(dir.path()).args(["run", wf.to_str().unwrap(), "--job-id", "once", "--json", "--quiet"]));
+    let (out, first) = run_json(bin(dir.path()).args([
+        "run",
+        wf.to_str().unwrap(),
+        "--job-id",
+        "once",
+        "--json",
+        "--quiet",
+    ]));
     assert_eq!(out.status.code(), Some(0));
-    let (out, again) = run_json(bin(dir.path()).args(["run", wf.to_str().unwrap(), "--job-id", "once", "--json", "--quiet"]));
+    let (out, again) = run_json(bin(dir.path()).args([
+        "run",
+        wf.to_str().unwrap(),
+        "--job-id",
+        "once",
+        "--json",
+        "--quiet",
+    ]));
     assert_eq!(out.status.code(), Some(0));
-    assert!(text(&out.stderr).contains("job once already completed at"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("job once already completed at"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(again, first, "the recorded result is printed as it was");
     // Clearing forgets the record: the job runs again.
-    let out = bin(dir.path()).args(["checkpoints", "clear", "once"]).output().unwrap();
+    let out = bin(dir.path())
+        .args(["checkpoints", "clear", "once"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
-    let out = bin(dir.path()).args(["run", wf.to_str().unwrap(), "--job-id", "once", "--quiet"]).output().unwrap();
+    let out = bin(dir.path())
+        .args(["run", wf.to_str().unwrap(), "--job-id", "once", "--quiet"])
+        .output()
+        .unwrap();
     assert!(!text(&out.stderr).contains("already completed"));
 }

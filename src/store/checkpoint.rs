@@ -709,7 +709,7 @@ impl Store {
 /// A failing save (disk full, read-only) is logged once and checkpointing stops for this run; the
 /// run itself goes on (it simply cannot resume past that point).
 pub struct Checkpointer<'s> {
-    store: &'s mut Store,
+    store: StoreRef<'s>,
     job_id: String,
     meta: CheckpointMeta,
     last: HashMap<(i64, String), Value>,
@@ -728,10 +728,47 @@ pub struct Checkpointer<'s> {
     pub failure: Option<StoreError>,
 }
 
+/// The store a [`Checkpointer`] writes to: borrowed (one run in this thread) or shared between
+/// worker threads (the daemon).
+enum StoreRef<'s> {
+    Borrowed(&'s mut Store),
+    Shared(super::SharedStore),
+}
+
+impl StoreRef<'_> {
+    fn with<R>(&mut self, f: impl FnOnce(&mut Store) -> R) -> R {
+        match self {
+            StoreRef::Borrowed(store) => f(store),
+            StoreRef::Shared(shared) => f(&mut shared.lock()),
+        }
+    }
+}
+
 impl<'s> Checkpointer<'s> {
+    /// A writer for `job_id` on a store shared between threads.
+    pub fn shared(
+        store: super::SharedStore,
+        job_id: &str,
+        meta: CheckpointMeta,
+        prior: Duration,
+    ) -> Checkpointer<'s> {
+        let mut writer = Checkpointer::with_store(StoreRef::Shared(store), job_id, meta, prior);
+        writer.created = false;
+        writer
+    }
+
     /// A writer for `job_id`; `prior` is the run time already spent before this process (resume).
     pub fn new(
         store: &'s mut Store,
+        job_id: &str,
+        meta: CheckpointMeta,
+        prior: Duration,
+    ) -> Checkpointer<'s> {
+        Checkpointer::with_store(StoreRef::Borrowed(store), job_id, meta, prior)
+    }
+
+    fn with_store(
+        store: StoreRef<'s>,
         job_id: &str,
         meta: CheckpointMeta,
         prior: Duration,
@@ -894,44 +931,55 @@ impl<'s> Checkpointer<'s> {
         let now = now_secs();
         let mut bytes = core_blob.len() as u64;
         let n_entries = (writes.len() + loop_writes.len()) as u64;
-        let tx = self.store.conn.transaction()?;
+        let (job_id, meta, meta_written, inflight_set, created, seq) = (
+            self.job_id.clone(),
+            self.meta.clone(),
+            self.meta_written,
+            self.inflight_set,
+            self.created,
+            self.seq,
+        );
+        let zstd = &mut self.zstd;
+        let written = self.store.with(|store| -> Result<u64, StoreError> {
+        let mut bytes_in = 0u64;
+        let tx = store.conn.transaction()?;
         {
-            if !self.created {
+            if !created {
                 tx.execute(
                     "DELETE FROM checkpoint_values WHERE job_id = ?1",
-                    [&self.job_id],
+                    [&job_id],
                 )?;
             }
-            if !self.meta_written {
+            if !meta_written {
                 tx.execute(
                     "INSERT INTO checkpoints(job_id, workflow_hash, inputs_hash, inflight, status, created_at)
                      VALUES(?1, ?2, ?3, NULL, 'running', ?4)
                      ON CONFLICT(job_id) DO UPDATE SET workflow_hash = ?2, inputs_hash = ?3, inflight = NULL,
                         status = 'running', finished_at = NULL",
-                    params![self.job_id, self.meta.workflow_hash, self.meta.inputs_hash, now],
+                    params![job_id, meta.workflow_hash, meta.inputs_hash, now],
                 )?;
-            } else if self.inflight_set {
+            } else if inflight_set {
                 tx.execute(
                     "UPDATE checkpoints SET inflight = NULL WHERE job_id = ?1",
-                    [&self.job_id],
+                    [&job_id],
                 )?;
             }
             let mut put = tx.prepare_cached(
                 "INSERT OR REPLACE INTO checkpoint_values(job_id, kind, key, value, compressed) VALUES(?1, ?2, ?3, ?4, ?5)",
             )?;
-            put.execute(params![self.job_id, KIND_CORE, "", core_blob, false])?;
+            put.execute(params![job_id, KIND_CORE, "", core_blob, false])?;
             for (kind, key, value) in &writes {
-                let (blob, compressed) = encode(value, &mut self.zstd)?;
-                bytes += blob.len() as u64;
-                put.execute(params![self.job_id, kind, key, blob, compressed])?;
+                let (blob, compressed) = encode(value, zstd)?;
+                bytes_in += blob.len() as u64;
+                put.execute(params![job_id, kind, key, blob, compressed])?;
             }
             for (idx, items, keys) in &loop_writes {
                 for (suffix, value) in [("items", Some(items)), ("keys", keys.as_ref())] {
                     if let Some(value) = value {
-                        let (blob, compressed) = encode(value, &mut self.zstd)?;
-                        bytes += blob.len() as u64;
+                        let (blob, compressed) = encode(value, zstd)?;
+                        bytes_in += blob.len() as u64;
                         put.execute(params![
-                            self.job_id,
+                            job_id,
                             KIND_LOOP,
                             format!("{idx}/{suffix}"),
                             blob,
@@ -944,10 +992,14 @@ impl<'s> Checkpointer<'s> {
                 "DELETE FROM checkpoint_values WHERE job_id = ?1 AND kind = ?2 AND key = ?3",
             )?;
             for (kind, key) in &deletes {
-                del.execute(params![self.job_id, kind, key])?;
+                del.execute(params![job_id, kind, key])?;
             }
         }
         tx.commit()?;
+        Ok(bytes_in)
+        })?;
+        bytes += written;
+        let _ = seq;
         self.created = true;
         self.meta_written = true;
         self.inflight_set = false;
@@ -973,13 +1025,16 @@ impl<'s> Checkpointer<'s> {
         if !self.meta_written {
             return Ok(());
         }
-        self.store.conn.execute_batch("PRAGMA synchronous=FULL")?;
-        let result = self.store.conn.execute(
-            "UPDATE checkpoints SET inflight = ?2 WHERE job_id = ?1",
-            params![self.job_id, node_id],
-        );
-        self.store.conn.execute_batch("PRAGMA synchronous=NORMAL")?;
-        result?;
+        let job_id = self.job_id.clone();
+        self.store.with(|store| -> Result<(), StoreError> {
+            store.conn.execute_batch("PRAGMA synchronous=FULL")?;
+            let result = store.conn.execute(
+                "UPDATE checkpoints SET inflight = ?2 WHERE job_id = ?1",
+                params![job_id, node_id],
+            );
+            store.conn.execute_batch("PRAGMA synchronous=NORMAL")?;
+            result.map(|_| ()).map_err(StoreError::from)
+        })?;
         self.inflight_set = true;
         Ok(())
     }

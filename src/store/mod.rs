@@ -94,6 +94,9 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// A store shared between threads (the daemon's workers save checkpoints through it).
+pub type SharedStore = std::sync::Arc<parking_lot::Mutex<Store>>;
+
 /// The robot's durable store.
 pub struct Store {
     pub(crate) conn: Connection,
