@@ -34,3 +34,8 @@ windows:
 
 clean:
 	$(CARGO) clean
+
+# The whole loop on one machine: a local orchestrator stand-in, the daemon, the example jobs.
+demo:
+	$(CARGO) build --release
+	$(CARGO) run --release --example demo

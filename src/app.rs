@@ -4,7 +4,8 @@
 //! usage), 3 cancelled (Ctrl+C), 4 timed out.
 
 use crate::cli::{
-    CheckpointAction, CheckpointsArgs, Cli, Command, ConfigArgs, NodesArgs, RunArgs, ValidateArgs,
+    CheckpointAction, CheckpointsArgs, Cli, Command, ConfigArgs, NodesArgs, RunArgs, StartArgs,
+    ValidateArgs,
 };
 use crate::config::RobotConfig;
 use crate::engine::model::{self, MAX_WORKFLOW_BYTES};
@@ -15,6 +16,7 @@ use crate::progress::ConsoleProgress;
 use crate::store::checkpoint::{self, CheckpointMeta, CheckpointStatus, Checkpointer, ResumePlan};
 use crate::store::Store;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Exit code: success.
@@ -31,6 +33,7 @@ pub const EXIT_TIMED_OUT: u8 = 4;
 /// Run a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> u8 {
     match cli.command {
+        Command::Start(args) => cmd_start(&args),
         Command::Run(args) => cmd_run(&args),
         Command::Validate(args) => cmd_validate(&args),
         Command::ValidateConfig(args) => cmd_validate_config(&args),
@@ -272,6 +275,156 @@ fn cmd_run(args: &RunArgs) -> u8 {
             }
         }
     }
+}
+
+/// The robot id: from the configuration, else the one persisted in the store, else a new one
+/// (`robot-{hostname}-{8 hex}`) persisted for the next start.
+fn robot_identity(config: &RobotConfig, store: Option<&crate::store::SharedStore>) -> String {
+    if let Some(id) = &config.robot_id {
+        return id.clone();
+    }
+    if let Some(store) = store {
+        let mut guard = store.lock();
+        if let Ok(Some(id)) = guard.meta_get("robot_id") {
+            if crate::config::is_valid_robot_id(&id) {
+                return id;
+            }
+        }
+        let id =
+            crate::config::sanitize_robot_id(&crate::config::hostname(&crate::config::process_env));
+        if let Err(e) = guard.meta_set("robot_id", &id) {
+            log::warn!("cannot persist the generated robot id {id}: {e}");
+        }
+        return id;
+    }
+    crate::config::sanitize_robot_id(&crate::config::hostname(&crate::config::process_env))
+}
+
+fn cmd_start(args: &StartArgs) -> u8 {
+    use crate::agent::{self, connection::Connection, Agent, AgentSettings, Event};
+    use crate::link::protocol::{self, Dialect};
+    use crate::link::ws::{WsHandle, WsSettings};
+    use crate::resilience::backoff::Backoff;
+    use crate::resilience::breaker::BreakerConfig;
+    use crate::worker::WorkerPool;
+
+    let config = match load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let stderr_level = if args.foreground {
+        config.log_level
+    } else {
+        log::LevelFilter::Warn
+    };
+    if let Err(e) =
+        crate::logging::init(config.log_level, Some(&config.log_dir), Some(stderr_level))
+    {
+        eprintln!("warning: {e}");
+    }
+    let Some(orchestrator_url) = config.orchestrator_url.clone() else {
+        eprintln!(
+            "error: orchestrator_url is not set: the daemon needs the orchestrator's ws:// or wss:// URL \
+             (robot_config.json, CASARE_ORCHESTRATOR_URL or ORCHESTRATOR_URL)"
+        );
+        return EXIT_INVALID;
+    };
+    let store = match Store::open(&config.data_dir) {
+        Ok(store) => Some(Arc::new(parking_lot::Mutex::new(store))),
+        Err(e @ crate::store::StoreError::Busy(_)) => {
+            eprintln!(
+                "error: another robot is already running with data_dir {}: {e}",
+                config.data_dir.display()
+            );
+            return EXIT_FAILED;
+        }
+        Err(e) => {
+            log::error!("the store is unavailable ({e}): jobs run without checkpoints and the robot id is not persisted");
+            None
+        }
+    };
+    let robot_id = robot_identity(&config, store.as_ref());
+    let api_key = config.api_key.as_ref().map(|k| k.expose().to_string());
+    let ws_url = match protocol::ws_url(&orchestrator_url, &robot_id, api_key.as_deref()) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: orchestrator_url: {e}");
+            return EXIT_INVALID;
+        }
+    };
+    let dialect = match config.ws_dialect {
+        crate::config::WsDialect::Casare => Dialect::Casare,
+        crate::config::WsDialect::Reference => Dialect::Reference,
+    };
+    let mut run_options = run_options(&config);
+    run_options.seed = None;
+    let settings = AgentSettings {
+        robot_id,
+        robot_name: config.robot_name.clone(),
+        environment: config.environment.clone(),
+        ws_url,
+        api_key: api_key.clone(),
+        dialect,
+        max_concurrent_jobs: config.max_concurrent_jobs as usize,
+        heartbeat_interval: config.heartbeat_interval,
+        graceful_shutdown: config.graceful_shutdown_seconds,
+        cancel_grace: config.cancel_grace_seconds,
+        run_options,
+    };
+    let (tx, rx) = agent::channel();
+    let signal_tx = tx.clone();
+    let seen = std::sync::atomic::AtomicBool::new(false);
+    if let Err(e) = ctrlc::set_handler(move || {
+        if seen.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("interrupted again: exiting now (checkpoints are consistent)");
+            std::process::exit(130);
+        }
+        eprintln!("stopping: running jobs get graceful_shutdown_seconds to finish (Ctrl+C again to exit now)");
+        let _ = signal_tx.send(Event::Shutdown {
+            graceful: true,
+            source: "Ctrl+C",
+        });
+    }) {
+        log::warn!("cannot install the Ctrl+C handler: {e}");
+    }
+    let ws_settings = WsSettings {
+        silence_limit: (config.heartbeat_interval * 2).max(Duration::from_secs(5)),
+        ping_every: Duration::from_secs(30).min(config.heartbeat_interval),
+        ..WsSettings::default()
+    };
+    let ws = match WsHandle::start(ws_settings, tx.clone(), Event::Ws) {
+        Ok(ws) => ws,
+        Err(e) => {
+            eprintln!("error: cannot start the ws-io thread: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let pool = match WorkerPool::start(
+        config.max_concurrent_jobs as usize,
+        store.clone(),
+        tx,
+        Event::Job,
+    ) {
+        Ok(pool) => pool,
+        Err(e) => {
+            eprintln!("error: cannot start the workers: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let now = std::time::Instant::now();
+    let backoff = Backoff::new(
+        config.reconnect_delay,
+        config.reconnect_backoff_factor,
+        config.max_reconnect_delay,
+    );
+    let breaker = BreakerConfig {
+        failure_threshold: config.circuit_failure_threshold,
+        success_threshold: config.circuit_success_threshold,
+        timeout: config.circuit_timeout,
+        half_open_max_calls: config.circuit_half_open_max_calls,
+    };
+    let conn = Connection::new(backoff, breaker, now);
+    Agent::new(settings, rx, ws, pool, store, conn).run()
 }
 
 /// Validate a job id given on the command line.

@@ -15,6 +15,8 @@ pub struct Cli {
 /// Commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the robot daemon: connect to the orchestrator, take jobs, run them, report results.
+    Start(StartArgs),
     /// Run a workflow locally and print its result.
     Run(RunArgs),
     /// Check a workflow and list every problem found.
@@ -57,6 +59,18 @@ pub enum CheckpointAction {
         /// The job id.
         job_id: String,
     },
+}
+
+/// `start` arguments.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Console mode: logs on stderr at log_level (otherwise only warnings reach stderr; the log
+    /// file always gets everything at log_level).
+    #[arg(long)]
+    pub foreground: bool,
+    /// Robot configuration file (default: ./robot_config.json or the platform config dir).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// `run` arguments.

@@ -3,6 +3,7 @@
 //! The library holds all logic; `main.rs` only parses the command line and maps outcomes to exit
 //! codes. See `ARCHITECTURE.md` for the code map.
 
+pub mod agent;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -13,3 +14,4 @@ pub mod nodes;
 pub mod progress;
 pub mod resilience;
 pub mod store;
+pub mod worker;

@@ -33,7 +33,7 @@
 //!   the CPU figure and names are available (see [`info`]); unknown figures are `None`. The `os`
 //!   section reports `robot_version` in place of `python_version`. An unknown `info_type` is an error.
 
-mod info;
+pub(crate) mod info;
 mod process;
 
 use crate::engine::node::{opt, req, Flow, Lit, NodeCtx, NodeDef, NodeError};

@@ -178,6 +178,24 @@ impl Store {
         Ok(store)
     }
 
+    /// A value from the `meta` table.
+    pub fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Set a value in the `meta` table (durably).
+    pub fn meta_set(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
+            [key, value],
+        )?;
+        Ok(())
+    }
+
     /// Where the database file is.
     pub fn path(&self) -> &Path {
         &self.path

@@ -114,7 +114,7 @@ fn cpuinfo_field(_name: &str) -> Option<String> {
 }
 
 /// Cumulative CPU time `(busy, total)` in ticks, for two-sample usage.
-pub(super) fn cpu_times() -> Option<(u64, u64)> {
+pub(crate) fn cpu_times() -> Option<(u64, u64)> {
     #[cfg(target_os = "linux")]
     {
         let text = std::fs::read_to_string("/proc/stat").ok()?;
@@ -164,7 +164,7 @@ pub(super) fn parse_proc_stat(text: &str) -> Option<(u64, u64)> {
 }
 
 /// CPU usage in percent between two samples (one decimal, as psutil).
-pub(super) fn cpu_percent(a: (u64, u64), b: (u64, u64)) -> f64 {
+pub(crate) fn cpu_percent(a: (u64, u64), b: (u64, u64)) -> f64 {
     let total = b.1.saturating_sub(a.1);
     if total == 0 {
         return 0.0;
@@ -211,7 +211,7 @@ pub(super) fn parse_cpuinfo(text: &str) -> (Option<i64>, Option<f64>) {
 }
 
 /// Memory: `(total, available)` in bytes.
-pub(super) fn memory() -> Option<(u64, u64)> {
+pub(crate) fn memory() -> Option<(u64, u64)> {
     #[cfg(target_os = "linux")]
     {
         parse_meminfo(&std::fs::read_to_string("/proc/meminfo").ok()?)

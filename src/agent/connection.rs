@@ -1,0 +1,438 @@
+//! The connection state machine (sans-IO): when to connect, how long to back off, what to log.
+//!
+//! States: `Disconnected` (not started or stopped), `Connecting` (an attempt is in flight),
+//! `Connected`, `Reconnecting` (waiting for the next attempt), `Unauthorized` (the orchestrator
+//! refused our credentials: HTTP 401/403 at the handshake, close code 4001/4003, or a refused
+//! registration; retried only at the maximum backoff, so a revoked key never hammers the server).
+//! Every attempt passes the [`CircuitBreaker`]; delays come from [`Backoff`] with full jitter.
+//! Time and randomness are injected: `handle(now, input, rng)` and `poll_timeout()`.
+//! Logging is rate-limited by design: the caller logs [`Transition`]s, one per outage start and
+//! end, while individual retries are debug-level.
+
+use crate::resilience::backoff::Backoff;
+use crate::resilience::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker, Permit};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// Link states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    /// Not started, or stopped.
+    Disconnected,
+    /// An attempt is in flight.
+    Connecting,
+    /// Connected.
+    Connected,
+    /// Waiting to try again.
+    Reconnecting,
+    /// Credentials refused; retrying only at the maximum backoff.
+    Unauthorized,
+}
+
+/// What happened (inputs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkInput {
+    /// Begin connecting.
+    Start,
+    /// The handshake succeeded.
+    Connected,
+    /// The attempt failed; `auth` when the server refused the credentials.
+    ConnectFailed {
+        /// Credentials refused.
+        auth: bool,
+    },
+    /// An established connection ended; `auth` for close codes 4001/4003.
+    Closed {
+        /// Credentials refused.
+        auth: bool,
+    },
+    /// The orchestrator refused the registration (`register_ack` with `success: false`).
+    RegistrationRefused,
+    /// Stop for good (shutdown).
+    Stop,
+}
+
+/// What the caller must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkAction {
+    /// Start a connection attempt now.
+    Connect,
+    /// Close the current connection.
+    Close,
+}
+
+/// A state change worth an info line.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Transition {
+    /// An outage began.
+    OutageStarted {
+        /// Why.
+        unauthorized: bool,
+    },
+    /// Connected again after an outage.
+    Restored {
+        /// Attempts it took.
+        attempts: u32,
+        /// How long the robot was disconnected.
+        outage: Duration,
+    },
+}
+
+/// The connection manager.
+pub struct Connection {
+    state: LinkState,
+    backoff: Backoff,
+    breaker: CircuitBreaker,
+    permit: Option<Permit>,
+    next_attempt: Option<Instant>,
+    outage_since: Option<Instant>,
+    attempts: u32,
+    transitions: Vec<Transition>,
+}
+
+/// A serializable summary for status output.
+#[derive(Clone, Debug, Serialize)]
+pub struct LinkSnapshot {
+    /// State.
+    pub state: LinkState,
+    /// Attempts in the current outage.
+    pub attempts: u32,
+    /// Seconds until the next attempt, when one is scheduled.
+    pub next_attempt_in_secs: Option<f64>,
+    /// The breaker.
+    pub breaker: BreakerSnapshot,
+}
+
+impl Connection {
+    /// A manager with the given backoff and breaker settings.
+    pub fn new(backoff: Backoff, breaker: BreakerConfig, now: Instant) -> Connection {
+        Connection {
+            state: LinkState::Disconnected,
+            backoff,
+            breaker: CircuitBreaker::new(breaker, now),
+            permit: None,
+            next_attempt: None,
+            outage_since: None,
+            attempts: 0,
+            transitions: Vec::new(),
+        }
+    }
+
+    /// Current state.
+    pub fn state(&self) -> LinkState {
+        self.state
+    }
+
+    /// The breaker (for status and logging its transitions).
+    pub fn breaker_mut(&mut self) -> &mut CircuitBreaker {
+        &mut self.breaker
+    }
+
+    /// Transitions since the last call.
+    pub fn take_transitions(&mut self) -> Vec<Transition> {
+        std::mem::take(&mut self.transitions)
+    }
+
+    /// When [`Connection::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_attempt
+    }
+
+    /// Feed an input.
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        input: LinkInput,
+        rng: &mut fastrand::Rng,
+    ) -> Option<LinkAction> {
+        match input {
+            LinkInput::Start => {
+                if matches!(self.state, LinkState::Disconnected) {
+                    self.state = LinkState::Reconnecting;
+                    self.next_attempt = Some(now);
+                    return self.handle_timeout(now, rng);
+                }
+                None
+            }
+            LinkInput::Connected => {
+                if let Some(p) = self.permit.take() {
+                    self.breaker.record_success(now, p);
+                }
+                if let Some(since) = self.outage_since.take() {
+                    self.transitions.push(Transition::Restored {
+                        attempts: self.attempts,
+                        outage: now - since,
+                    });
+                }
+                self.attempts = 0;
+                self.backoff.reset();
+                self.state = LinkState::Connected;
+                self.next_attempt = None;
+                None
+            }
+            LinkInput::ConnectFailed { auth } => {
+                if let Some(p) = self.permit.take() {
+                    self.breaker.record_failure(now, p);
+                }
+                self.schedule_retry(now, auth, rng);
+                None
+            }
+            LinkInput::Closed { auth } => {
+                if matches!(self.state, LinkState::Disconnected) {
+                    return None;
+                }
+                if let Some(p) = self.permit.take() {
+                    self.breaker.release(now, p);
+                }
+                self.schedule_retry(now, auth, rng);
+                None
+            }
+            LinkInput::RegistrationRefused => {
+                self.schedule_retry(now, true, rng);
+                Some(LinkAction::Close)
+            }
+            LinkInput::Stop => {
+                if let Some(p) = self.permit.take() {
+                    self.breaker.release(now, p);
+                }
+                let was_connected = self.state == LinkState::Connected;
+                self.state = LinkState::Disconnected;
+                self.next_attempt = None;
+                was_connected.then_some(LinkAction::Close)
+            }
+        }
+    }
+
+    fn schedule_retry(&mut self, now: Instant, auth: bool, rng: &mut fastrand::Rng) {
+        if self.outage_since.is_none() {
+            self.outage_since = Some(now);
+            self.transitions
+                .push(Transition::OutageStarted { unauthorized: auth });
+        }
+        let delay = if auth {
+            self.backoff.max_delay(rng)
+        } else {
+            self.backoff.next_delay(rng)
+        };
+        self.state = if auth {
+            LinkState::Unauthorized
+        } else {
+            LinkState::Reconnecting
+        };
+        self.next_attempt = Some(now + delay);
+    }
+
+    /// Time passed: start an attempt when one is due and the breaker admits it.
+    pub fn handle_timeout(&mut self, now: Instant, rng: &mut fastrand::Rng) -> Option<LinkAction> {
+        let due = self.next_attempt.is_some_and(|t| now >= t);
+        if !due
+            || !matches!(
+                self.state,
+                LinkState::Reconnecting | LinkState::Unauthorized
+            )
+        {
+            return None;
+        }
+        match self.breaker.try_acquire(now) {
+            Ok(permit) => {
+                self.permit = Some(permit);
+                self.attempts += 1;
+                self.next_attempt = None;
+                if self.state != LinkState::Unauthorized {
+                    self.state = LinkState::Connecting;
+                }
+                Some(LinkAction::Connect)
+            }
+            Err(rejected) => {
+                let wait = rejected
+                    .retry_after()
+                    .unwrap_or(Duration::from_secs(1))
+                    .max(Duration::from_millis(100));
+                self.next_attempt = Some(now + wait);
+                let _ = rng;
+                None
+            }
+        }
+    }
+
+    /// Status figures.
+    pub fn snapshot(&self, now: Instant) -> LinkSnapshot {
+        LinkSnapshot {
+            state: self.state,
+            attempts: self.attempts,
+            next_attempt_in_secs: self
+                .next_attempt
+                .map(|t| t.saturating_duration_since(now).as_secs_f64()),
+            breaker: self.breaker.snapshot(now),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(now: Instant) -> Connection {
+        Connection::new(
+            Backoff::new(Duration::from_secs(1), 2.0, Duration::from_secs(60)),
+            BreakerConfig::default(),
+            now,
+        )
+    }
+
+    #[test]
+    fn start_connects_at_once_and_success_resets() {
+        let t0 = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mut c = conn(t0);
+        assert_eq!(
+            c.handle(t0, LinkInput::Start, &mut rng),
+            Some(LinkAction::Connect)
+        );
+        assert_eq!(c.state(), LinkState::Connecting);
+        assert_eq!(c.handle(t0, LinkInput::Connected, &mut rng), None);
+        assert_eq!(c.state(), LinkState::Connected);
+        assert_eq!(c.poll_timeout(), None);
+        assert!(c.take_transitions().is_empty(), "no outage, nothing to log");
+    }
+
+    #[test]
+    fn failures_back_off_with_growing_ceilings_and_one_outage_line() {
+        let t0 = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(2);
+        let mut c = conn(t0);
+        c.handle(t0, LinkInput::Start, &mut rng);
+        let mut now = t0;
+        let mut delays = Vec::new();
+        for _ in 0..4 {
+            c.handle(now, LinkInput::ConnectFailed { auth: false }, &mut rng);
+            assert_eq!(c.state(), LinkState::Reconnecting);
+            let next = c.poll_timeout().unwrap();
+            delays.push(next - now);
+            assert_eq!(
+                c.handle_timeout(next - Duration::from_millis(1), &mut rng),
+                None,
+                "not yet due"
+            );
+            now = next;
+            assert_eq!(c.handle_timeout(now, &mut rng), Some(LinkAction::Connect));
+        }
+        for (i, d) in delays.iter().enumerate() {
+            assert!(*d <= Duration::from_secs(1 << i), "attempt {i}: {d:?}");
+        }
+        assert_eq!(
+            c.take_transitions(),
+            [Transition::OutageStarted {
+                unauthorized: false
+            }]
+        );
+        c.handle(now + Duration::from_secs(1), LinkInput::Connected, &mut rng);
+        match c.take_transitions().as_slice() {
+            [Transition::Restored { attempts, outage }] => {
+                assert_eq!(*attempts, 5);
+                assert!(*outage >= delays.iter().sum::<Duration>());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_breaker_opens_after_five_failures_and_holds_attempts() {
+        let t0 = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut c = conn(t0);
+        c.handle(t0, LinkInput::Start, &mut rng);
+        let mut now = t0;
+        let mut opened_at = t0;
+        for _ in 0..5 {
+            c.handle(now, LinkInput::ConnectFailed { auth: false }, &mut rng);
+            opened_at = now;
+            now = c.poll_timeout().unwrap();
+            c.handle_timeout(now, &mut rng);
+        }
+        // The fifth failure opened the breaker: no attempt until 60 s after it opened.
+        assert_eq!(c.snapshot(now).breaker.state.as_str(), "open");
+        let mut attempts = 0;
+        let end = opened_at + Duration::from_secs(59);
+        while let Some(t) = c.poll_timeout() {
+            if t > end {
+                break;
+            }
+            now = t;
+            if c.handle_timeout(now, &mut rng).is_some() {
+                attempts += 1;
+            }
+        }
+        assert_eq!(attempts, 0, "no attempt while the breaker is open");
+    }
+
+    #[test]
+    fn unauthorized_waits_the_maximum_and_never_hammers() {
+        let t0 = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(4);
+        let mut c = conn(t0);
+        c.handle(t0, LinkInput::Start, &mut rng);
+        c.handle(t0, LinkInput::ConnectFailed { auth: true }, &mut rng);
+        assert_eq!(c.state(), LinkState::Unauthorized);
+        let wait = c.poll_timeout().unwrap() - t0;
+        assert!(
+            wait >= Duration::from_secs(54) && wait <= Duration::from_secs(66),
+            "{wait:?}"
+        );
+        // Ten minutes of refusals: at most ~10 attempts (one per maximum backoff).
+        let mut now = t0;
+        let mut attempts = 0;
+        while now < t0 + Duration::from_secs(600) {
+            now = c.poll_timeout().unwrap();
+            if c.handle_timeout(now, &mut rng) == Some(LinkAction::Connect) {
+                attempts += 1;
+                c.handle(now, LinkInput::ConnectFailed { auth: true }, &mut rng);
+            }
+        }
+        assert!(attempts <= 11, "{attempts} attempts in 10 minutes");
+        assert_eq!(
+            c.take_transitions(),
+            [Transition::OutageStarted { unauthorized: true }]
+        );
+    }
+
+    #[test]
+    fn auth_close_codes_and_refused_registration_are_unauthorized() {
+        let t0 = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(5);
+        let mut c = conn(t0);
+        c.handle(t0, LinkInput::Start, &mut rng);
+        c.handle(t0, LinkInput::Connected, &mut rng);
+        c.handle(t0, LinkInput::Closed { auth: true }, &mut rng);
+        assert_eq!(c.state(), LinkState::Unauthorized);
+        let mut c = conn(t0);
+        c.handle(t0, LinkInput::Start, &mut rng);
+        c.handle(t0, LinkInput::Connected, &mut rng);
+        assert_eq!(
+            c.handle(t0, LinkInput::RegistrationRefused, &mut rng),
+            Some(LinkAction::Close)
+        );
+        assert_eq!(c.state(), LinkState::Unauthorized);
+    }
+
+    #[test]
+    fn a_drop_reconnects_quickly_and_stop_is_final() {
+        let t0 = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(6);
+        let mut c = conn(t0);
+        c.handle(t0, LinkInput::Start, &mut rng);
+        c.handle(t0, LinkInput::Connected, &mut rng);
+        c.handle(t0, LinkInput::Closed { auth: false }, &mut rng);
+        assert_eq!(c.state(), LinkState::Reconnecting);
+        assert!(c.poll_timeout().unwrap() - t0 <= Duration::from_secs(1));
+        assert_eq!(c.handle(t0, LinkInput::Stop, &mut rng), None);
+        assert_eq!(c.state(), LinkState::Disconnected);
+        assert_eq!(c.poll_timeout(), None);
+        assert_eq!(
+            c.handle(t0, LinkInput::Closed { auth: false }, &mut rng),
+            None
+        );
+        assert_eq!(c.state(), LinkState::Disconnected);
+    }
+}

@@ -1,0 +1,425 @@
+//! The job worker pool: `max_concurrent_jobs` named threads that run jobs and report back.
+//!
+//! A worker never touches agent state: it receives a [`JobSpec`], runs the workflow with a
+//! [`Checkpointer`] on the shared store (resuming a matching checkpoint of the same job id), and
+//! sends [`JobEvent`]s (progress, log lines, the outcome) to the agent. Progress is throttled per
+//! job. A panic outside the engine's per-node guard is caught here and reported as a failed job,
+//! never a dead worker.
+
+use crate::engine::node::NodeLog;
+use crate::engine::runner::{
+    self, Both, FailureDisposition, NodeEvent, Observer, RunError, RunOptions, RunOutcome,
+    RunState, RunStatus,
+};
+use crate::engine::{CancelToken, Dict, Workflow};
+use crate::store::checkpoint::{self, CheckpointMeta, CheckpointStatus, Checkpointer, ResumePlan};
+use crate::store::SharedStore;
+use crossbeam_channel::{Receiver, Sender};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Minimum time between two progress events of one job.
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// A job to run.
+pub struct JobSpec {
+    /// The orchestrator's job id (also the checkpoint key).
+    pub job_id: String,
+    /// The loaded workflow.
+    pub workflow: Arc<Workflow>,
+    /// Input variables (job variables plus `_job_id`).
+    pub inputs: Dict,
+    /// Timeouts, retries, safety.
+    pub opts: RunOptions,
+    /// Cancelled by `job_cancel`, a lost lease, or shutdown.
+    pub cancel: CancelToken,
+}
+
+/// What a worker reports.
+#[derive(Debug)]
+pub enum JobEvent {
+    /// The job started (`recovered` when it resumed from a checkpoint).
+    Started {
+        /// Job id.
+        job_id: String,
+        /// Resumed from a checkpoint.
+        recovered: bool,
+    },
+    /// Progress (throttled).
+    Progress {
+        /// Job id.
+        job_id: String,
+        /// 0-100.
+        percent: u8,
+        /// The node that just completed.
+        node_id: String,
+        /// Human summary.
+        message: String,
+    },
+    /// A LogNode line.
+    Log {
+        /// Job id.
+        job_id: String,
+        /// Level.
+        level: log::Level,
+        /// Text.
+        message: String,
+        /// Emitting node.
+        node_id: String,
+    },
+    /// The job ended.
+    Finished {
+        /// Job id.
+        job_id: String,
+        /// How it ended.
+        outcome: Box<RunOutcome>,
+    },
+}
+
+/// The pool's handle: the job sender and the join handles (dropped in that order).
+pub struct WorkerPool {
+    jobs: Option<Sender<JobSpec>>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl WorkerPool {
+    /// Start `n` workers. `report` wraps a [`JobEvent`] into the agent's event type.
+    pub fn start<E: Send + 'static>(
+        n: usize,
+        store: Option<SharedStore>,
+        events: Sender<E>,
+        report: fn(JobEvent) -> E,
+    ) -> std::io::Result<WorkerPool> {
+        let (tx, rx) = crossbeam_channel::unbounded::<JobSpec>();
+        let mut handles = Vec::with_capacity(n);
+        for i in 0..n.max(1) {
+            let rx: Receiver<JobSpec> = rx.clone();
+            let store = store.clone();
+            let events = events.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("worker-{}", i + 1))
+                .spawn(move || {
+                    for spec in rx.iter() {
+                        run_job(spec, store.as_ref(), &|ev| {
+                            let _ = events.send(report(ev));
+                        });
+                    }
+                })?;
+            handles.push(handle);
+        }
+        Ok(WorkerPool {
+            jobs: Some(tx),
+            handles,
+        })
+    }
+
+    /// Queue a job (the agent only submits when a worker is free).
+    pub fn submit(&self, spec: JobSpec) -> Result<(), JobSpec> {
+        match &self.jobs {
+            Some(tx) => tx.send(spec).map_err(|e| e.into_inner()),
+            None => Err(spec),
+        }
+    }
+
+    /// Stop taking jobs and wait for the workers to finish their current job.
+    pub fn join(mut self) {
+        self.jobs.take();
+        for h in self.handles.drain(..) {
+            if h.join().is_err() {
+                log::error!("a worker thread panicked outside a job");
+            }
+        }
+    }
+}
+
+struct Reporter<'a> {
+    job_id: &'a str,
+    send: &'a dyn Fn(JobEvent),
+    last: Option<Instant>,
+}
+
+impl Observer for Reporter<'_> {
+    fn node_completed(&mut self, ev: &NodeEvent<'_>, _state: &RunState) {
+        if self.last.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        (self.send)(JobEvent::Progress {
+            job_id: self.job_id.to_string(),
+            percent: ev.percent,
+            node_id: ev.node_id.to_string(),
+            message: format!("Executing: {} ({})", ev.node_id, ev.node_type),
+        });
+    }
+
+    fn node_failed(&mut self, ev: &NodeEvent<'_>, error: &RunError, what_next: FailureDisposition) {
+        if what_next == FailureDisposition::Fatal {
+            return;
+        }
+        (self.send)(JobEvent::Log {
+            job_id: self.job_id.to_string(),
+            level: log::Level::Warn,
+            message: match what_next {
+                FailureDisposition::Retry(d) => {
+                    format!("{error} (retrying in {:.1} s)", d.as_secs_f64())
+                }
+                _ => format!("{error} (caught)"),
+            },
+            node_id: ev.node_id.to_string(),
+        });
+    }
+
+    fn node_log(&mut self, ev: &NodeEvent<'_>, line: &NodeLog) {
+        (self.send)(JobEvent::Log {
+            job_id: self.job_id.to_string(),
+            level: line.level,
+            message: line.message.clone(),
+            node_id: ev.node_id.to_string(),
+        });
+    }
+}
+
+/// A failed outcome for a job that could not run at all.
+fn failed_outcome(wf: &Workflow, err: RunError) -> RunOutcome {
+    RunOutcome {
+        status: RunStatus::Failed,
+        error: Some(err),
+        variables: Dict::new(),
+        node_outputs: Dict::new(),
+        executed_nodes: 0,
+        node_executions: 0,
+        total_nodes: wf.total_nodes,
+        duration: Duration::ZERO,
+        recovered: false,
+        state: None,
+    }
+}
+
+/// Run one job to its end, checkpointing through `store` when given.
+pub fn run_job(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEvent)) {
+    let job_id = spec.job_id.clone();
+    let wf = spec.workflow.clone();
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| execute(spec, store, send)));
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            log::error!("job {job_id}: internal error: {msg}");
+            failed_outcome(
+                &wf,
+                RunError {
+                    node_id: String::new(),
+                    node_type: String::new(),
+                    error_type: "InternalError".into(),
+                    message: format!("internal error while running the job: {msg}"),
+                },
+            )
+        }
+    };
+    send(JobEvent::Finished {
+        job_id,
+        outcome: Box::new(outcome),
+    });
+}
+
+fn execute(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEvent)) -> RunOutcome {
+    let JobSpec {
+        job_id,
+        workflow,
+        inputs,
+        opts,
+        cancel,
+    } = spec;
+    let wf: &Workflow = &workflow;
+    let mut reporter = Reporter {
+        job_id: &job_id,
+        send,
+        last: None,
+    };
+    let Some(store) = store else {
+        send(JobEvent::Started {
+            job_id: job_id.clone(),
+            recovered: false,
+        });
+        return runner::run(wf, inputs, &opts, &cancel, &mut reporter);
+    };
+    let meta = CheckpointMeta::new(wf, &inputs);
+    let plan = checkpoint::plan_resume(&mut store.lock(), &job_id, wf, &meta);
+    let outcome = match plan {
+        ResumePlan::Refuse(err) => {
+            log::warn!("job {job_id} not resumed: {err}");
+            return failed_outcome(wf, err);
+        }
+        ResumePlan::Fresh { reason } => {
+            if let Some(reason) = reason {
+                log::warn!("job {job_id} starts from the beginning: {reason}");
+            }
+            send(JobEvent::Started {
+                job_id: job_id.clone(),
+                recovered: false,
+            });
+            let mut writer = Checkpointer::shared(store.clone(), &job_id, meta, Duration::ZERO)
+                .for_workflow(wf, 0);
+            runner::run(
+                wf,
+                inputs,
+                &opts,
+                &cancel,
+                &mut Both(&mut reporter, &mut writer),
+            )
+        }
+        ResumePlan::Resume(cp) => {
+            log::info!(
+                "job {job_id} resumes after node {} (checkpoint #{})",
+                cp.node_id,
+                cp.seq
+            );
+            send(JobEvent::Started {
+                job_id: job_id.clone(),
+                recovered: true,
+            });
+            let prior = Duration::from_millis(cp.state.prior_elapsed_ms);
+            let mut writer =
+                Checkpointer::shared(store.clone(), &job_id, meta, prior).for_workflow(wf, cp.seq);
+            runner::resume(
+                wf,
+                cp.state,
+                &opts,
+                &cancel,
+                &mut Both(&mut reporter, &mut writer),
+            )
+        }
+    };
+    let mut guard = store.lock();
+    let settled = match outcome.status {
+        RunStatus::Completed => guard.complete_job(&job_id, &outcome.to_json()),
+        RunStatus::Failed => guard.finish_checkpoint(&job_id, CheckpointStatus::Failed),
+        RunStatus::Cancelled | RunStatus::TimedOut => {
+            guard.finish_checkpoint(&job_id, CheckpointStatus::Cancelled)
+        }
+    };
+    if let Err(e) = settled {
+        log::warn!("job {job_id}: cannot update its checkpoint: {e}");
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::load_str;
+    use crate::nodes::testing::chain;
+    use crate::store::Store;
+    use serde_json::json;
+
+    fn spec(job: &str, json: &str) -> JobSpec {
+        JobSpec {
+            job_id: job.into(),
+            workflow: Arc::new(load_str(json).unwrap()),
+            inputs: Dict::new(),
+            opts: RunOptions::default(),
+            cancel: CancelToken::new(),
+        }
+    }
+
+    #[test]
+    fn a_pool_runs_jobs_and_reports_progress_logs_and_outcomes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore =
+            Arc::new(parking_lot::Mutex::new(Store::open(dir.path()).unwrap()));
+        let (tx, rx) = crossbeam_channel::unbounded::<JobEvent>();
+        let pool = WorkerPool::start(2, Some(store.clone()), tx, |e| e).unwrap();
+        let wf = chain(&[
+            (
+                "a",
+                "SetVariableNode",
+                json!({"variable_name": "x", "value": 1}),
+            ),
+            ("l", "LogNode", json!({"message": "hello {{x}}"})),
+        ]);
+        for i in 0..4 {
+            assert!(pool.submit(spec(&format!("job-{i}"), &wf)).is_ok());
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut finished = 0;
+        let mut logs = 0;
+        while finished < 4 {
+            match rx
+                .recv_deadline(deadline)
+                .expect("events before the deadline")
+            {
+                JobEvent::Finished { outcome, .. } => {
+                    assert!(outcome.success(), "{:?}", outcome.error);
+                    finished += 1;
+                }
+                JobEvent::Log { message, .. } => {
+                    assert_eq!(message, "[l] hello 1");
+                    logs += 1;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(logs, 4);
+        pool.join();
+        // Completed jobs are recorded, their checkpoints gone.
+        let guard = store.lock();
+        assert!(guard.completed_job("job-0").unwrap().is_some());
+        assert!(!guard.has_checkpoint("job-0").unwrap());
+    }
+
+    #[test]
+    fn a_cancelled_job_keeps_its_checkpoint_and_resumes_when_run_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore =
+            Arc::new(parking_lot::Mutex::new(Store::open(dir.path()).unwrap()));
+        let wf = chain(&[
+            (
+                "a",
+                "SetVariableNode",
+                json!({"variable_name": "x", "value": 1}),
+            ),
+            ("w", "WaitNode", json!({"duration": 30})),
+            (
+                "b",
+                "SetVariableNode",
+                json!({"variable_name": "y", "value": 2}),
+            ),
+        ]);
+        let s = spec("j", &wf);
+        let token = s.cancel.clone();
+        let canceller = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            token.cancel("job_cancel");
+        });
+        let events = parking_lot::Mutex::new(Vec::new());
+        run_job(s, Some(&store), &|e| events.lock().push(e));
+        canceller.join().unwrap();
+        let events = events.into_inner();
+        match events.last() {
+            Some(JobEvent::Finished { outcome, .. }) => {
+                assert_eq!(outcome.status, RunStatus::Cancelled)
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(store.lock().has_checkpoint("j").unwrap());
+        // Run again without the wait: the checkpoint is for another workflow, so it starts over;
+        // with the same workflow it resumes (recovered).
+        let again = spec("j", &wf);
+        again.cancel.cancel("again");
+        let events = parking_lot::Mutex::new(Vec::new());
+        run_job(again, Some(&store), &|e| events.lock().push(e));
+        assert!(matches!(
+            events.lock().first(),
+            Some(JobEvent::Started {
+                recovered: true,
+                ..
+            })
+        ));
+    }
+}
