@@ -78,6 +78,10 @@ pub enum JobEvent {
     },
 }
 
+/// The workers are gone (the pool was joined or every worker died).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolClosed;
+
 /// The pool's handle: the job sender and the join handles (dropped in that order).
 pub struct WorkerPool {
     jobs: Option<Sender<JobSpec>>,
@@ -115,11 +119,12 @@ impl WorkerPool {
         })
     }
 
-    /// Queue a job (the agent only submits when a worker is free).
-    pub fn submit(&self, spec: JobSpec) -> Result<(), JobSpec> {
+    /// Queue a job (the agent only submits when a worker is free). Fails only when the workers
+    /// are gone.
+    pub fn submit(&self, spec: JobSpec) -> Result<(), PoolClosed> {
         match &self.jobs {
-            Some(tx) => tx.send(spec).map_err(|e| e.into_inner()),
-            None => Err(spec),
+            Some(tx) => tx.send(spec).map_err(|_| PoolClosed),
+            None => Err(PoolClosed),
         }
     }
 
