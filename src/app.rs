@@ -388,7 +388,7 @@ fn cmd_start(args: &StartArgs) -> u8 {
         log::warn!("cannot install the Ctrl+C handler: {e}");
     }
     let ws_settings = WsSettings {
-        silence_limit: (config.heartbeat_interval * 2).max(Duration::from_secs(5)),
+        silence_limit: (config.heartbeat_interval * 2).max(Duration::from_secs(2)),
         ping_every: Duration::from_secs(30).min(config.heartbeat_interval),
         ..WsSettings::default()
     };

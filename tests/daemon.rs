@@ -1,0 +1,469 @@
+//! The daemon end to end: the real binary (`casare-robot start`) against the fake orchestrator on
+//! 127.0.0.1, real sockets and threads. Every wait has a deadline.
+
+mod support;
+
+use casare_robot::link::protocol::Dialect;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use support::FakeOrchestrator;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+struct Robot {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Robot {
+    fn start(fake: &FakeOrchestrator, extra: Value) -> Robot {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = json!({
+            "robot_id": "test-robot",
+            "robot_name": "Test Robot",
+            "orchestrator_url": fake.url(),
+            "data_dir": dir.path().join("data"),
+            "log_dir": dir.path().join("logs"),
+            "heartbeat_interval": 1,
+            "max_concurrent_jobs": 1,
+            "reconnect_delay": 0.1,
+            "max_reconnect_delay": 1.0,
+            "graceful_shutdown_seconds": 5,
+            "cancel_grace_seconds": 1,
+            "ws_dialect": if fake.dialect() == Dialect::Reference { "reference" } else { "casare" },
+        });
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            config[k] = v;
+        }
+        let path = dir.path().join("robot_config.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let log = std::fs::File::create(dir.path().join("robot.out")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_casare-robot"))
+            .args(["start", "--foreground", "--config", path.to_str().unwrap()])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Robot { child, dir }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("robot.out")).unwrap_or_default()
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    #[cfg(unix)]
+    fn interrupt(&self) {
+        let ok = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+}
+
+impl Drop for Robot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn workflow(nodes: Value, connections: Value) -> Value {
+    json!({"metadata": {"name": "test"}, "nodes": nodes, "connections": connections})
+}
+
+fn chain(nodes: &[(&str, &str, Value)]) -> Value {
+    let mut map = serde_json::Map::new();
+    for (id, ty, config) in nodes {
+        map.insert(
+            id.to_string(),
+            json!({"node_id": id, "node_type": ty, "config": config}),
+        );
+    }
+    let conns: Vec<Value> = nodes
+        .windows(2)
+        .map(|w| json!({"source_node": w[0].0, "source_port": "exec_out", "target_node": w[1].0, "target_port": "exec_in"}))
+        .collect();
+    workflow(Value::Object(map), Value::Array(conns))
+}
+
+fn quick() -> Value {
+    chain(&[
+        (
+            "greet",
+            "SetVariableNode",
+            json!({"variable_name": "greeting", "value": "hi {{who}}"}),
+        ),
+        ("log", "LogNode", json!({"message": "{{greeting}}"})),
+    ])
+}
+
+fn waiting(secs: f64) -> Value {
+    chain(&[
+        (
+            "before",
+            "SetVariableNode",
+            json!({"variable_name": "x", "value": 1}),
+        ),
+        ("wait", "WaitNode", json!({"duration": secs})),
+        (
+            "after",
+            "SetVariableNode",
+            json!({"variable_name": "y", "value": 2}),
+        ),
+    ])
+}
+
+fn for_job<'a>(job: &'a str, ty: &'a str) -> impl FnMut(&Value) -> bool + 'a {
+    move |m| m["job_id"] == job && m["type"] == ty
+}
+
+fn registered(fake: &FakeOrchestrator) -> Value {
+    fake.wait_for("register", WAIT)
+        .expect("the robot registers")
+}
+
+#[test]
+fn registers_heartbeats_and_runs_a_job_to_completion() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let robot = Robot::start(&fake, json!({"api_key": "secret-key-123456"}));
+    let reg = registered(&fake);
+    assert_eq!(reg["robot_id"], "test-robot");
+    assert_eq!(reg["robot_name"], "Test Robot");
+    assert!(reg["capabilities"]["node_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t == "HttpRequestNode"));
+    assert_eq!(
+        fake.last_request_path().as_deref(),
+        Some("/ws/robot/test-robot")
+    );
+    assert_eq!(fake.last_api_key().as_deref(), Some("secret-key-123456"));
+    let hb = fake.wait_for("heartbeat", WAIT).expect("a heartbeat");
+    assert_eq!(hb["status"], "idle");
+    assert!(hb["memory_mb"].as_f64().unwrap() > 0.0);
+
+    fake.assign_job("job-1", quick(), json!({"who": "there"}), None);
+    fake.wait_until(WAIT, for_job("job-1", "job_accept"))
+        .expect("job_accept");
+    let done = fake
+        .wait_until(WAIT, for_job("job-1", "job_complete"))
+        .expect("job_complete");
+    assert_eq!(done["result"]["success"], true);
+    assert_eq!(done["result"]["outputs"]["greeting"], "hi there");
+    assert_eq!(
+        done["result"]["outputs"].get("_job_id"),
+        None,
+        "internal names are not outputs"
+    );
+    assert_eq!(done["result"]["recovered"], false);
+    let logs: Vec<Value> = fake
+        .received()
+        .into_iter()
+        .filter(|m| m["type"] == "log_batch")
+        .collect();
+    assert!(
+        logs.iter().any(|b| b["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["message"] == "[log] hi there")),
+        "log lines reach the orchestrator: {logs:?}"
+    );
+    let secrets = robot.output();
+    assert!(
+        !secrets.contains("secret-key-123456"),
+        "the API key never appears in logs"
+    );
+}
+
+#[test]
+fn rejects_at_capacity_and_unsupported_nodes_and_fails_invalid_workflows() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let _robot = Robot::start(&fake, json!({}));
+    registered(&fake);
+    fake.assign_job("long", waiting(30.0), json!({}), None);
+    fake.wait_until(WAIT, for_job("long", "job_accept"))
+        .unwrap();
+    fake.assign_job("second", quick(), json!({}), None);
+    let r = fake
+        .wait_until(WAIT, for_job("second", "job_reject"))
+        .expect("reject at capacity");
+    assert_eq!(r["reason"], "at capacity (1 of 1 jobs running)");
+    fake.cancel_job("long", "test over");
+    fake.wait_until(WAIT, for_job("long", "job_cancelled"))
+        .expect("cancelled");
+
+    let browser = chain(&[
+        ("b", "LaunchBrowserNode", json!({})),
+        ("c", "ClickElementNode", json!({})),
+    ]);
+    fake.assign_job("browser", browser, json!({}), None);
+    let r = fake
+        .wait_until(WAIT, for_job("browser", "job_reject"))
+        .expect("reject unsupported");
+    assert_eq!(
+        r["reason"],
+        "unsupported node types: ClickElementNode, LaunchBrowserNode"
+    );
+
+    let broken = workflow(
+        json!({"a": {"node_id": "a", "node_type": "LogNode", "config": {}}}),
+        json!([{"source_node": "a", "source_port": "exec_out", "target_node": "ghost", "target_port": "exec_in"}]),
+    );
+    fake.assign_job("broken", broken, json!({}), None);
+    let f = fake
+        .wait_until(WAIT, for_job("broken", "job_failed"))
+        .expect("invalid workflow fails");
+    assert!(
+        f["error"]
+            .as_str()
+            .unwrap()
+            .contains("refers to missing node \"ghost\""),
+        "{f}"
+    );
+}
+
+#[test]
+fn cancel_interrupts_a_long_wait_and_a_long_command() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let _robot = Robot::start(&fake, json!({}));
+    registered(&fake);
+    fake.assign_job("w", waiting(60.0), json!({}), None);
+    fake.wait_until(WAIT, for_job("w", "job_accept")).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    fake.cancel_job("w", "user asked");
+    fake.wait_until(WAIT, for_job("w", "job_cancelled"))
+        .expect("wait cancelled");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "cancel is prompt: {:?}",
+        t.elapsed()
+    );
+
+    if cfg!(unix) {
+        let marker = std::env::temp_dir().join(format!("casare-cancel-{}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        let cmd = chain(&[(
+            "sleep",
+            "RunCommandNode",
+            json!({"command": format!("sleep 30 && touch {}", marker.display()), "shell": true, "allow_dangerous": true, "timeout": 60}),
+        )]);
+        fake.assign_job("c", cmd, json!({}), None);
+        fake.wait_until(WAIT, for_job("c", "job_accept")).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let t = Instant::now();
+        fake.cancel_job("c", "stop the command");
+        fake.wait_until(WAIT, for_job("c", "job_cancelled"))
+            .expect("command cancelled");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!marker.exists(), "the command's process tree was killed");
+    }
+}
+
+#[test]
+fn survives_an_orchestrator_restart_mid_job_and_delivers_the_result() {
+    let mut fake = FakeOrchestrator::start(Dialect::Casare);
+    let _robot = Robot::start(&fake, json!({}));
+    registered(&fake);
+    fake.assign_job("j", waiting(1.5), json!({}), None);
+    fake.wait_until(WAIT, for_job("j", "job_accept")).unwrap();
+    fake.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    fake.restart();
+    // The robot reconnects, registers again, and the result (queued while offline) arrives.
+    let done = fake
+        .wait_until(WAIT, for_job("j", "job_complete"))
+        .expect("result after the restart");
+    assert_eq!(done["result"]["success"], true);
+    assert!(fake.connections() >= 2, "reconnected");
+}
+
+#[test]
+fn a_silent_peer_is_detected_and_replaced() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let robot = Robot::start(&fake, json!({}));
+    registered(&fake);
+    assert!(fake.wait_connections(1, WAIT));
+    fake.go_silent();
+    // heartbeat_interval 1 s: no inbound frame for 2 s means dead; the robot connects again.
+    assert!(
+        fake.wait_connections(2, Duration::from_secs(20)),
+        "reconnected after silence: {}",
+        robot.output()
+    );
+    assert!(
+        robot.output().contains("dead connection"),
+        "{}",
+        robot.output()
+    );
+}
+
+#[test]
+fn a_403_does_not_hammer_the_server() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    fake.refuse_handshake_with(Some(403));
+    let robot = Robot::start(&fake, json!({"max_reconnect_delay": 3.0}));
+    let deadline = Instant::now() + WAIT;
+    while fake.handshake_attempts() == 0 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    // Unauthorized retries only at the maximum backoff (3 s here, jittered ±10%).
+    assert_eq!(fake.handshake_attempts(), 1, "{}", robot.output());
+    assert!(
+        robot.output().contains("refuses this robot's credentials"),
+        "{}",
+        robot.output()
+    );
+}
+
+#[test]
+fn malformed_and_unknown_frames_are_ignored_and_the_link_kept() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let _robot = Robot::start(&fake, json!({}));
+    registered(&fake);
+    fake.send_raw_text("this is not json");
+    fake.send_raw_text("[1, 2, 3]");
+    fake.send(json!({"no_type": true}));
+    fake.send(json!({"type": "quantum_entangle", "x": 1}));
+    fake.send(json!({"type": "job_assign", "job_id": "nowf"}));
+    fake.send(json!({"type": "ping"}));
+    fake.wait_for("pong", WAIT).expect("still answering");
+    fake.send(json!({"type": "status_request"}));
+    let st = fake
+        .wait_for("status_response", WAIT)
+        .expect("status_response");
+    assert_eq!(st["status"], "idle");
+    fake.assign_job("ok", quick(), json!({"who": "you"}), None);
+    fake.wait_until(WAIT, for_job("ok", "job_complete"))
+        .expect("jobs still run");
+    assert_eq!(fake.connections(), 1, "the connection was kept");
+}
+
+#[test]
+fn pause_resume_and_duplicate_assignments() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let _robot = Robot::start(&fake, json!({}));
+    registered(&fake);
+    fake.send(json!({"type": "pause"}));
+    fake.wait_until(WAIT, |m| {
+        m["type"] == "heartbeat" && m["status"] == "paused"
+    })
+    .expect("paused heartbeat");
+    fake.assign_job("p", quick(), json!({}), None);
+    let r = fake.wait_until(WAIT, for_job("p", "job_reject")).unwrap();
+    assert_eq!(r["reason"], "the robot is paused (draining)");
+    fake.send(json!({"type": "resume"}));
+    fake.assign_job("p", quick(), json!({"who": "once"}), None);
+    let first = fake.wait_until(WAIT, for_job("p", "job_complete")).unwrap();
+    // The same job again: answered from the record, not run again (no second progress/log).
+    fake.assign_job("p", quick(), json!({"who": "twice"}), None);
+    let again = fake.wait_until(WAIT, for_job("p", "job_complete")).unwrap();
+    assert_eq!(again["result"]["outputs"], first["result"]["outputs"]);
+    assert_eq!(again["result"]["outputs"]["greeting"], "hi once");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_lets_a_short_job_finish_then_exits() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let mut robot = Robot::start(&fake, json!({}));
+    registered(&fake);
+    fake.assign_job("s", waiting(1.0), json!({}), None);
+    fake.wait_until(WAIT, for_job("s", "job_accept")).unwrap();
+    robot.interrupt();
+    fake.wait_until(WAIT, |m| {
+        m["type"] == "heartbeat" && m["status"] == "stopping"
+    })
+    .expect("stopping");
+    fake.wait_until(WAIT, for_job("s", "job_complete"))
+        .expect("the running job finishes");
+    let status = robot.wait_exit(WAIT).expect("the robot exits");
+    assert!(status.success(), "{}", robot.output());
+}
+
+#[cfg(unix)]
+#[test]
+fn shutdown_past_the_grace_period_stops_jobs_and_keeps_their_checkpoint() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let mut robot = Robot::start(&fake, json!({"graceful_shutdown_seconds": 1}));
+    registered(&fake);
+    fake.assign_job("long", waiting(60.0), json!({}), None);
+    fake.wait_until(WAIT, for_job("long", "job_accept"))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    robot.interrupt();
+    let f = fake
+        .wait_until(WAIT, for_job("long", "job_failed"))
+        .expect("reported");
+    assert_eq!(f["error_type"], "RobotShutdown");
+    let status = robot.wait_exit(WAIT).expect("the robot exits");
+    assert!(status.success(), "{}", robot.output());
+    // Its checkpoint is kept: an operator can see it.
+    let out = Command::new(env!("CARGO_BIN_EXE_casare-robot"))
+        .args(["checkpoints", "list", "--json"])
+        .env_clear()
+        .env("CASARE_DATA_DIR", robot.data_dir())
+        .env("HOME", robot.data_dir())
+        .output()
+        .unwrap();
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        rows[0]["job_id"],
+        "long",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_orchestrator_can_shut_the_robot_down() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let mut robot = Robot::start(&fake, json!({}));
+    registered(&fake);
+    fake.shutdown_robot(true);
+    let status = robot.wait_exit(WAIT).expect("the robot exits");
+    assert!(status.success(), "{}", robot.output());
+}
+
+#[test]
+fn reference_dialect_round_trip() {
+    let fake = FakeOrchestrator::start(Dialect::Reference);
+    let _robot = Robot::start(&fake, json!({}));
+    registered(&fake);
+    fake.wait_for("status_update", WAIT)
+        .expect("status_update instead of heartbeat");
+    fake.assign_job("r", quick(), json!({"who": "ref"}), None);
+    let res = fake
+        .wait_until(WAIT, for_job("r", "job_result"))
+        .expect("job_result");
+    assert_eq!(res["status"], "completed");
+    assert_eq!(res["outputs"]["greeting"], "hi ref");
+}
