@@ -114,6 +114,7 @@ pub fn run_options(config: &RobotConfig) -> RunOptions {
             run_command_allowlist: config.run_command_allowlist.clone(),
             work_dir: None,
         },
+        cancel_grace: config.cancel_grace_seconds,
     }
 }
 

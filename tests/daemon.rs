@@ -78,6 +78,7 @@ impl Robot {
         assert!(ok.success());
     }
 
+    #[cfg(unix)]
     fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }

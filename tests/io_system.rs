@@ -576,3 +576,78 @@ fn missing_program_and_working_dir() {
         r#"{"nodes": {"cmd": {"node_id": "cmd", "node_type": "RunCommandNode", "config": {}}}}"#;
     assert!(load_str(wf).is_err(), "command is required at load time");
 }
+
+// ---------------------------------------------------------------- cancel grace
+
+/// A cancelled command is asked to stop (SIGTERM to its group) and gets `cancel_grace` to clean
+/// up; one that ignores the request is killed when the grace runs out.
+#[cfg(unix)]
+#[test]
+fn cancellation_gives_children_a_grace_period_then_kills_them() {
+    let dir = tmp();
+    let cancel_after_start = |token: CancelToken, marker: std::path::PathBuf| {
+        std::thread::spawn(move || {
+            assert!(
+                wait_until(Duration::from_secs(10), || marker.exists()),
+                "the command started"
+            );
+            token.cancel("operator stopped the job");
+        })
+    };
+    // Cleans up on SIGTERM: the trap runs (writes `cleaned`) and the run ends well before 30 s.
+    let started = dir.path().join("started");
+    let script = format!(
+        "trap 'echo done > {}; exit 0' TERM; touch {}; sleep 30 & wait",
+        dir.path().join("cleaned").display(),
+        started.display()
+    );
+    let mut opts = opts_in(dir.path());
+    opts.cancel_grace = Duration::from_secs(5);
+    let token = CancelToken::new();
+    let canceller = cancel_after_start(token.clone(), started.clone());
+    let ran = run_with(
+        &chain(&[(
+            "cmd",
+            "RunCommandNode",
+            json!({"command": ["sh", "-c", script], "timeout": 60}),
+        )]),
+        &opts,
+        &token,
+    );
+    canceller.join().unwrap();
+    assert_eq!(ran.outcome.status, RunStatus::Cancelled);
+    assert!(
+        dir.path().join("cleaned").exists(),
+        "the command could clean up"
+    );
+    assert!(ran.wall < Duration::from_secs(5), "{:?}", ran.wall);
+
+    // Ignores SIGTERM: killed once the grace (1 s) runs out.
+    let started = dir.path().join("started2");
+    let script = format!("trap '' TERM; touch {}; sleep 30", started.display());
+    let mut opts = opts_in(dir.path());
+    opts.cancel_grace = Duration::from_secs(1);
+    let token = CancelToken::new();
+    let canceller = cancel_after_start(token.clone(), started);
+    let ran = run_with(
+        &chain(&[(
+            "cmd",
+            "RunCommandNode",
+            json!({"command": ["sh", "-c", script], "timeout": 60}),
+        )]),
+        &opts,
+        &token,
+    );
+    canceller.join().unwrap();
+    assert_eq!(ran.outcome.status, RunStatus::Cancelled);
+    assert!(
+        ran.wall >= Duration::from_millis(900),
+        "the grace was given: {:?}",
+        ran.wall
+    );
+    assert!(
+        ran.wall < Duration::from_secs(10),
+        "then it was killed: {:?}",
+        ran.wall
+    );
+}

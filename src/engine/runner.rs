@@ -44,6 +44,9 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// Rules for file, network and command nodes.
     pub safety: super::safety::Safety,
+    /// When a job is cancelled, how long its child processes get to stop after a polite request
+    /// (SIGTERM on Unix) before they are killed.
+    pub cancel_grace: Duration,
 }
 
 impl Default for RunOptions {
@@ -56,6 +59,7 @@ impl Default for RunOptions {
             node_max_delay: Duration::from_secs(30),
             seed: None,
             safety: super::safety::Safety::default(),
+            cancel_grace: Duration::from_secs(10),
         }
     }
 }

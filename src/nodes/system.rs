@@ -486,7 +486,13 @@ fn run_command(ctx: &mut NodeCtx<'_>) -> Result<Flow, NodeError> {
     let wanted = started + Duration::from_secs_f64(timeout.min(10.0 * 365.0 * 86_400.0));
     let until = wanted.min(ctx.deadline());
     let program = spec.program.clone();
-    let result = process::run(&spec, until, ctx.cancel_token(), MAX_CAPTURE);
+    let result = process::run(
+        &spec,
+        until,
+        ctx.cancel_token(),
+        MAX_CAPTURE,
+        ctx.options().cancel_grace,
+    );
     let done = match result {
         Ok(done) => done,
         Err(process::Failure::TimedOut) => {

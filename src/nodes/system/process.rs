@@ -148,11 +148,15 @@ fn wait_for(
 }
 
 /// Run `spec` to completion, or until `until` / cancellation (then the process tree is killed).
+///
+/// On cancellation the tree first gets a chance to stop cleanly (SIGTERM to the process group on
+/// Unix) for up to `cancel_grace`, then it is killed. A timeout kills at once.
 pub(super) fn run(
     spec: &Spec,
     until: Instant,
     cancel: &CancelToken,
     cap: usize,
+    cancel_grace: Duration,
 ) -> Result<Finished, Failure> {
     if cancel.is_cancelled() {
         return Err(Failure::Cancelled);
@@ -232,6 +236,13 @@ pub(super) fn run(
         Err(()) => Some(Failure::Cancelled),
     };
     if let Some(f) = failure {
+        if matches!(f, Failure::Cancelled) && !cancel_grace.is_zero() && tree.terminate() {
+            let _ = wait_for(
+                || matches!(child.try_wait(), Ok(Some(_)) | Err(_)),
+                Instant::now() + cancel_grace,
+                &CancelToken::new(),
+            );
+        }
         tree.kill(&mut child);
         // The tree is dead, so the pipes close; do not wait long for stragglers.
         let _ = wait_for(
@@ -359,6 +370,12 @@ mod tree {
 
         /// The command finished normally: leave any background processes alone.
         pub(super) fn release(self) {}
+
+        /// Ask the whole group to stop (SIGTERM); true when the signal was sent.
+        pub(super) fn terminate(&self) -> bool {
+            // SAFETY: plain syscall on our own child's group (not reaped yet).
+            self.pgid > 0 && unsafe { libc::kill(-self.pgid, libc::SIGTERM) } == 0
+        }
     }
 }
 
@@ -467,6 +484,12 @@ mod tree {
                 set_limits(self.job, 0);
             }
         }
+
+        /// Windows has no polite stop signal for arbitrary (console-less) processes: a cancelled
+        /// command is terminated at once.
+        pub(super) fn terminate(&self) -> bool {
+            false
+        }
     }
 
     impl Drop for Tree {
@@ -496,5 +519,9 @@ mod tree {
             let _ = child.wait();
         }
         pub(super) fn release(self) {}
+
+        pub(super) fn terminate(&self) -> bool {
+            false
+        }
     }
 }
