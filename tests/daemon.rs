@@ -5,7 +5,6 @@ mod support;
 
 use casare_robot::link::protocol::Dialect;
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use support::FakeOrchestrator;
@@ -79,7 +78,7 @@ impl Robot {
     }
 
     #[cfg(unix)]
-    fn data_dir(&self) -> PathBuf {
+    fn data_dir(&self) -> std::path::PathBuf {
         self.dir.path().join("data")
     }
 }
