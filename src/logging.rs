@@ -58,6 +58,8 @@ pub fn init(
         if let Some(dir) = log_dir {
             match open_log_file(dir) {
                 Ok((file, path)) => {
+                    // One write per line instead of one per piece of the line.
+                    let file = std::io::LineWriter::new(file);
                     loggers.push(WriteLogger::new(level, config.clone(), file));
                     file_path = Some(path);
                 }
@@ -70,7 +72,11 @@ pub fn init(
             stderr
         };
         if let Some(stderr_level) = stderr_level {
-            loggers.push(WriteLogger::new(stderr_level, config, std::io::stderr()));
+            loggers.push(WriteLogger::new(
+                stderr_level,
+                config,
+                std::io::LineWriter::new(std::io::stderr()),
+            ));
         }
         if !loggers.is_empty() {
             // An error here means another logger is installed (e.g. by a test harness): keep it.

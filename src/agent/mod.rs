@@ -666,7 +666,14 @@ impl Agent {
         let text = protocol::encode(&msg, self.settings.dialect, &self.settings.robot_id);
         self.remember_finished(&job_id, text.clone());
         self.send_text(text, Kind::Result, Some(&job_id));
-        if self.stopping.is_none() {
+        // Tell the orchestrator promptly when the robot became idle, but at most once a second.
+        let last = self
+            .next_heartbeat
+            .checked_sub(self.settings.heartbeat_interval);
+        if self.stopping.is_none()
+            && self.jobs.is_empty()
+            && last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
             self.send_heartbeat();
         }
     }

@@ -1,10 +1,12 @@
 //! The WebSocket I/O thread: the one owner of the orchestrator socket.
 //!
-//! tungstenite cannot split a socket between a reader and a writer, so this thread does both: it
-//! reads with a short timeout and, between reads, drains the outbound command channel. The read
-//! timeout adapts: 2 ms while traffic flowed in the last two seconds (so an answer to a frame goes
-//! out within milliseconds), 200 ms when idle (five wake-ups a second: no measurable CPU). A timeout
-//! surfacing as `TimedOut` (Windows) is treated like `WouldBlock`. Every socket gets `TCP_NODELAY`
+//! tungstenite cannot split a socket between a reader and a writer, so this thread does both. Idle,
+//! it reads with a 200 ms timeout (five wake-ups a second: no measurable CPU) and drains the
+//! outbound command channel between reads. While traffic flows (the last two seconds), the socket
+//! is non-blocking and the thread waits on the command channel for up to 1 ms between polls: a
+//! queued message goes out at once, an inbound frame is read within a millisecond. (Socket read
+//! timeouts are rounded to scheduler ticks, 4-16 ms, so they alone cannot give that latency.) A
+//! timeout surfacing as `TimedOut` (Windows) is treated like `WouldBlock`. Every socket gets `TCP_NODELAY`
 //! and a write timeout. Keepalive: a WebSocket ping every `ping_every`; a connection with no inbound
 //! frame for `silence_limit` is dead (half-open TCP) and is dropped.
 //!
@@ -158,6 +160,11 @@ impl Drop for WsHandle {
 
 type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 
+/// Read timeout when the link is idle.
+const IDLE_READ_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long the thread waits for a command between socket polls while traffic flows.
+const ACTIVE_POLL: Duration = Duration::from_millis(1);
+
 struct WsActor {
     settings: WsSettings,
     commands: Receiver<WsCommand>,
@@ -283,10 +290,16 @@ impl WsActor {
         let mut close_code: Option<u16> = None;
         let mut closing_since: Option<Instant> = None;
         let mut stop_after_close = false;
+        let mut pending: Option<WsCommand> = None;
+        let mut nonblocking = false;
         loop {
             // Outbound first: answers go out before the next read.
             loop {
-                let cmd = match self.commands.try_recv() {
+                let cmd = match pending
+                    .take()
+                    .map(Ok)
+                    .unwrap_or_else(|| self.commands.try_recv())
+                {
                     Ok(cmd) => cmd,
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => WsCommand::Stop,
@@ -298,9 +311,15 @@ impl WsActor {
                             continue;
                         }
                         last_activity = Instant::now();
-                        if let Err(e) = socket.send(Message::text(text.clone())) {
-                            let _ = (self.emit)(WsEvent::SendFailed(text));
-                            return self.closed(None, format!("write failed: {e}"), false);
+                        match socket.send(Message::text(text.clone())) {
+                            Ok(()) => {}
+                            // Non-blocking socket with a full buffer: tungstenite keeps the frame
+                            // and the next flush sends it.
+                            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
+                            Err(e) => {
+                                let _ = (self.emit)(WsEvent::SendFailed(text));
+                                return self.closed(None, format!("write failed: {e}"), false);
+                            }
                         }
                     }
                     WsCommand::Close | WsCommand::Stop => {
@@ -348,17 +367,23 @@ impl WsActor {
                     false,
                 );
             }
-            let want =
-                if closing_since.is_some() || last_activity.elapsed() < Duration::from_secs(2) {
-                    Duration::from_millis(2)
-                } else {
-                    Duration::from_millis(200)
-                };
-            if want != current_timeout {
+            // While traffic flows: a non-blocking socket, and the thread waits on the command
+            // channel (woken at once by a new command) between polls of the socket. Idle: a
+            // blocking read with a 200 ms timeout (five wake-ups a second). Socket timeouts are
+            // rounded to scheduler ticks, so they cannot give millisecond latency themselves.
+            let active =
+                closing_since.is_some() || last_activity.elapsed() < Duration::from_secs(2);
+            if active != nonblocking {
                 if let Some(s) = tcp(socket.get_ref()) {
-                    let _ = s.set_read_timeout(Some(want));
+                    let _ = s.set_nonblocking(active);
                 }
-                current_timeout = want;
+                nonblocking = active;
+            }
+            if !active && current_timeout != IDLE_READ_TIMEOUT {
+                if let Some(s) = tcp(socket.get_ref()) {
+                    let _ = s.set_read_timeout(Some(IDLE_READ_TIMEOUT));
+                }
+                current_timeout = IDLE_READ_TIMEOUT;
             }
             match socket.read() {
                 Ok(Message::Text(text)) => {
@@ -388,8 +413,18 @@ impl WsActor {
                 }
                 Ok(_) => last_inbound = Instant::now(),
                 Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
-                    // Flush anything tungstenite queued (e.g. an automatic pong).
+                    // Flush anything tungstenite queued (e.g. an automatic pong, a frame that
+                    // did not fit the socket buffer).
                     let _ = socket.flush();
+                    if nonblocking {
+                        match self.commands.recv_timeout(ACTIVE_POLL) {
+                            Ok(cmd) => pending = Some(cmd),
+                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                                pending = Some(WsCommand::Stop)
+                            }
+                        }
+                    }
                 }
                 Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
                     let reason = if closing_since.is_some() {

@@ -482,7 +482,19 @@ fn run_connection(
     closed: &AtomicBool,
 ) {
     let mut closing_since: Option<Instant> = None;
+    // Like the robot: while traffic flows the socket is non-blocking and the thread waits on its
+    // command channel for up to 1 ms between polls (a queued frame goes out at once); idle, a
+    // blocking read with a 20 ms timeout. Latency benchmarks then measure the robot, not this
+    // stand-in (socket timeouts are rounded to scheduler ticks).
+    let mut last_activity = Instant::now();
+    let mut nonblocking = false;
+    let mut pending: Option<Command> = None;
     loop {
+        let active = last_activity.elapsed() < Duration::from_secs(2);
+        if active != nonblocking {
+            let _ = ws.get_ref().set_nonblocking(active);
+            nonblocking = active;
+        }
         if shared.stop.load(Ordering::SeqCst) || closed.load(Ordering::SeqCst) {
             return;
         }
@@ -495,7 +507,8 @@ fn run_connection(
         if closing_since.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
             return;
         }
-        while let Ok(cmd) = commands.try_recv() {
+        while let Some(cmd) = pending.take().or_else(|| commands.try_recv().ok()) {
+            last_activity = Instant::now();
             let sent = match cmd {
                 Command::Text(text) => ws.send(Message::text(text)),
                 Command::Close(code) => {
@@ -513,13 +526,19 @@ fn run_connection(
             }
         }
         match ws.read() {
-            Ok(Message::Text(text)) => handle_text(ws, shared, text.as_str()),
+            Ok(Message::Text(text)) => {
+                last_activity = Instant::now();
+                handle_text(ws, shared, text.as_str())
+            }
             Ok(Message::Close(_)) => {
                 closing_since.get_or_insert_with(Instant::now);
             }
             Ok(_) => {} // pings are answered by tungstenite on the next flush
             Err(e) if is_timeout(&e) => {
                 let _ = ws.flush();
+                if nonblocking {
+                    pending = commands.recv_timeout(Duration::from_millis(1)).ok();
+                }
             }
             Err(_) => return, // ConnectionClosed, reset, protocol error
         }
