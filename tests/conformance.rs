@@ -5,38 +5,12 @@
 //! (their authoring mistakes must give a clear error at the right node); the corrected copies in
 //! `tests/workflows/` always run and must give the values the reference lists.
 
-use casare_robot::engine::node::NodeLog;
-use casare_robot::engine::runner::{self, NodeEvent, Observer, RunOptions, RunOutcome, RunStatus};
+use casare_robot::engine::runner::{self, RunOptions, RunStatus};
 use casare_robot::engine::{load_str, CancelToken, LoadError, Value};
 use std::path::{Path, PathBuf};
 
-#[derive(Default)]
-struct Logs(Vec<String>);
-impl Observer for Logs {
-    fn node_log(&mut self, _ev: &NodeEvent<'_>, log: &NodeLog) {
-        self.0.push(log.message.clone());
-    }
-}
-
-struct Ran {
-    outcome: RunOutcome,
-    logs: Vec<String>,
-}
-
-impl Ran {
-    fn out(&self, node: &str, port: &str) -> Value {
-        self.outcome
-            .node_outputs
-            .get(node)
-            .and_then(|o| o.as_dict())
-            .and_then(|d| d.get(port))
-            .cloned()
-            .unwrap_or_default()
-    }
-    fn out_json(&self, node: &str, port: &str) -> String {
-        serde_json::to_string(&self.out(node, port)).unwrap()
-    }
-}
+mod common;
+use common::{Logs, Ran};
 
 fn upstream_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -108,27 +82,25 @@ fn batch_1_1_variables() {
     let ran = fixed("batch_1_1_variables");
     assert_eq!(ran.outcome.executed_nodes, 20);
     assert!(matches!(ran.outcome.variables["my_int"], Value::Float(f) if f == 52.0));
-    assert_eq!(ran.out_json("dict_get", "value"), r#""Alice""#);
+    assert_eq!(ran.json("dict_get", "value"), r#""Alice""#);
     assert_eq!(ran.out("dict_get", "found"), Value::Bool(true));
     assert_eq!(ran.out("dict_has_key", "has_key"), Value::Bool(true));
     assert_eq!(
-        ran.out_json("dict_keys", "keys"),
+        ran.json("dict_keys", "keys"),
         r#"["name","age","city","country"]"#
     );
     assert_eq!(ran.out("dict_keys", "count"), Value::Int(4));
     assert_eq!(
-        ran.out_json("dict_values", "values"),
+        ran.json("dict_values", "values"),
         r#"["Alice",30,"NYC","USA"]"#
     );
     assert_eq!(
-        ran.out_json("dict_items", "items")
-            .matches("\"key\"")
-            .count(),
+        ran.json("dict_items", "items").matches("\"key\"").count(),
         4
     );
-    assert_eq!(ran.out_json("create_dict2", "dict"), r#"{"x":100,"y":200}"#);
+    assert_eq!(ran.json("create_dict2", "dict"), r#"{"x":100,"y":200}"#);
     assert_eq!(
-        ran.out_json("dict_merge", "result"),
+        ran.json("dict_merge", "result"),
         r#"{"name":"Alice","age":30,"city":"NYC","country":"USA","x":100,"y":200}"#
     );
     assert_eq!(ran.out("dict_remove", "removed_value"), Value::Int(100));
@@ -137,11 +109,11 @@ fn batch_1_1_variables() {
         Value::str(r#"{"name": "Alice", "age": 30, "city": "NYC", "country": "USA", "y": 200}"#)
     );
     assert_eq!(
-        ran.out_json("create_list", "list"),
+        ran.json("create_list", "list"),
         r#"["apple","banana","cherry"]"#
     );
     assert_eq!(
-        ran.out_json("json_parse", "data"),
+        ran.json("json_parse", "data"),
         r#"{"parsed":true,"count":5}"#
     );
     assert_eq!(ran.logs, ["[log_result] All variable & dict tests passed!"]);
@@ -158,16 +130,16 @@ fn batch_1_2_lists() {
         );
     }
     let ran = fixed("batch_1_2_lists");
-    assert_eq!(ran.out_json("list_append", "result"), "[5,3,8,1,9,3,10]");
+    assert_eq!(ran.json("list_append", "result"), "[5,3,8,1,9,3,10]");
     assert_eq!(ran.out("list_get_item", "item"), Value::Int(5));
     assert_eq!(ran.out("list_contains", "contains"), Value::Bool(true));
     assert_eq!(ran.out("list_contains", "index"), Value::Int(2));
     assert_eq!(ran.out("list_length", "length"), Value::Int(7));
-    assert_eq!(ran.out_json("list_sort", "result"), "[1,3,3,5,8,9,10]");
-    assert_eq!(ran.out_json("list_reverse", "result"), "[10,9,8,5,3,3,1]");
-    assert_eq!(ran.out_json("list_unique", "result"), "[5,3,8,1,9,10]");
-    assert_eq!(ran.out_json("list_slice", "result"), "[3,8,1]");
-    assert_eq!(ran.out_json("list_flatten", "result"), "[1,2,3,4,5,6]");
+    assert_eq!(ran.json("list_sort", "result"), "[1,3,3,5,8,9,10]");
+    assert_eq!(ran.json("list_reverse", "result"), "[10,9,8,5,3,3,1]");
+    assert_eq!(ran.json("list_unique", "result"), "[5,3,8,1,9,10]");
+    assert_eq!(ran.json("list_slice", "result"), "[3,8,1]");
+    assert_eq!(ran.json("list_flatten", "result"), "[1,2,3,4,5,6]");
     assert_eq!(
         ran.out("list_join", "result"),
         Value::str("apple, banana, cherry")
@@ -198,7 +170,7 @@ fn batch_1_3_strings() {
         );
         assert_eq!(ran.out("text_contains", "position"), Value::Int(-1));
         assert_eq!(
-            ran.out_json("text_split", "result"),
+            ran.json("text_split", "result"),
             r#"["apple,banana,cherry"]"#
         );
         assert_eq!(
@@ -209,7 +181,7 @@ fn batch_1_3_strings() {
     }
     let ran = fixed("batch_1_3_strings");
     let check = |node: &str, port: &str, expected: &str| {
-        assert_eq!(ran.out_json(node, port), expected, "{node}.{port}")
+        assert_eq!(ran.json(node, port), expected, "{node}.{port}")
     };
     check("text_trim", "result", r#""Hello World!""#);
     check("text_case_upper", "result", r#""HELLO WORLD!""#);
@@ -250,7 +222,7 @@ fn batch_1_4_math() {
                 .starts_with("unknown operation 'length' (allowed: add, subtract"),
             "{err}"
         );
-        assert_eq!(ran.out_json("math_power", "result"), "256.0");
+        assert_eq!(ran.json("math_power", "result"), "256.0");
     }
     let ran = fixed("batch_1_4_math");
     for (node, expected) in [
@@ -261,7 +233,7 @@ fn batch_1_4_math() {
         ("math_modulo", "2.0"),
         ("math_power", "256.0"),
     ] {
-        assert_eq!(ran.out_json(node, "result"), expected, "{node}");
+        assert_eq!(ran.json(node, "result"), expected, "{node}");
     }
     for node in [
         "compare_equal",
@@ -360,13 +332,13 @@ fn batch_7_1_dict() {
         return;
     };
     assert!(ran.outcome.success(), "{:?}", ran.outcome.error);
-    assert_eq!(ran.out_json("dict_set", "result"), r#"{"name":"test"}"#);
+    assert_eq!(ran.json("dict_set", "result"), r#"{"name":"test"}"#);
     assert_eq!(ran.out("dict_get", "value"), Value::Null);
     assert_eq!(ran.out("dict_get", "found"), Value::Bool(false));
-    assert_eq!(ran.out_json("dict_keys", "keys"), "[]");
+    assert_eq!(ran.json("dict_keys", "keys"), "[]");
     assert_eq!(ran.out("dict_has_key", "has_key"), Value::Bool(false));
-    assert_eq!(ran.out_json("dict_items", "items"), "[]");
-    assert_eq!(ran.out_json("dict_merge", "result"), "{}");
+    assert_eq!(ran.json("dict_items", "items"), "[]");
+    assert_eq!(ran.json("dict_merge", "result"), "{}");
     assert_eq!(ran.out("dict_to_json", "json_string"), Value::str("{}"));
     assert_eq!(ran.logs, ["[log_result] Dict nodes tested!"]);
 }

@@ -4,55 +4,14 @@
 //! (`out\data.csv`). Each run gets a fresh temp dir as the job's work dir; the tests assert the
 //! node outputs and the files left on disk.
 
-use casare_robot::engine::node::NodeLog;
-use casare_robot::engine::runner::{self, NodeEvent, Observer, RunOptions, RunOutcome};
+use casare_robot::engine::runner::{self, RunOptions};
 use casare_robot::engine::safety::Safety;
 use casare_robot::engine::{load_str, CancelToken, Value};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-#[derive(Default)]
-struct Logs(Vec<String>);
-impl Observer for Logs {
-    fn node_log(&mut self, _ev: &NodeEvent<'_>, log: &NodeLog) {
-        self.0.push(log.message.clone());
-    }
-}
-
-struct Ran {
-    outcome: RunOutcome,
-    logs: Vec<String>,
-}
-
-impl Ran {
-    fn out(&self, node: &str, port: &str) -> Value {
-        self.outcome
-            .node_outputs
-            .get(node)
-            .and_then(|o| o.as_dict())
-            .and_then(|d| d.get(port))
-            .cloned()
-            .unwrap_or_default()
-    }
-    fn text(&self, node: &str, port: &str) -> String {
-        match self.out(node, port) {
-            Value::Str(s) => s.to_string(),
-            other => panic!("{node}.{port} is not text: {}", other.py_repr()),
-        }
-    }
-    fn int(&self, node: &str, port: &str) -> i64 {
-        match self.out(node, port) {
-            Value::Int(i) => i,
-            other => panic!("{node}.{port} is not an int: {}", other.py_repr()),
-        }
-    }
-    fn flag(&self, node: &str, port: &str) -> bool {
-        match self.out(node, port) {
-            Value::Bool(b) => b,
-            other => panic!("{node}.{port} is not a bool: {}", other.py_repr()),
-        }
-    }
-}
+mod common;
+use common::{Logs, Ran};
 
 fn run_in(json: &str, work_dir: &Path) -> Ran {
     let wf = load_str(json).unwrap_or_else(|e| panic!("did not load: {e}"));

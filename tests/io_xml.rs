@@ -1,41 +1,12 @@
 //! XML nodes through the real engine: upstream batches 2.2 and 7.4 (original and corrected copy)
 //! and our own workflows under `tests/workflows/io/xml/`, each file test in its own temp dir.
 
-use casare_robot::engine::node::NodeLog;
-use casare_robot::engine::runner::{self, NodeEvent, Observer, RunOptions, RunOutcome, RunStatus};
+use casare_robot::engine::runner::{self, RunOptions, RunStatus};
 use casare_robot::engine::{load_str, CancelToken, LoadError, Value};
 use std::path::{Path, PathBuf};
 
-#[derive(Default)]
-struct Logs(Vec<String>);
-impl Observer for Logs {
-    fn node_log(&mut self, _ev: &NodeEvent<'_>, log: &NodeLog) {
-        self.0.push(log.message.clone());
-    }
-}
-
-struct Ran {
-    outcome: RunOutcome,
-    logs: Vec<String>,
-}
-
-impl Ran {
-    fn out(&self, node: &str, port: &str) -> Value {
-        self.outcome
-            .node_outputs
-            .get(node)
-            .and_then(|o| o.as_dict())
-            .and_then(|d| d.get(port))
-            .cloned()
-            .unwrap_or_default()
-    }
-    fn json(&self, node: &str, port: &str) -> String {
-        serde_json::to_string(&self.out(node, port)).unwrap()
-    }
-    fn error(&self) -> String {
-        self.outcome.error_text().unwrap_or_default()
-    }
-}
+mod common;
+use common::{Logs, Ran};
 
 fn manifest() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
