@@ -20,7 +20,7 @@
 use crate::engine::CancelToken;
 use std::io::{self, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -258,7 +258,14 @@ pub(super) fn run(
             tree.kill(&mut child);
             return Err(Failure::Spawn(e));
         }
-        None => unreachable_status(&mut child),
+        // `wait_for` only returns `Ok(true)` once `status` is set; wait properly if not.
+        None => match child.wait() {
+            Ok(s) => s,
+            Err(e) => {
+                tree.kill(&mut child);
+                return Err(Failure::Spawn(e));
+            }
+        },
     };
 
     // Phase 2: the pipes (a background process may still hold them).
@@ -295,31 +302,6 @@ pub(super) fn run(
             })
         }
     }
-}
-
-/// `try_wait` said "exited" without a status (cannot happen); wait for it properly.
-fn unreachable_status(child: &mut Child) -> std::process::ExitStatus {
-    match child.wait() {
-        Ok(s) => s,
-        Err(_) => exit_status_failure(),
-    }
-}
-
-#[cfg(unix)]
-fn exit_status_failure() -> std::process::ExitStatus {
-    use std::os::unix::process::ExitStatusExt;
-    std::process::ExitStatus::from_raw(1 << 8)
-}
-
-#[cfg(windows)]
-fn exit_status_failure() -> std::process::ExitStatus {
-    use std::os::windows::process::ExitStatusExt;
-    std::process::ExitStatus::from_raw(1)
-}
-
-#[cfg(not(any(unix, windows)))]
-fn exit_status_failure() -> std::process::ExitStatus {
-    unimplemented!("unsupported platform")
 }
 
 fn exit_code(status: std::process::ExitStatus) -> i64 {
