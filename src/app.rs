@@ -400,9 +400,16 @@ fn cmd_start(args: &StartArgs) -> u8 {
             return EXIT_FAILED;
         }
     };
+    // Workers checkpoint (and record completed jobs) through the store unless checkpoints are off.
+    let worker_store = if config.checkpoint_enabled {
+        store.clone()
+    } else {
+        log::info!("checkpoint_enabled is false: jobs run without checkpoints");
+        None
+    };
     let pool = match WorkerPool::start(
         config.max_concurrent_jobs as usize,
-        store.clone(),
+        worker_store,
         tx,
         Event::Job,
     ) {

@@ -467,3 +467,44 @@ fn reference_dialect_round_trip() {
     assert_eq!(res["status"], "completed");
     assert_eq!(res["outputs"]["greeting"], "hi ref");
 }
+
+#[test]
+fn checkpoint_enabled_false_runs_jobs_without_checkpoints() {
+    let list = |robot: &Robot| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_casare-robot"))
+            .args(["checkpoints", "list", "--json"])
+            .env_clear()
+            .env("CASARE_DATA_DIR", robot.dir.path().join("data"))
+            .env("HOME", robot.dir.path())
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+    };
+    for (enabled, expect_checkpoint) in [(false, false), (true, true)] {
+        let fake = FakeOrchestrator::start(Dialect::Casare);
+        let mut robot = Robot::start(&fake, json!({"checkpoint_enabled": enabled}));
+        registered(&fake);
+        fake.assign_job("nc", waiting(30.0), json!({}), None);
+        fake.wait_until(WAIT, for_job("nc", "job_accept")).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        fake.cancel_job("nc", "done looking");
+        fake.wait_until(WAIT, for_job("nc", "job_cancelled"))
+            .expect("cancelled");
+        fake.shutdown_robot(true);
+        assert!(
+            robot.wait_exit(WAIT).is_some_and(|s| s.success()),
+            "{}",
+            robot.output()
+        );
+        // A cancelled job keeps its checkpoint for the retention period, when checkpoints are on.
+        let rows = list(&robot);
+        let has = rows
+            .as_array()
+            .is_some_and(|r| r.iter().any(|c| c["job_id"] == "nc"));
+        assert_eq!(
+            has, expect_checkpoint,
+            "checkpoint_enabled = {enabled}: {rows}"
+        );
+    }
+}
