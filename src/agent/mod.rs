@@ -241,9 +241,10 @@ impl Agent {
         for t in self.conn.take_transitions() {
             match t {
                 Transition::OutageStarted { unauthorized: true } => log::error!(
-                    "the orchestrator refuses this robot's credentials (robot_id {}); retrying only every {} s",
+                    "the orchestrator refuses this robot's credentials (robot_id {}): check api_key; \
+                     retrying only at the maximum reconnect delay (next attempt in {:.0} s)",
                     self.settings.robot_id,
-                    60
+                    self.conn.snapshot(Instant::now()).next_attempt_in_secs.unwrap_or(0.0)
                 ),
                 Transition::OutageStarted { unauthorized: false } => {
                     log::warn!("orchestrator unreachable; reconnecting with backoff (one line per outage)")
