@@ -62,8 +62,46 @@ pub fn process_rss_mb() -> f64 {
             ((p * page) as f64 / 1_048_576.0 * 10.0).round() / 10.0
         })
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(windows)]
+    {
+        use windows_sys::Win32::System::ProcessStatus::{
+            K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS,
+        };
+        use windows_sys::Win32::System::Threading::GetCurrentProcess;
+        // SAFETY: a zeroed, correctly sized counters struct for the current process's pseudo
+        // handle (which needs no closing).
+        let mut counters: PROCESS_MEMORY_COUNTERS = unsafe { std::mem::zeroed() };
+        counters.cb = std::mem::size_of::<PROCESS_MEMORY_COUNTERS>() as u32;
+        let ok =
+            unsafe { K32GetProcessMemoryInfo(GetCurrentProcess(), &mut counters, counters.cb) }
+                != 0;
+        if ok {
+            ((counters.WorkingSetSize as f64) / 1_048_576.0 * 10.0).round() / 10.0
+        } else {
+            0.0
+        }
+    }
+    #[cfg(not(any(target_os = "linux", windows)))]
     {
         0.0
+    }
+}
+
+/// System memory `(total, available)` in bytes where the platform reports it.
+pub fn system_memory() -> Option<(u64, u64)> {
+    #[cfg(windows)]
+    {
+        use windows_sys::Win32::System::SystemInformation::{GlobalMemoryStatusEx, MEMORYSTATUSEX};
+        // SAFETY: a zeroed struct with its length set, as the API requires.
+        let mut status: MEMORYSTATUSEX = unsafe { std::mem::zeroed() };
+        status.dwLength = std::mem::size_of::<MEMORYSTATUSEX>() as u32;
+        if unsafe { GlobalMemoryStatusEx(&mut status) } != 0 {
+            return Some((status.ullTotalPhys, status.ullAvailPhys));
+        }
+        None
+    }
+    #[cfg(not(windows))]
+    {
+        info::memory()
     }
 }

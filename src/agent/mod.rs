@@ -724,7 +724,7 @@ impl Agent {
                 .collect(),
             tags: Vec::new(),
             cpu_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            memory_gb: crate::nodes::system::info::memory().map_or(0.0, |(total, _)| {
+            memory_gb: host::system_memory().map_or(0.0, |(total, _)| {
                 (total as f64 / 1_073_741_824.0 * 10.0).round() / 10.0
             }),
         }
