@@ -70,8 +70,13 @@ impl Robot {
 
     #[cfg(unix)]
     fn interrupt(&self) {
+        self.signal("-INT");
+    }
+
+    #[cfg(unix)]
+    fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
+            .args([sig, &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(ok.success());
@@ -441,6 +446,22 @@ fn shutdown_past_the_grace_period_stops_jobs_and_keeps_their_checkpoint() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A service manager stopping the robot (SIGTERM) gets the same drain as Ctrl+C.
+#[cfg(unix)]
+#[test]
+fn sigterm_drains_like_ctrl_c() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let mut robot = Robot::start(&fake, json!({}));
+    registered(&fake);
+    fake.assign_job("t", waiting(0.5), json!({}), None);
+    fake.wait_until(WAIT, for_job("t", "job_accept")).unwrap();
+    robot.signal("-TERM");
+    fake.wait_until(WAIT, for_job("t", "job_complete"))
+        .expect("the running job finishes");
+    let status = robot.wait_exit(WAIT).expect("the robot exits");
+    assert!(status.success(), "{}", robot.output());
 }
 
 #[test]
