@@ -1,4 +1,6 @@
-//! Orchestrator links: wire protocol (both dialects) and the WebSocket I/O thread.
+//! Orchestrator links: wire protocol (both dialects), the WebSocket I/O thread, and the REST
+//! API v1 client (`rest`, groundwork for REST polling: not yet used by the daemon, issue #6).
 
 pub mod protocol;
+pub mod rest;
 pub mod ws;
