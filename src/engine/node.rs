@@ -470,7 +470,8 @@ impl<'a> NodeCtx<'a> {
     /// Evaluate a Python-subset expression against the current variables.
     pub fn eval(&self, src: &str) -> Result<Value, NodeError> {
         let scope = self.scope();
-        Ok(expr::eval(src, &|name: &str| scope.get(name).cloned())?)
+        let parsed = cached_expr(src)?;
+        Ok(parsed.eval(&|name: &str| scope.get(name).cloned())?)
     }
 
     /// Evaluate a condition as decided in `engine.md`: a bool as is; text is templated (references
@@ -561,6 +562,32 @@ impl<'a> NodeCtx<'a> {
             .iter()
             .any(|(p, targets)| p == port && !targets.is_empty())
     }
+}
+
+/// Parsed expressions by source text, per thread: conditions in loops evaluate the same text
+/// thousands of times. Bounded (cleared when full) so arbitrary generated text cannot grow it.
+fn cached_expr(src: &str) -> Result<std::rc::Rc<expr::Expr>, expr::ExprError> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::rc::Rc;
+    const MAX_CACHED: usize = 512;
+    thread_local! {
+        static CACHE: RefCell<HashMap<String, Rc<expr::Expr>>> = RefCell::new(HashMap::new());
+    }
+    CACHE.with(|cache| {
+        if let Some(hit) = cache.borrow().get(src) {
+            return Ok(hit.clone());
+        }
+        let parsed = Rc::new(expr::Expr::parse(src)?);
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        if src.len() <= 4096 {
+            cache.insert(src.to_string(), parsed.clone());
+        }
+        Ok(parsed)
+    })
 }
 
 fn is_whole_ref(text: &str) -> bool {
