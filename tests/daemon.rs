@@ -529,3 +529,42 @@ fn checkpoint_enabled_false_runs_jobs_without_checkpoints() {
         );
     }
 }
+
+/// A peer that accepts TCP but never answers the WebSocket handshake must not hold up shutdown.
+#[cfg(unix)]
+#[test]
+fn shutdown_is_prompt_while_a_handshake_hangs() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let holder = std::thread::spawn(move || {
+        // Accept and hold connections without a byte of reply.
+        let mut held = Vec::new();
+        listener.set_nonblocking(true).unwrap();
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until {
+            if let Ok((s, _)) = listener.accept() {
+                held.push(s);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let mut robot = Robot::start(
+        &fake,
+        json!({"orchestrator_url": format!("ws://127.0.0.1:{port}")}),
+    );
+    // Let the robot start its connect and get stuck in the handshake.
+    std::thread::sleep(Duration::from_millis(500));
+    let asked = Instant::now();
+    robot.interrupt();
+    let status = robot
+        .wait_exit(Duration::from_secs(8))
+        .expect("the robot exits promptly");
+    assert!(status.success(), "{}", robot.output());
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        asked.elapsed()
+    );
+    drop(holder);
+}

@@ -140,21 +140,37 @@ impl WsHandle {
         self.commands.send(cmd).is_ok()
     }
 
-    /// Stop the thread and wait for it (bounded by the close deadline inside the thread).
+    /// Stop the thread and wait for it, at most [`STOP_WAIT`]. A thread stuck in a blocking
+    /// connect or handshake (a peer that accepts TCP and never answers) is left behind: the
+    /// process is exiting, and shutdown must not wait out a 10 s handshake timeout.
     pub fn stop(mut self) {
+        self.stop_within(STOP_WAIT);
+    }
+
+    fn stop_within(&mut self, limit: Duration) {
         let _ = self.commands.send(WsCommand::Stop);
         if let Some(j) = self.join.take() {
-            let _ = j.join();
+            let deadline = Instant::now() + limit;
+            while !j.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if j.is_finished() {
+                let _ = j.join();
+            } else {
+                log::warn!(
+                    "the ws-io thread is still in a connect or handshake; not waiting for it"
+                );
+            }
         }
     }
 }
 
+/// How long stopping waits for the I/O thread (the close handshake itself is bounded inside it).
+pub const STOP_WAIT: Duration = Duration::from_secs(3);
+
 impl Drop for WsHandle {
     fn drop(&mut self) {
-        let _ = self.commands.send(WsCommand::Stop);
-        if let Some(j) = self.join.take() {
-            let _ = j.join();
-        }
+        self.stop_within(STOP_WAIT);
     }
 }
 
