@@ -376,6 +376,7 @@ impl Agent {
                         "platform": std::env::consts::OS,
                         "version": env!("CARGO_PKG_VERSION"),
                         "queued_messages": self.outq.len(),
+                        "link": self.conn.snapshot(Instant::now()),
                     }),
                 };
                 self.send(Outbound::StatusResponse(info), Kind::Control);
