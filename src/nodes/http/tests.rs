@@ -44,12 +44,24 @@ fn err(o: &RunOutcome) -> String {
     o.error_text().unwrap_or_default()
 }
 
-/// A one-shot raw server: answers the first connection with `response`, returns the request.
+/// A one-shot raw server: answers the first connection with `response`, returns the request
+/// (an empty string when no client connected within 10 s, so a test never hangs on it).
 fn raw_server(response: Vec<u8>) -> (String, std::thread::JoinHandle<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
     let handle = std::thread::spawn(move || {
-        let (mut sock, _) = listener.accept().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut sock = loop {
+            match listener.accept() {
+                Ok((sock, _)) => break sock,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(_) => return String::new(),
+            }
+        };
+        sock.set_nonblocking(false).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut buf = vec![0u8; 65536];
         let mut got = Vec::new();
