@@ -93,6 +93,13 @@ pub struct CompiledNode {
     pub finally: Option<usize>,
     /// `_disabled` nodes are bypassed.
     pub disabled: bool,
+    /// Targets of `Flow::Next`: the edges of every routing port that is `exec_out` or contains
+    /// "exec" (as upstream), in edge order. Computed once at load; the runner uses it per node.
+    pub next: Vec<usize>,
+    /// `retry_count` from config (overrides the robot's `node_max_retries`), read at load.
+    pub retry_count: Option<u32>,
+    /// `retry_delay` seconds from config (fixed delay between retries), read at load.
+    pub retry_delay: Option<std::time::Duration>,
 }
 
 impl CompiledNode {
@@ -344,6 +351,9 @@ pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
             catch: None,
             finally: None,
             disabled,
+            next: Vec::new(),
+            retry_count: None,
+            retry_delay: None,
         });
     }
     let total_nodes = raw_nodes.len();
@@ -543,11 +553,32 @@ pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
                 catch: None,
                 finally: None,
                 disabled: false,
+                next: Vec::new(),
+                retry_count: None,
+                retry_delay: None,
             });
             index.insert(AUTO_START_ID.to_string(), idx);
             idx
         }
     };
+
+    for node in &mut nodes {
+        node.next = node
+            .routes
+            .iter()
+            .filter(|(port, _)| port == "exec_out" || port.to_ascii_lowercase().contains("exec"))
+            .flat_map(|(_, targets)| targets.iter().copied())
+            .collect();
+        node.retry_count = node
+            .config_entry("retry_count")
+            .and_then(|e| super::node::to_i64(&e.raw))
+            .map(|n| n.clamp(0, 100) as u32);
+        node.retry_delay = node
+            .config_entry("retry_delay")
+            .and_then(|e| super::node::to_f64(&e.raw))
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| std::time::Duration::from_secs_f64(s.min(3600.0)));
+    }
 
     let mut c = Collector {
         problems: Vec::new(),

@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How deeply lists and dicts may nest inside a node output. Deeper values are refused, so no
@@ -713,24 +712,16 @@ fn node_error(wf: &Workflow, idx: usize, e: &NodeError) -> RunError {
 }
 
 fn node_retries(node: &super::model::CompiledNode, opts: &RunOptions) -> u32 {
-    node.config_entry("retry_count")
-        .and_then(|e| super::node::to_i64(&e.raw))
-        .map_or(opts.node_max_retries, |n| n.clamp(0, 100) as u32)
+    node.retry_count.unwrap_or(opts.node_max_retries)
 }
 
 fn retry_delay(node: &super::model::CompiledNode, opts: &RunOptions, attempt: u32) -> Duration {
-    if let Some(secs) = node
-        .config_entry("retry_delay")
-        .and_then(|e| super::node::to_f64(&e.raw))
-    {
-        if secs.is_finite() && secs >= 0.0 {
-            return Duration::from_secs_f64(secs.min(3600.0));
-        }
-    }
-    let factor = 2u32.saturating_pow(attempt.min(20));
-    opts.node_initial_delay
-        .saturating_mul(factor)
-        .min(opts.node_max_delay)
+    node.retry_delay.unwrap_or_else(|| {
+        let factor = 2u32.saturating_pow(attempt.min(20));
+        opts.node_initial_delay
+            .saturating_mul(factor)
+            .min(opts.node_max_delay)
+    })
 }
 
 /// Copy source output values along incoming data edges (nulls are not copied, as upstream).
@@ -838,13 +829,7 @@ fn queue_port(wf: &Workflow, state: &mut RunState, idx: usize, port: &str) {
 
 fn apply_flow(wf: &Workflow, state: &mut RunState, idx: usize, flow: Flow) {
     match flow {
-        Flow::Next => {
-            for (port, targets) in &wf.nodes[idx].routes {
-                if port == "exec_out" || port.to_ascii_lowercase().contains("exec") {
-                    state.queue.extend(targets.iter().copied());
-                }
-            }
-        }
+        Flow::Next => state.queue.extend(wf.nodes[idx].next.iter().copied()),
         Flow::Port(port) => queue_port(wf, state, idx, &port),
         Flow::End => {}
         Flow::Goto(target) => state.queue.push_front(target),
@@ -920,9 +905,6 @@ impl NodeCtx<'_> {
         self.state.pending_error = err;
     }
 }
-
-/// A cheap shared handle to a workflow, for threads.
-pub type SharedWorkflow = Arc<Workflow>;
 
 #[cfg(test)]
 mod tests {
