@@ -499,7 +499,7 @@ impl<'a> NodeCtx<'a> {
             return self.eval(trimmed);
         };
         let resolved = tmpl.resolve(&self.scope());
-        if is_whole_ref(trimmed) {
+        if tmpl.is_whole() {
             return match resolved {
                 // A whole reference to text: that text is the expression (upstream evaluates it).
                 Value::Str(s) if s.as_ref() != trimmed => self.eval(&s),
@@ -588,13 +588,6 @@ fn cached_expr(src: &str) -> Result<std::rc::Rc<expr::Expr>, expr::ExprError> {
         }
         Ok(parsed)
     })
-}
-
-fn is_whole_ref(text: &str) -> bool {
-    template::Template::compile(text).is_some_and(|t| t.paths().count() == 1)
-        && (text.starts_with("{{") && text.ends_with("}}")
-            || text.starts_with("${") && text.ends_with('}')
-            || text.starts_with('%') && text.ends_with('%'))
 }
 
 /// Rewrite `{{a.b[0]}}` into the expression `a['b'][0]` so references keep their type.

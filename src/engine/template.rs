@@ -111,6 +111,12 @@ impl Template {
         })
     }
 
+    /// True when the whole text (surrounding whitespace aside) is one reference, so resolving it
+    /// keeps the referenced value's type.
+    pub fn is_whole(&self) -> bool {
+        self.whole.is_some()
+    }
+
     /// The original text.
     pub fn source(&self) -> &str {
         &self.source
