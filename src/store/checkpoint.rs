@@ -752,9 +752,7 @@ impl<'s> Checkpointer<'s> {
         meta: CheckpointMeta,
         prior: Duration,
     ) -> Checkpointer<'s> {
-        let mut writer = Checkpointer::with_store(StoreRef::Shared(store), job_id, meta, prior);
-        writer.created = false;
-        writer
+        Checkpointer::with_store(StoreRef::Shared(store), job_id, meta, prior)
     }
 
     /// A writer for `job_id`; `prior` is the run time already spent before this process (resume).
@@ -931,15 +929,9 @@ impl<'s> Checkpointer<'s> {
         let now = now_secs();
         let mut bytes = core_blob.len() as u64;
         let n_entries = (writes.len() + loop_writes.len()) as u64;
-        let (job_id, meta, meta_written, inflight_set, created, seq) = (
-            self.job_id.clone(),
-            self.meta.clone(),
-            self.meta_written,
-            self.inflight_set,
-            self.created,
-            self.seq,
-        );
-        let zstd = &mut self.zstd;
+        let (meta_written, inflight_set, created) =
+            (self.meta_written, self.inflight_set, self.created);
+        let (job_id, meta, zstd) = (&self.job_id, &self.meta, &mut self.zstd);
         let written = self.store.with(|store| -> Result<u64, StoreError> {
         let mut bytes_in = 0u64;
         let tx = store.conn.transaction()?;
@@ -999,7 +991,6 @@ impl<'s> Checkpointer<'s> {
         Ok(bytes_in)
         })?;
         bytes += written;
-        let _ = seq;
         self.created = true;
         self.meta_written = true;
         self.inflight_set = false;
