@@ -151,7 +151,7 @@ impl Connection {
                 if matches!(self.state, LinkState::Disconnected) {
                     self.state = LinkState::Reconnecting;
                     self.next_attempt = Some(now);
-                    return self.handle_timeout(now, rng);
+                    return self.handle_timeout(now);
                 }
                 None
             }
@@ -224,7 +224,7 @@ impl Connection {
     }
 
     /// Time passed: start an attempt when one is due and the breaker admits it.
-    pub fn handle_timeout(&mut self, now: Instant, rng: &mut fastrand::Rng) -> Option<LinkAction> {
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<LinkAction> {
         let due = self.next_attempt.is_some_and(|t| now >= t);
         if !due
             || !matches!(
@@ -250,7 +250,6 @@ impl Connection {
                     .unwrap_or(Duration::from_secs(1))
                     .max(Duration::from_millis(100));
                 self.next_attempt = Some(now + wait);
-                let _ = rng;
                 None
             }
         }
@@ -311,12 +310,12 @@ mod tests {
             let next = c.poll_timeout().unwrap();
             delays.push(next - now);
             assert_eq!(
-                c.handle_timeout(next - Duration::from_millis(1), &mut rng),
+                c.handle_timeout(next - Duration::from_millis(1)),
                 None,
                 "not yet due"
             );
             now = next;
-            assert_eq!(c.handle_timeout(now, &mut rng), Some(LinkAction::Connect));
+            assert_eq!(c.handle_timeout(now), Some(LinkAction::Connect));
         }
         for (i, d) in delays.iter().enumerate() {
             assert!(*d <= Duration::from_secs(1 << i), "attempt {i}: {d:?}");
@@ -349,7 +348,7 @@ mod tests {
             c.handle(now, LinkInput::ConnectFailed { auth: false }, &mut rng);
             opened_at = now;
             now = c.poll_timeout().unwrap();
-            c.handle_timeout(now, &mut rng);
+            c.handle_timeout(now);
         }
         // The fifth failure opened the breaker: no attempt until 60 s after it opened.
         assert_eq!(c.snapshot(now).breaker.state.as_str(), "open");
@@ -360,7 +359,7 @@ mod tests {
                 break;
             }
             now = t;
-            if c.handle_timeout(now, &mut rng).is_some() {
+            if c.handle_timeout(now).is_some() {
                 attempts += 1;
             }
         }
@@ -385,7 +384,7 @@ mod tests {
         let mut attempts = 0;
         while now < t0 + Duration::from_secs(600) {
             now = c.poll_timeout().unwrap();
-            if c.handle_timeout(now, &mut rng) == Some(LinkAction::Connect) {
+            if c.handle_timeout(now) == Some(LinkAction::Connect) {
                 attempts += 1;
                 c.handle(now, LinkInput::ConnectFailed { auth: true }, &mut rng);
             }

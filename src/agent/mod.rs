@@ -777,7 +777,7 @@ impl Agent {
 
     fn on_timers(&mut self, now: Instant) {
         if self.conn.poll_timeout().is_some_and(|t| now >= t) {
-            let action = self.conn.handle_timeout(now, &mut self.rng);
+            let action = self.conn.handle_timeout(now);
             self.apply_link(action);
         }
         if now >= self.next_heartbeat {
