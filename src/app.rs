@@ -357,8 +357,7 @@ fn cmd_start(args: &StartArgs) -> u8 {
         crate::config::WsDialect::Casare => Dialect::Casare,
         crate::config::WsDialect::Reference => Dialect::Reference,
     };
-    let mut run_options = run_options(&config);
-    run_options.seed = None;
+    let run_options = run_options(&config);
     let settings = AgentSettings {
         robot_id,
         robot_name: config.robot_name.clone(),
