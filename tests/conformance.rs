@@ -355,8 +355,8 @@ fn batch_8_6_more_list_is_rejected_with_every_problem() {
     assert_eq!(
         text,
         [
-            "transform (TransformNode): unsupported node type",
-            "structured_data (StructuredDataSuperNode): unsupported node type",
+            "transform (TransformNode): unsupported node type: this robot runs headless nodes only (`casare-robot nodes` lists them)",
+            "structured_data (StructuredDataSuperNode): unsupported node type: this robot runs headless nodes only (`casare-robot nodes` lists them)",
             "shuffle_list (ShuffleListNode): required input \"items\" has no value (set config \"items\" or connect a data edge)",
             "random_choice (RandomChoiceNode): required input \"items\" has no value (set config \"items\" or connect a data edge)",
         ]

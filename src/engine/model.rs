@@ -313,7 +313,7 @@ pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
             continue;
         };
         let Some(def) = nodes::lookup(node_type) else {
-            c.node(key, Some(node_type), "unsupported node type");
+            c.node(key, Some(node_type), unsupported_message(node_type));
             if !unsupported.iter().any(|t| t == node_type) {
                 unsupported.push(node_type.to_string());
             }
@@ -602,6 +602,40 @@ pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
         total_nodes,
         hash: format!("{:016x}", fnv1a(canonical.as_bytes())),
     })
+}
+
+/// "unsupported node type", with the registered name when this one is a near miss (case or a
+/// couple of letters), else a pointer to the list of supported types.
+fn unsupported_message(node_type: &str) -> String {
+    let wanted = node_type.to_ascii_lowercase();
+    let near = nodes::all()
+        .into_iter()
+        .map(|d| d.node_type)
+        .map(|name| (edit_distance(&wanted, &name.to_ascii_lowercase()), name))
+        .filter(|(d, _)| *d <= 2)
+        .min();
+    match near {
+        Some((_, name)) => format!("unsupported node type (did you mean \"{name}\"?)"),
+        None => "unsupported node type: this robot runs headless nodes only \
+                 (`casare-robot nodes` lists them)"
+            .to_string(),
+    }
+}
+
+/// Levenshtein distance (short ASCII names only).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 fn list_or_none(items: &[&str]) -> String {
@@ -957,14 +991,32 @@ mod tests {
         assert_eq!(
             text,
             [
-                "a (LaunchBrowserNode): unsupported node type",
-                "b (SendEmailNode): unsupported node type",
+                "a (LaunchBrowserNode): unsupported node type: this robot runs headless nodes only (`casare-robot nodes` lists them)",
+                "b (SendEmailNode): unsupported node type: this robot runs headless nodes only (`casare-robot nodes` lists them)",
                 "connections[0] (c.exec_out -> missing.exec_in) refers to missing node \"missing\"",
                 "c (LogNode): connects to itself (nope -> exec_in)",
                 "d (SetVariableNode): has no input port \"bogus\" (inputs: variable_name, value, default_value, variable_type)",
                 "d (SetVariableNode): required input \"variable_name\" has no value (set config \"variable_name\" or connect a data edge)",
             ]
         );
+    }
+
+    #[test]
+    fn near_miss_type_names_get_a_suggestion() {
+        let err = load_str(&chain(&[
+            ("h", "HTTPSuperNode", json!({})),
+            ("l", "logNode", json!({})),
+        ]))
+        .unwrap_err();
+        let text: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                "h (HTTPSuperNode): unsupported node type (did you mean \"HttpSuperNode\"?)",
+                "l (logNode): unsupported node type (did you mean \"LogNode\"?)",
+            ]
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]
