@@ -447,14 +447,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn one(node_type: &str, config: serde_json::Value) -> Ran {
-        run_node(node_type, config, json!({}))
-    }
-
-    fn ok(ran: &Ran) {
-        assert!(ran.outcome.success(), "{}", ran.error());
-    }
-
     /// Batch 1.1 with the reference's fixes (`dict_set.dict` → `dict_set.result`, `dict1/dict2` →
     /// `dict_1/dict_2`, `.dict` → `.result` after merge and remove).
     #[test]

@@ -705,14 +705,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn one(node_type: &str, config: serde_json::Value) -> Ran {
-        run_node(node_type, config, json!({}))
-    }
-
-    fn ok(ran: &Ran) {
-        assert!(ran.outcome.success(), "{}", ran.error());
-    }
-
     /// Batch 1.2 with the reference's fixes (`sorted_list`/`unique_list` → `result`).
     #[test]
     fn batch_1_2_corrected_values() {

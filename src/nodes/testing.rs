@@ -62,6 +62,16 @@ pub fn v(json: &str) -> Value {
     Value::parse_json(json).unwrap_or_else(|e| panic!("bad test JSON {json}: {e}"))
 }
 
+/// Run one node with `config` and no variables.
+pub fn one(node_type: &str, config: serde_json::Value) -> Ran {
+    run_node(node_type, config, serde_json::json!({}))
+}
+
+/// Assert that the run succeeded (the error text otherwise).
+pub fn ok(ran: &Ran) {
+    assert!(ran.outcome.success(), "{}", ran.error());
+}
+
 /// Build a workflow JSON whose nodes run in a linear exec chain, in the given order.
 /// Each node is `(id, type, config JSON)`.
 pub fn chain(nodes: &[(&str, &str, serde_json::Value)]) -> String {
