@@ -26,7 +26,7 @@ use crate::link::protocol::{
     self, Capabilities, Dialect, HeartbeatInfo, Inbound, JobAssignment, LogEntry, Outbound,
     RobotStatus, StatusInfo,
 };
-use crate::link::ws::{WsCommand, WsEvent, WsHandle};
+use crate::link::ws::{Frame, WsCommand, WsEvent, WsHandle};
 use crate::resilience::outq::{Kind, OutQueue};
 use crate::store::SharedStore;
 use crate::worker::{JobEvent, JobSpec, WorkerPool};
@@ -107,7 +107,7 @@ pub struct Agent {
     jobs: HashMap<String, RunningJob>,
     finished: HashMap<String, String>,
     finished_order: VecDeque<String>,
-    outq: OutQueue<String>,
+    outq: OutQueue<Frame>,
     logs: Vec<LogEntry>,
     log_sequence: u64,
     paused: bool,
@@ -288,8 +288,8 @@ impl Agent {
                 };
                 self.send_now(&register);
                 self.send_heartbeat();
-                while let Some(text) = self.outq.pop() {
-                    self.ws.send(WsCommand::Send(text));
+                while let Some(frame) = self.outq.pop() {
+                    self.ws.send(WsCommand::Send(frame));
                 }
                 if let Some(s) = &mut self.stopping {
                     if s.closing_since.is_some() {
@@ -333,9 +333,9 @@ impl Agent {
                     .handle(now, LinkInput::Closed { auth }, &mut self.rng);
                 self.apply_link(action);
             }
-            WsEvent::SendFailed(text) => {
-                let (kind, job_id) = classify(&text);
-                let _ = self.outq.push(kind, job_id.as_deref(), text);
+            WsEvent::SendFailed(frame) => {
+                let (kind, job_id) = (frame.kind, frame.job_id.clone());
+                let _ = self.outq.push(kind, job_id.as_deref(), frame);
             }
             WsEvent::Frame(text) => match protocol::parse_inbound(&text) {
                 Ok(msg) => self.on_message(msg),
@@ -701,14 +701,24 @@ impl Agent {
 
     fn send_now(&mut self, msg: &Outbound) {
         let text = protocol::encode(msg, self.settings.dialect, &self.settings.robot_id);
-        self.ws.send(WsCommand::Send(text));
+        let frame = Frame {
+            text,
+            kind: Kind::Control,
+            job_id: None,
+        };
+        self.ws.send(WsCommand::Send(frame));
     }
 
     fn send_text(&mut self, text: String, kind: Kind, job_id: Option<&str>) {
+        let frame = Frame {
+            text,
+            kind,
+            job_id: job_id.map(str::to_string),
+        };
         if self.connected && self.outq.is_empty() {
-            self.ws.send(WsCommand::Send(text));
+            self.ws.send(WsCommand::Send(frame));
         } else {
-            let _ = self.outq.push(kind, job_id, text);
+            let _ = self.outq.push(kind, job_id, frame);
         }
     }
 
@@ -837,8 +847,8 @@ impl Agent {
             stop.closing_since = Some(now);
             self.flush_logs();
             if self.connected {
-                while let Some(text) = self.outq.pop() {
-                    self.ws.send(WsCommand::Send(text));
+                while let Some(frame) = self.outq.pop() {
+                    self.ws.send(WsCommand::Send(frame));
                 }
                 self.ws.send(WsCommand::Close);
             } else {
@@ -863,21 +873,6 @@ fn trim_result(mut result: serde_json::Value) -> serde_json::Value {
         obj.remove("node_outputs");
     }
     result
-}
-
-/// Work out what kind of message an encoded frame is (to queue it again after a failed send).
-fn classify(text: &str) -> (Kind, Option<String>) {
-    let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-    let job_id = v["job_id"].as_str().map(str::to_string);
-    let kind = match v["type"].as_str().unwrap_or("") {
-        "job_complete" | "job_failed" | "job_cancelled" | "job_result" | "job_reject" => {
-            Kind::Result
-        }
-        "job_progress" => Kind::Progress,
-        "log_batch" => Kind::Log,
-        _ => Kind::Control,
-    };
-    (kind, job_id)
 }
 
 /// The URL without its query (the API key may be there).

@@ -13,6 +13,7 @@
 //! The agent drives it with [`WsCommand`]s and hears [`WsEvent`]s; after a close the thread waits
 //! for the next `Connect`.
 
+use crate::resilience::outq::Kind;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::io::ErrorKind;
 use std::net::{TcpStream, ToSocketAddrs};
@@ -48,6 +49,17 @@ impl Default for WsSettings {
     }
 }
 
+/// A text frame to send, with what its sender needs to queue it again if it cannot be sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Frame {
+    /// The frame's text.
+    pub text: String,
+    /// What kind of message it is (for the offline queue's drop and coalescing rules).
+    pub kind: Kind,
+    /// The job it belongs to, if any.
+    pub job_id: Option<String>,
+}
+
 /// What the agent asks of the I/O thread.
 #[derive(Debug)]
 pub enum WsCommand {
@@ -58,8 +70,8 @@ pub enum WsCommand {
         /// Sent as `X-Api-Key`.
         api_key: Option<String>,
     },
-    /// Send a text frame (dropped with an event when not connected).
-    Send(String),
+    /// Send a text frame (handed back with [`WsEvent::SendFailed`] when it cannot be sent).
+    Send(Frame),
     /// Close the connection (close handshake with a deadline).
     Close,
     /// Close and end the thread.
@@ -87,9 +99,9 @@ pub enum WsEvent {
         /// Why.
         reason: String,
     },
-    /// A `Send` could not be written (not connected or the write failed); the text is returned
+    /// A `Send` could not be written (not connected or the write failed); the frame is returned
     /// so the agent can queue it again.
-    SendFailed(String),
+    SendFailed(Frame),
 }
 
 impl WsEvent {
@@ -228,8 +240,8 @@ impl WsActor {
                         }
                     }
                 },
-                WsCommand::Send(text) => {
-                    if !(self.emit)(WsEvent::SendFailed(text)) {
+                WsCommand::Send(frame) => {
+                    if !(self.emit)(WsEvent::SendFailed(frame)) {
                         return;
                     }
                 }
@@ -321,19 +333,19 @@ impl WsActor {
                     Err(TryRecvError::Disconnected) => WsCommand::Stop,
                 };
                 match cmd {
-                    WsCommand::Send(text) => {
+                    WsCommand::Send(frame) => {
                         if closing_since.is_some() {
-                            let _ = (self.emit)(WsEvent::SendFailed(text));
+                            let _ = (self.emit)(WsEvent::SendFailed(frame));
                             continue;
                         }
                         last_activity = Instant::now();
-                        match socket.send(Message::text(text.clone())) {
+                        match socket.send(Message::text(frame.text.clone())) {
                             Ok(()) => {}
                             // Non-blocking socket with a full buffer: tungstenite keeps the frame
                             // and the next flush sends it.
                             Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
                             Err(e) => {
-                                let _ = (self.emit)(WsEvent::SendFailed(text));
+                                let _ = (self.emit)(WsEvent::SendFailed(frame));
                                 return self.closed(None, format!("write failed: {e}"), false);
                             }
                         }
