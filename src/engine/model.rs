@@ -100,6 +100,8 @@ pub struct CompiledNode {
     pub retry_count: Option<u32>,
     /// `retry_delay` seconds from config (fixed delay between retries), read at load.
     pub retry_delay: Option<std::time::Duration>,
+    /// `_at_most_once` in config: never repeated by a resume after a crash, read at load.
+    pub at_most_once: bool,
 }
 
 impl CompiledNode {
@@ -354,6 +356,7 @@ pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
             next: Vec::new(),
             retry_count: None,
             retry_delay: None,
+            at_most_once: false,
         });
     }
     let total_nodes = raw_nodes.len();
@@ -556,6 +559,7 @@ pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
                 next: Vec::new(),
                 retry_count: None,
                 retry_delay: None,
+                at_most_once: false,
             });
             index.insert(AUTO_START_ID.to_string(), idx);
             idx
@@ -578,6 +582,9 @@ pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
             .and_then(|e| super::node::to_f64(&e.raw))
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(|s| std::time::Duration::from_secs_f64(s.min(3600.0)));
+        node.at_most_once = node
+            .config_entry("_at_most_once")
+            .is_some_and(|e| e.raw.truthy());
     }
 
     let mut c = Collector {

@@ -327,6 +327,8 @@ impl Scope for StateScope<'_> {
 /// What observers are told about a node.
 #[derive(Clone, Copy, Debug)]
 pub struct NodeEvent<'a> {
+    /// The node's index in the workflow (`Workflow::nodes`).
+    pub node_index: usize,
     /// Node id.
     pub node_id: &'a str,
     /// Node type.
@@ -591,6 +593,7 @@ fn execute(
         transfer_inputs(wf, &mut state, idx);
         state.executions += 1;
         let ev = NodeEvent {
+            node_index: idx,
             node_id: &node.id,
             node_type: node.def.node_type,
             percent: percent(&state, wf),

@@ -1049,9 +1049,7 @@ fn bit_indices(bits: &[bool]) -> Vec<usize> {
 
 /// True when the node's config marks it `_at_most_once`.
 pub fn is_at_most_once(wf: &Workflow, idx: usize) -> bool {
-    wf.nodes[idx]
-        .config_entry("_at_most_once")
-        .is_some_and(|e| e.raw.truthy())
+    wf.nodes[idx].at_most_once
 }
 
 impl Observer for Checkpointer<'_> {
@@ -1060,10 +1058,7 @@ impl Observer for Checkpointer<'_> {
             return;
         }
         let Some(wf) = self.wf else { return };
-        let Some(&idx) = wf.index.get(ev.node_id) else {
-            return;
-        };
-        if is_at_most_once(wf, idx) {
+        if is_at_most_once(wf, ev.node_index) {
             if let Err(e) = self.mark_inflight(ev.node_id) {
                 self.fail(e);
             }
@@ -1074,7 +1069,7 @@ impl Observer for Checkpointer<'_> {
         if self.failure.is_some() {
             return;
         }
-        let only = self.wf.and_then(|wf| wf.index.get(ev.node_id).copied());
+        let only = self.wf.map(|_| ev.node_index);
         if let Err(e) = self.save(ev.node_id, state, only) {
             self.fail(e);
         }
