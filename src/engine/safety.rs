@@ -177,7 +177,10 @@ pub fn check_path_with_env(
             return Err(refuse(
                 "path",
                 raw,
-                &format!("it is outside the allowed paths ({})", roots.join(", ")),
+                &format!(
+                    "it is outside the allowed paths ({}); add its folder to allowed_paths in the robot configuration to allow it",
+                    roots.join(", ")
+                ),
             ));
         }
     }
@@ -390,6 +393,10 @@ mod tests {
         let outside = dir.path().join("outside.txt");
         let err = check(outside.to_str().unwrap(), &s).unwrap_err();
         assert!(err.contains("it is outside the allowed paths"), "{err}");
+        assert!(
+            err.ends_with("add its folder to allowed_paths in the robot configuration to allow it"),
+            "{err}"
+        );
         #[cfg(unix)]
         {
             std::os::unix::fs::symlink(dir.path(), inside.join("escape")).unwrap();
