@@ -451,7 +451,7 @@ pub struct StatusInfo {
 }
 
 /// One entry of a `log_batch`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LogEntry {
     /// RFC 3339 time of the record.
     pub timestamp: String,

@@ -5,13 +5,14 @@
 //! A database file that SQLite says is corrupt or not a database is moved aside
 //! (`casare-robot.db.corrupt-<unix seconds>`) and a fresh one is created, so a damaged file can
 //! never put the robot into a crash loop. Checkpoints live in [`checkpoint`]; the job store and
-//! outbox (issue #6) will share this file.
+//! outbox in [`jobs`].
 //!
 //! Durability: checkpoint writes use `synchronous=NORMAL` (in WAL mode a process crash loses
 //! nothing; a power cut can lose the most recent checkpoints, which only means re-executing the
 //! nodes since the last durable one).
 
 pub mod checkpoint;
+pub mod jobs;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::fmt;
@@ -22,7 +23,7 @@ use std::time::Duration;
 pub const DB_FILE: &str = "casare-robot.db";
 
 /// Current schema version.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// A store failure.
 #[derive(Debug)]
@@ -101,6 +102,7 @@ pub type SharedStore = std::sync::Arc<parking_lot::Mutex<Store>>;
 pub struct Store {
     pub(crate) conn: Connection,
     path: PathBuf,
+    counters: jobs::StoreCounters,
 }
 
 impl fmt::Debug for Store {
@@ -173,9 +175,30 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            counters: jobs::StoreCounters::default(),
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// A store in memory: the same behaviour without durability. The daemon falls back to it
+    /// when the data directory is unusable, so a read-only or full disk is a loud warning and
+    /// not a crash loop.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch("PRAGMA foreign_keys=ON;")?;
+        let mut store = Store {
+            conn,
+            path: PathBuf::from(":memory:"),
+            counters: jobs::StoreCounters::default(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// False for an in-memory store.
+    pub fn is_durable(&self) -> bool {
+        self.path.as_os_str() != ":memory:"
     }
 
     /// A value from the `meta` table.
@@ -225,7 +248,8 @@ impl Store {
         }
         // Every table is `CREATE TABLE IF NOT EXISTS`: applying the schema is idempotent.
         self.conn.execute_batch(checkpoint::SCHEMA)?;
-        if version < 1 {
+        self.conn.execute_batch(jobs::SCHEMA)?;
+        if version < SCHEMA_VERSION {
             let tx = self.conn.transaction()?;
             tx.execute(
                 "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",
@@ -264,7 +288,7 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(v, "1");
+        assert_eq!(v, SCHEMA_VERSION.to_string());
     }
 
     #[test]
