@@ -302,8 +302,10 @@ fn robot_identity(config: &RobotConfig, store: Option<&crate::store::SharedStore
 }
 
 fn cmd_start(args: &StartArgs) -> u8 {
-    use crate::agent::{self, connection::Connection, Agent, AgentSettings, Event};
+    use crate::agent::{self, connection::Connection, Agent, AgentSettings, Event, Links};
     use crate::link::protocol::{self, Dialect};
+    use crate::link::rest::{RestClient, RestSettings};
+    use crate::link::rest_io::{RestHandle, RestIoSettings};
     use crate::link::ws::{WsHandle, WsSettings};
     use crate::resilience::backoff::Backoff;
     use crate::resilience::breaker::BreakerConfig;
@@ -323,15 +325,16 @@ fn cmd_start(args: &StartArgs) -> u8 {
     {
         eprintln!("warning: {e}");
     }
-    let Some(orchestrator_url) = config.orchestrator_url.clone() else {
+    if config.orchestrator_url.is_none() && config.api_url.is_none() {
         eprintln!(
-            "error: orchestrator_url is not set: the daemon needs the orchestrator's ws:// or wss:// URL \
-             (robot_config.json, CASARE_ORCHESTRATOR_URL or ORCHESTRATOR_URL)"
+            "error: no orchestrator is configured: set orchestrator_url (ws:// or wss://, WebSocket push; \
+             CASARE_ORCHESTRATOR_URL or ORCHESTRATOR_URL) and/or api_url (http:// or https://, REST polling; \
+             CASARE_API_URL) in robot_config.json or the environment"
         );
         return EXIT_INVALID;
-    };
+    }
     let store = match Store::open(&config.data_dir) {
-        Ok(store) => Some(Arc::new(parking_lot::Mutex::new(store))),
+        Ok(store) => store,
         Err(e @ crate::store::StoreError::Busy(_)) => {
             eprintln!(
                 "error: another robot is already running with data_dir {}: {e}",
@@ -340,29 +343,55 @@ fn cmd_start(args: &StartArgs) -> u8 {
             return EXIT_FAILED;
         }
         Err(e) => {
-            log::error!("the store is unavailable ({e}): jobs run without checkpoints and the robot id is not persisted");
-            None
+            // Not a crash loop: the robot runs, without durability, and says so loudly.
+            log::error!(
+                "the store in {} is unusable ({e}): the robot runs WITHOUT durability (jobs, results and \
+                 checkpoints are kept in memory only and lost if the robot stops); fix data_dir and restart",
+                config.data_dir.display()
+            );
+            eprintln!("warning: the store is unusable ({e}); running without durability");
+            match Store::open_in_memory() {
+                Ok(store) => store,
+                Err(e) => {
+                    eprintln!("error: cannot create even an in-memory store: {e}");
+                    return EXIT_FAILED;
+                }
+            }
         }
     };
-    let robot_id = robot_identity(&config, store.as_ref());
-    let api_key = config.api_key.as_ref().map(|k| k.expose().to_string());
-    let ws_url = match protocol::ws_url(&orchestrator_url, &robot_id, api_key.as_deref()) {
-        Ok(u) => u,
+    let store: crate::store::SharedStore = Arc::new(parking_lot::Mutex::new(store));
+    let epoch = match store.lock().begin_epoch() {
+        Ok(epoch) => epoch,
         Err(e) => {
-            eprintln!("error: orchestrator_url: {e}");
-            return EXIT_INVALID;
+            log::error!("cannot write to the store ({e}); job locks use a process-local epoch");
+            u64::from(std::process::id())
         }
+    };
+    let robot_id = robot_identity(&config, Some(&store));
+    let api_key = config.api_key.as_ref().map(|k| k.expose().to_string());
+    let ws_url = match &config.orchestrator_url {
+        Some(url) => match protocol::ws_url(url, &robot_id, api_key.as_deref()) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                eprintln!("error: orchestrator_url: {e}");
+                return EXIT_INVALID;
+            }
+        },
+        None => None,
     };
     let dialect = match config.ws_dialect {
         crate::config::WsDialect::Casare => Dialect::Casare,
         crate::config::WsDialect::Reference => Dialect::Reference,
     };
     let run_options = run_options(&config);
+    if !config.checkpoint_enabled {
+        log::info!("checkpoint_enabled is false: jobs run without checkpoints");
+    }
     let settings = AgentSettings {
-        robot_id,
+        robot_id: robot_id.clone(),
         robot_name: config.robot_name.clone(),
         environment: config.environment.clone(),
-        ws_url,
+        ws_url: ws_url.clone(),
         api_key: api_key.clone(),
         dialect,
         max_concurrent_jobs: config.max_concurrent_jobs as usize,
@@ -370,13 +399,14 @@ fn cmd_start(args: &StartArgs) -> u8 {
         graceful_shutdown: config.graceful_shutdown_seconds,
         cancel_grace: config.cancel_grace_seconds,
         run_options,
+        checkpoints: config.checkpoint_enabled,
     };
     let (tx, rx) = agent::channel();
     let signal_tx = tx.clone();
     let seen = std::sync::atomic::AtomicBool::new(false);
     if let Err(e) = ctrlc::set_handler(move || {
         if seen.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            eprintln!("interrupted again: exiting now (checkpoints are consistent)");
+            eprintln!("interrupted again: exiting now (the store is consistent)");
             std::process::exit(130);
         }
         eprintln!("stopping: running jobs get graceful_shutdown_seconds to finish (Ctrl+C again to exit now)");
@@ -387,28 +417,71 @@ fn cmd_start(args: &StartArgs) -> u8 {
     }) {
         log::warn!("cannot install the Ctrl+C handler: {e}");
     }
-    let ws_settings = WsSettings {
-        silence_limit: (config.heartbeat_interval * 2).max(Duration::from_secs(2)),
-        ping_every: Duration::from_secs(30).min(config.heartbeat_interval),
-        ..WsSettings::default()
-    };
-    let ws = match WsHandle::start(ws_settings, tx.clone(), Event::Ws) {
-        Ok(ws) => ws,
-        Err(e) => {
-            eprintln!("error: cannot start the ws-io thread: {e}");
-            return EXIT_FAILED;
+    let ws = match ws_url {
+        None => None,
+        Some(_) => {
+            let ws_settings = WsSettings {
+                silence_limit: (config.heartbeat_interval * 2).max(Duration::from_secs(2)),
+                ping_every: Duration::from_secs(30).min(config.heartbeat_interval),
+                ..WsSettings::default()
+            };
+            let ws = match WsHandle::start(ws_settings, tx.clone(), Event::Ws) {
+                Ok(ws) => ws,
+                Err(e) => {
+                    eprintln!("error: cannot start the ws-io thread: {e}");
+                    return EXIT_FAILED;
+                }
+            };
+            let backoff = Backoff::new(
+                config.reconnect_delay,
+                config.reconnect_backoff_factor,
+                config.max_reconnect_delay,
+            );
+            let breaker = BreakerConfig {
+                failure_threshold: config.circuit_failure_threshold,
+                success_threshold: config.circuit_success_threshold,
+                timeout: config.circuit_timeout,
+                half_open_max_calls: config.circuit_half_open_max_calls,
+            };
+            Some((
+                ws,
+                Connection::new(backoff, breaker, std::time::Instant::now()),
+            ))
         }
     };
-    // Workers checkpoint (and record completed jobs) through the store unless checkpoints are off.
-    let worker_store = if config.checkpoint_enabled {
-        store.clone()
-    } else {
-        log::info!("checkpoint_enabled is false: jobs run without checkpoints");
-        None
+    let rest = match &config.api_url {
+        None => None,
+        Some(api_url) => {
+            let mut rest_settings = RestSettings::new(api_url.clone(), robot_id.clone());
+            rest_settings.api_key = api_key.clone();
+            rest_settings.robot_name = config.robot_name.clone();
+            rest_settings.environment = config.environment.clone();
+            let client = match RestClient::new(rest_settings) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: api_url: {e}");
+                    return EXIT_INVALID;
+                }
+            };
+            let io = RestIoSettings {
+                poll_interval: config.poll_interval,
+                poll_max_interval: config.poll_max_interval,
+                lease: config.lease_seconds,
+                heartbeat_interval: config.heartbeat_interval,
+                capabilities: agent::capabilities(config.max_concurrent_jobs as usize),
+            };
+            match RestHandle::start(client, io, store.clone(), tx.clone(), Event::Rest) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    eprintln!("error: cannot start the rest-io thread: {e}");
+                    return EXIT_FAILED;
+                }
+            }
+        }
     };
     let pool = match WorkerPool::start(
         config.max_concurrent_jobs as usize,
-        worker_store,
+        Some(store.clone()),
         tx,
         Event::Job,
     ) {
@@ -418,20 +491,7 @@ fn cmd_start(args: &StartArgs) -> u8 {
             return EXIT_FAILED;
         }
     };
-    let now = std::time::Instant::now();
-    let backoff = Backoff::new(
-        config.reconnect_delay,
-        config.reconnect_backoff_factor,
-        config.max_reconnect_delay,
-    );
-    let breaker = BreakerConfig {
-        failure_threshold: config.circuit_failure_threshold,
-        success_threshold: config.circuit_success_threshold,
-        timeout: config.circuit_timeout,
-        half_open_max_calls: config.circuit_half_open_max_calls,
-    };
-    let conn = Connection::new(backoff, breaker, now);
-    Agent::new(settings, rx, ws, pool, store, conn).run()
+    Agent::new(settings, rx, Links { ws, rest }, pool, store, epoch).run()
 }
 
 /// Validate a job id given on the command line.

@@ -63,6 +63,7 @@ pub const ALL_KEYS: &[&str] = &[
     "run_command_allowlist",
     "poll_interval",
     "poll_max_interval",
+    "lease_seconds",
 ];
 
 /// Keys that are also read from an unprefixed env var (`ROBOT_ID`, …), after `CASARE_<KEY>`.
@@ -504,6 +505,8 @@ pub struct RobotConfig {
     pub poll_interval: Duration,
     /// Cap of the growing idle poll interval.
     pub poll_max_interval: Duration,
+    /// The REST job lease asked for at claim and renewal (renewed at a third of it).
+    pub lease_seconds: Duration,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
     sources: IndexMap<&'static str, Source>,
@@ -685,6 +688,7 @@ impl RobotConfig {
             "run_command_allowlist" => list(self.run_command_allowlist.clone()),
             "poll_interval" => secs(&self.poll_interval),
             "poll_max_interval" => secs(&self.poll_max_interval),
+            "lease_seconds" => secs(&self.lease_seconds),
             _ => "(unknown key)".to_string(),
         }
     }
@@ -1121,6 +1125,7 @@ fn validate(raw: &RawConfig, env: EnvLookup) -> (RobotConfig, Vec<ConfigError>) 
         run_command_allowlist: v.list("run_command_allowlist", "must be a list of program names"),
         poll_interval: v.secs("poll_interval", 5.0, 0.1, 3600.0),
         poll_max_interval: v.secs("poll_max_interval", 30.0, 0.1, 86400.0),
+        lease_seconds: v.secs("lease_seconds", 60.0, 5.0, 3600.0),
         config_file: None,
         sources: IndexMap::new(),
     };

@@ -5,6 +5,13 @@
 //! sends [`JobEvent`]s (progress, log lines, the outcome) to the agent. Progress is throttled per
 //! job. A panic outside the engine's per-node guard is caught here and reported as a failed job,
 //! never a dead worker.
+//!
+//! Settlement: a job run under a [`JobLock`] ends with [`Store::finish_job`] on the worker
+//! thread: the report, the job's new state, the dropped checkpoint and the outbox entries commit
+//! together (invariant 2), and the agent is told what was recorded. A run stopped without a
+//! cancellation on record (a shutdown) is held: it resumes on the next start.
+//!
+//! [`Store::finish_job`]: crate::store::Store::finish_job
 
 use crate::engine::node::NodeLog;
 use crate::engine::runner::{
@@ -12,7 +19,8 @@ use crate::engine::runner::{
     RunState, RunStatus,
 };
 use crate::engine::{CancelToken, Dict, Workflow};
-use crate::store::checkpoint::{self, CheckpointMeta, CheckpointStatus, Checkpointer, ResumePlan};
+use crate::store::checkpoint::{self, CheckpointMeta, Checkpointer, ResumePlan};
+use crate::store::jobs::{Finish, JobLock, Report};
 use crate::store::SharedStore;
 use crossbeam_channel::{Receiver, Sender};
 use std::panic::AssertUnwindSafe;
@@ -35,6 +43,11 @@ pub struct JobSpec {
     pub opts: RunOptions,
     /// Cancelled by `job_cancel`, a lost lease, or shutdown.
     pub cancel: CancelToken,
+    /// The job's lock in the store: the run settles the job under its fencing token. None runs
+    /// the job without recording its end (the agent reports it).
+    pub lock: Option<JobLock>,
+    /// Save a checkpoint after every node (and resume from one).
+    pub checkpoints: bool,
 }
 
 /// What a worker reports.
@@ -75,6 +88,9 @@ pub enum JobEvent {
         job_id: String,
         /// How it ended.
         outcome: Box<RunOutcome>,
+        /// What the store recorded (an error when the settlement could not be written; the agent
+        /// then reports the outcome without the store).
+        finish: Result<Finish, String>,
     },
 }
 
@@ -206,6 +222,7 @@ fn failed_outcome(wf: &Workflow, err: RunError) -> RunOutcome {
 pub fn run_job(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEvent)) {
     let job_id = spec.job_id.clone();
     let wf = spec.workflow.clone();
+    let lock = spec.lock.clone();
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| execute(spec, store, send)));
     let outcome = match result {
         Ok(outcome) => outcome,
@@ -227,9 +244,21 @@ pub fn run_job(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEven
             )
         }
     };
+    let finish = match (store, lock) {
+        (Some(store), Some(lock)) => {
+            let report = Report::from_outcome(&outcome);
+            let settled = store.lock().finish_job(&job_id, lock.token, &report);
+            settled.map_err(|e| {
+                log::error!("job {job_id}: cannot record its end: {e}");
+                e.to_string()
+            })
+        }
+        _ => Err("the job is not recorded".into()),
+    };
     send(JobEvent::Finished {
         job_id,
         outcome: Box::new(outcome),
+        finish,
     });
 }
 
@@ -240,6 +269,8 @@ fn execute(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEvent)) 
         inputs,
         opts,
         cancel,
+        checkpoints,
+        ..
     } = spec;
     let wf: &Workflow = &workflow;
     let mut reporter = Reporter {
@@ -247,7 +278,7 @@ fn execute(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEvent)) 
         send,
         last: None,
     };
-    let Some(store) = store else {
+    let Some(store) = store.filter(|_| checkpoints) else {
         send(JobEvent::Started {
             job_id: job_id.clone(),
             recovered: false,
@@ -256,10 +287,10 @@ fn execute(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEvent)) 
     };
     let meta = CheckpointMeta::new(wf, &inputs);
     let plan = checkpoint::plan_resume(&mut store.lock(), &job_id, wf, &meta);
-    let outcome = match plan {
+    match plan {
         ResumePlan::Refuse(err) => {
             log::warn!("job {job_id} not resumed: {err}");
-            return failed_outcome(wf, err);
+            failed_outcome(wf, err)
         }
         ResumePlan::Fresh { reason } => {
             if let Some(reason) = reason {
@@ -300,19 +331,7 @@ fn execute(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEvent)) 
                 &mut Both(&mut reporter, &mut writer),
             )
         }
-    };
-    let mut guard = store.lock();
-    let settled = match outcome.status {
-        RunStatus::Completed => guard.complete_job(&job_id, &outcome.to_json()),
-        RunStatus::Failed => guard.finish_checkpoint(&job_id, CheckpointStatus::Failed),
-        RunStatus::Cancelled | RunStatus::TimedOut => {
-            guard.finish_checkpoint(&job_id, CheckpointStatus::Cancelled)
-        }
-    };
-    if let Err(e) = settled {
-        log::warn!("job {job_id}: cannot update its checkpoint: {e}");
     }
-    outcome
 }
 
 #[cfg(test)]
@@ -330,6 +349,34 @@ mod tests {
             inputs: Dict::new(),
             opts: RunOptions::default(),
             cancel: CancelToken::new(),
+            lock: None,
+            checkpoints: true,
+        }
+    }
+
+    /// A spec for a job recorded in `store` and locked for this run.
+    fn recorded(store: &SharedStore, job: &str, json: &str) -> JobSpec {
+        use crate::store::jobs::{NewJob, Route};
+        let vars = serde_json::Map::new();
+        let mut guard = store.lock();
+        guard
+            .record_job(&NewJob {
+                job_id: job,
+                route: Route::Ws,
+                workflow: json,
+                variables: &vars,
+                timeout: None,
+                attempt: 0,
+                lease_expires_at: None,
+            })
+            .unwrap();
+        let token = guard.start_job(job, 1).unwrap().expect("lock");
+        JobSpec {
+            lock: Some(JobLock {
+                job_id: job.into(),
+                token,
+            }),
+            ..spec(job, json)
         }
     }
 
@@ -349,7 +396,8 @@ mod tests {
             ("l", "LogNode", json!({"message": "hello {{x}}"})),
         ]);
         for i in 0..4 {
-            assert!(pool.submit(spec(&format!("job-{i}"), &wf)).is_ok());
+            let s = recorded(&store, &format!("job-{i}"), &wf);
+            assert!(pool.submit(s).is_ok());
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut finished = 0;
@@ -359,8 +407,14 @@ mod tests {
                 .recv_deadline(deadline)
                 .expect("events before the deadline")
             {
-                JobEvent::Finished { outcome, .. } => {
+                JobEvent::Finished {
+                    outcome, finish, ..
+                } => {
                     assert!(outcome.success(), "{:?}", outcome.error);
+                    assert!(
+                        matches!(finish, Ok(Finish::Reported(Report::Complete { .. }, _))),
+                        "{finish:?}"
+                    );
                     finished += 1;
                 }
                 JobEvent::Log { message, .. } => {
@@ -372,10 +426,17 @@ mod tests {
         }
         assert_eq!(logs, 4);
         pool.join();
-        // Completed jobs are recorded, their checkpoints gone.
+        // Completed jobs are settled with their report in the outbox, their checkpoints gone.
         let guard = store.lock();
-        assert!(guard.completed_job("job-0").unwrap().is_some());
+        let rec = guard.job("job-0").unwrap().unwrap();
+        assert_eq!(rec.state, crate::store::jobs::JobState::Finished);
         assert!(!guard.has_checkpoint("job-0").unwrap());
+        assert_eq!(
+            guard
+                .outbox_len(Some(crate::store::jobs::Route::Ws))
+                .unwrap(),
+            4
+        );
     }
 
     #[test]
@@ -396,7 +457,7 @@ mod tests {
                 json!({"variable_name": "y", "value": 2}),
             ),
         ]);
-        let s = spec("j", &wf);
+        let s = recorded(&store, "j", &wf);
         let token = s.cancel.clone();
         let canceller = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(100));
@@ -407,8 +468,12 @@ mod tests {
         canceller.join().unwrap();
         let events = events.into_inner();
         match events.last() {
-            Some(JobEvent::Finished { outcome, .. }) => {
-                assert_eq!(outcome.status, RunStatus::Cancelled)
+            Some(JobEvent::Finished {
+                outcome, finish, ..
+            }) => {
+                assert_eq!(outcome.status, RunStatus::Cancelled);
+                // No cancellation on record (a shutdown): the job is held with its checkpoint.
+                assert_eq!(finish, &Ok(Finish::Held));
             }
             other => panic!("{other:?}"),
         }

@@ -5,94 +5,22 @@ mod support;
 
 use casare_robot::link::protocol::Dialect;
 use serde_json::{json, Value};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use support::robot::Robot;
 use support::FakeOrchestrator;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-struct Robot {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Robot {
-    fn start(fake: &FakeOrchestrator, extra: Value) -> Robot {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = json!({
-            "robot_id": "test-robot",
-            "robot_name": "Test Robot",
-            "orchestrator_url": fake.url(),
-            "data_dir": dir.path().join("data"),
-            "log_dir": dir.path().join("logs"),
-            "heartbeat_interval": 1,
-            "max_concurrent_jobs": 1,
-            "reconnect_delay": 0.1,
-            "max_reconnect_delay": 1.0,
-            "graceful_shutdown_seconds": 5,
-            "cancel_grace_seconds": 1,
-            "ws_dialect": if fake.dialect() == Dialect::Reference { "reference" } else { "casare" },
-        });
-        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-            config[k] = v;
-        }
-        let path = dir.path().join("robot_config.json");
-        std::fs::write(&path, config.to_string()).unwrap();
-        let log = std::fs::File::create(dir.path().join("robot.out")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_casare-robot"))
-            .args(["start", "--foreground", "--config", path.to_str().unwrap()])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", dir.path())
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Robot { child, dir }
+fn start_robot(fake: &FakeOrchestrator, extra: Value) -> Robot {
+    let mut config = json!({
+        "orchestrator_url": fake.url(),
+        "ws_dialect": if fake.dialect() == Dialect::Reference { "reference" } else { "casare" },
+    });
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        config[k] = v;
     }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("robot.out")).unwrap_or_default()
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    #[cfg(unix)]
-    fn interrupt(&self) {
-        self.signal("-INT");
-    }
-
-    #[cfg(unix)]
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-
-    #[cfg(unix)]
-    fn data_dir(&self) -> std::path::PathBuf {
-        self.dir.path().join("data")
-    }
-}
-
-impl Drop for Robot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    Robot::start(config)
 }
 
 fn workflow(nodes: Value, connections: Value) -> Value {
@@ -153,7 +81,7 @@ fn registered(fake: &FakeOrchestrator) -> Value {
 #[test]
 fn registers_heartbeats_and_runs_a_job_to_completion() {
     let fake = FakeOrchestrator::start(Dialect::Casare);
-    let robot = Robot::start(&fake, json!({"api_key": "secret-key-123456"}));
+    let robot = start_robot(&fake, json!({"api_key": "secret-key-123456"}));
     let reg = registered(&fake);
     assert_eq!(reg["robot_id"], "test-robot");
     assert_eq!(reg["robot_name"], "Test Robot");
@@ -208,7 +136,7 @@ fn registers_heartbeats_and_runs_a_job_to_completion() {
 #[test]
 fn rejects_at_capacity_and_unsupported_nodes_and_fails_invalid_workflows() {
     let fake = FakeOrchestrator::start(Dialect::Casare);
-    let _robot = Robot::start(&fake, json!({}));
+    let _robot = start_robot(&fake, json!({}));
     registered(&fake);
     fake.assign_job("long", waiting(30.0), json!({}), None);
     fake.wait_until(WAIT, for_job("long", "job_accept"))
@@ -255,7 +183,7 @@ fn rejects_at_capacity_and_unsupported_nodes_and_fails_invalid_workflows() {
 #[test]
 fn cancel_interrupts_a_long_wait_and_a_long_command() {
     let fake = FakeOrchestrator::start(Dialect::Casare);
-    let _robot = Robot::start(&fake, json!({}));
+    let _robot = start_robot(&fake, json!({}));
     registered(&fake);
     fake.assign_job("w", waiting(60.0), json!({}), None);
     fake.wait_until(WAIT, for_job("w", "job_accept")).unwrap();
@@ -294,7 +222,7 @@ fn cancel_interrupts_a_long_wait_and_a_long_command() {
 #[test]
 fn survives_an_orchestrator_restart_mid_job_and_delivers_the_result() {
     let mut fake = FakeOrchestrator::start(Dialect::Casare);
-    let _robot = Robot::start(&fake, json!({}));
+    let _robot = start_robot(&fake, json!({}));
     registered(&fake);
     fake.assign_job("j", waiting(1.5), json!({}), None);
     fake.wait_until(WAIT, for_job("j", "job_accept")).unwrap();
@@ -312,7 +240,7 @@ fn survives_an_orchestrator_restart_mid_job_and_delivers_the_result() {
 #[test]
 fn a_silent_peer_is_detected_and_replaced() {
     let fake = FakeOrchestrator::start(Dialect::Casare);
-    let robot = Robot::start(&fake, json!({}));
+    let robot = start_robot(&fake, json!({}));
     registered(&fake);
     assert!(fake.wait_connections(1, WAIT));
     fake.go_silent();
@@ -333,7 +261,7 @@ fn a_silent_peer_is_detected_and_replaced() {
 fn a_403_does_not_hammer_the_server() {
     let fake = FakeOrchestrator::start(Dialect::Casare);
     fake.refuse_handshake_with(Some(403));
-    let robot = Robot::start(&fake, json!({"max_reconnect_delay": 3.0}));
+    let robot = start_robot(&fake, json!({"max_reconnect_delay": 3.0}));
     let deadline = Instant::now() + WAIT;
     while fake.handshake_attempts() == 0 {
         assert!(Instant::now() < deadline);
@@ -352,7 +280,7 @@ fn a_403_does_not_hammer_the_server() {
 #[test]
 fn malformed_and_unknown_frames_are_ignored_and_the_link_kept() {
     let fake = FakeOrchestrator::start(Dialect::Casare);
-    let _robot = Robot::start(&fake, json!({}));
+    let _robot = start_robot(&fake, json!({}));
     registered(&fake);
     fake.send_raw_text("this is not json");
     fake.send_raw_text("[1, 2, 3]");
@@ -375,7 +303,7 @@ fn malformed_and_unknown_frames_are_ignored_and_the_link_kept() {
 #[test]
 fn pause_resume_and_duplicate_assignments() {
     let fake = FakeOrchestrator::start(Dialect::Casare);
-    let _robot = Robot::start(&fake, json!({}));
+    let _robot = start_robot(&fake, json!({}));
     registered(&fake);
     fake.send(json!({"type": "pause"}));
     fake.wait_until(WAIT, |m| {
@@ -399,7 +327,7 @@ fn pause_resume_and_duplicate_assignments() {
 #[test]
 fn ctrl_c_lets_a_short_job_finish_then_exits() {
     let fake = FakeOrchestrator::start(Dialect::Casare);
-    let mut robot = Robot::start(&fake, json!({}));
+    let mut robot = start_robot(&fake, json!({}));
     registered(&fake);
     fake.assign_job("s", waiting(1.0), json!({}), None);
     fake.wait_until(WAIT, for_job("s", "job_accept")).unwrap();
@@ -416,21 +344,26 @@ fn ctrl_c_lets_a_short_job_finish_then_exits() {
 
 #[cfg(unix)]
 #[test]
-fn shutdown_past_the_grace_period_stops_jobs_and_keeps_their_checkpoint() {
+fn shutdown_past_the_grace_period_holds_jobs_and_the_next_start_resumes_them() {
     let fake = FakeOrchestrator::start(Dialect::Casare);
-    let mut robot = Robot::start(&fake, json!({"graceful_shutdown_seconds": 1}));
+    let mut robot = start_robot(&fake, json!({"graceful_shutdown_seconds": 1}));
     registered(&fake);
-    fake.assign_job("long", waiting(60.0), json!({}), None);
+    fake.assign_job("long", waiting(4.0), json!({}), None);
     fake.wait_until(WAIT, for_job("long", "job_accept"))
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     robot.interrupt();
-    let f = fake
-        .wait_until(WAIT, for_job("long", "job_failed"))
-        .expect("reported");
-    assert_eq!(f["error_type"], "RobotShutdown");
     let status = robot.wait_exit(WAIT).expect("the robot exits");
     assert!(status.success(), "{}", robot.output());
+    // Held, not failed: nothing is reported for it.
+    let said: Vec<Value> = fake
+        .received()
+        .into_iter()
+        .filter(|m| {
+            m["job_id"] == "long" && m["type"] != "job_accept" && m["type"] != "job_progress"
+        })
+        .collect();
+    assert!(said.is_empty(), "{said:?}");
     // Its checkpoint is kept: an operator can see it.
     let out = Command::new(env!("CARGO_BIN_EXE_casare-robot"))
         .args(["checkpoints", "list", "--json"])
@@ -446,6 +379,13 @@ fn shutdown_past_the_grace_period_stops_jobs_and_keeps_their_checkpoint() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The next start resumes it on its own (no new assignment) and reports it once.
+    robot.spawn();
+    let done = fake
+        .wait_until(WAIT, for_job("long", "job_complete"))
+        .expect("resumed and completed");
+    assert_eq!(done["result"]["recovered"], true, "{done}");
+    assert!(robot.output().contains("it resumes"), "{}", robot.output());
 }
 
 /// A service manager stopping the robot (SIGTERM) gets the same drain as Ctrl+C.
@@ -453,7 +393,7 @@ fn shutdown_past_the_grace_period_stops_jobs_and_keeps_their_checkpoint() {
 #[test]
 fn sigterm_drains_like_ctrl_c() {
     let fake = FakeOrchestrator::start(Dialect::Casare);
-    let mut robot = Robot::start(&fake, json!({}));
+    let mut robot = start_robot(&fake, json!({}));
     registered(&fake);
     fake.assign_job("t", waiting(0.5), json!({}), None);
     fake.wait_until(WAIT, for_job("t", "job_accept")).unwrap();
@@ -467,7 +407,7 @@ fn sigterm_drains_like_ctrl_c() {
 #[test]
 fn the_orchestrator_can_shut_the_robot_down() {
     let fake = FakeOrchestrator::start(Dialect::Casare);
-    let mut robot = Robot::start(&fake, json!({}));
+    let mut robot = start_robot(&fake, json!({}));
     registered(&fake);
     fake.shutdown_robot(true);
     let status = robot.wait_exit(WAIT).expect("the robot exits");
@@ -477,7 +417,7 @@ fn the_orchestrator_can_shut_the_robot_down() {
 #[test]
 fn reference_dialect_round_trip() {
     let fake = FakeOrchestrator::start(Dialect::Reference);
-    let _robot = Robot::start(&fake, json!({}));
+    let _robot = start_robot(&fake, json!({}));
     registered(&fake);
     fake.wait_for("status_update", WAIT)
         .expect("status_update instead of heartbeat");
@@ -489,14 +429,15 @@ fn reference_dialect_round_trip() {
     assert_eq!(res["outputs"]["greeting"], "hi ref");
 }
 
+#[cfg(unix)]
 #[test]
 fn checkpoint_enabled_false_runs_jobs_without_checkpoints() {
     let list = |robot: &Robot| -> Value {
         let out = Command::new(env!("CARGO_BIN_EXE_casare-robot"))
             .args(["checkpoints", "list", "--json"])
             .env_clear()
-            .env("CASARE_DATA_DIR", robot.dir.path().join("data"))
-            .env("HOME", robot.dir.path())
+            .env("CASARE_DATA_DIR", robot.data_dir())
+            .env("HOME", robot.dir())
             .output()
             .unwrap();
         serde_json::from_slice(&out.stdout)
@@ -504,21 +445,21 @@ fn checkpoint_enabled_false_runs_jobs_without_checkpoints() {
     };
     for (enabled, expect_checkpoint) in [(false, false), (true, true)] {
         let fake = FakeOrchestrator::start(Dialect::Casare);
-        let mut robot = Robot::start(&fake, json!({"checkpoint_enabled": enabled}));
+        let mut robot = start_robot(
+            &fake,
+            json!({"checkpoint_enabled": enabled, "graceful_shutdown_seconds": 0}),
+        );
         registered(&fake);
         fake.assign_job("nc", waiting(30.0), json!({}), None);
         fake.wait_until(WAIT, for_job("nc", "job_accept")).unwrap();
         std::thread::sleep(Duration::from_millis(300));
-        fake.cancel_job("nc", "done looking");
-        fake.wait_until(WAIT, for_job("nc", "job_cancelled"))
-            .expect("cancelled");
-        fake.shutdown_robot(true);
+        // Stopped by the shutdown: held for the next start, with its checkpoint when they are on.
+        robot.interrupt();
         assert!(
             robot.wait_exit(WAIT).is_some_and(|s| s.success()),
             "{}",
             robot.output()
         );
-        // A cancelled job keeps its checkpoint for the retention period, when checkpoints are on.
         let rows = list(&robot);
         let has = rows
             .as_array()
@@ -549,7 +490,7 @@ fn shutdown_is_prompt_while_a_handshake_hangs() {
         }
     });
     let fake = FakeOrchestrator::start(Dialect::Casare);
-    let mut robot = Robot::start(
+    let mut robot = start_robot(
         &fake,
         json!({"orchestrator_url": format!("ws://127.0.0.1:{port}")}),
     );

@@ -3,4 +3,5 @@
 
 pub mod protocol;
 pub mod rest;
+pub mod rest_io;
 pub mod ws;

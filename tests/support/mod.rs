@@ -13,6 +13,9 @@
 //! nothing blocks forever. Dropping the fake stops and joins every thread.
 #![allow(dead_code)]
 
+pub mod rest;
+pub mod robot;
+
 use std::io::ErrorKind;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};

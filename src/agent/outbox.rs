@@ -1,0 +1,252 @@
+//! WebSocket delivery of the outbox.
+//!
+//! Results always go through the durable outbox; progress and log batches go straight to the
+//! socket when it is up and nothing older waits, and into the outbox otherwise (so what a job
+//! says while the robot is offline arrives, in order, after the reconnect, even across a
+//! restart).
+//!
+//! The WebSocket has no per-message acknowledgement, so an entry leaves the outbox once the
+//! orchestrator answered a heartbeat sent *after* it on the same connection (it processes a
+//! connection's frames in order, so it has read the entry). After each batch the agent sends
+//! such a marker heartbeat (one outstanding at a time). Entries not acknowledged when the
+//! connection drops are sent again after the reconnect: delivery is at least once, and a
+//! duplicate result is harmless (the orchestrator settles a job once). A server that never
+//! answers heartbeats gets its entries settled after [`Agent::ack_timeout`] on a connection that
+//! stayed up.
+
+use super::Agent;
+use crate::link::protocol::{self, Outbound};
+use crate::link::ws::Frame;
+use crate::resilience::outq::Kind;
+use crate::store::jobs::{Report, Route};
+use std::time::{Duration, Instant};
+
+/// Entries sent per batch.
+const BATCH: usize = 200;
+
+impl Agent {
+    /// How long a sent entry waits for a heartbeat acknowledgement before the connection's
+    /// survival counts as one.
+    pub(super) fn ack_timeout(&self) -> Duration {
+        (self.settings.heartbeat_interval * 2).max(Duration::from_secs(5))
+    }
+
+    /// The frame for an outbox report.
+    fn encode_report(&mut self, job_id: Option<&str>, report: &Report) -> (String, Kind) {
+        let job_id = job_id.unwrap_or_default().to_string();
+        let (msg, kind) = match report.clone() {
+            Report::Complete {
+                result,
+                duration_ms,
+            } => (
+                Outbound::JobComplete {
+                    job_id,
+                    result,
+                    duration_ms,
+                },
+                Kind::Result,
+            ),
+            Report::Failed {
+                error,
+                error_type,
+                failed_node,
+                duration_ms,
+            } => (
+                Outbound::JobFailed {
+                    job_id,
+                    error,
+                    error_type,
+                    failed_node,
+                    duration_ms,
+                },
+                Kind::Result,
+            ),
+            Report::Cancelled => (Outbound::JobCancelled { job_id }, Kind::Result),
+            Report::Progress {
+                progress,
+                current_node,
+                message,
+            } => (
+                Outbound::JobProgress {
+                    job_id,
+                    progress,
+                    current_node,
+                    message,
+                },
+                Kind::Progress,
+            ),
+            Report::Logs { logs } => {
+                self.log_sequence += 1;
+                (
+                    Outbound::LogBatch {
+                        sequence: self.log_sequence,
+                        logs,
+                    },
+                    Kind::Log,
+                )
+            }
+        };
+        (
+            protocol::encode(&msg, self.settings.dialect, &self.settings.robot_id),
+            kind,
+        )
+    }
+
+    /// Say `report` on the WebSocket: directly when possible (progress, logs), else through the
+    /// outbox.
+    pub(super) fn emit_ws(&mut self, job_id: Option<&str>, report: Report) {
+        if self.ws.is_none() {
+            return;
+        }
+        let direct = !report.is_result()
+            && self.connected
+            && !self.delivery.backlog
+            && self.control.is_empty();
+        if direct {
+            let (text, kind) = self.encode_report(job_id, &report);
+            self.ws_send(Frame {
+                text,
+                kind,
+                job_id: job_id.map(str::to_string),
+            });
+            return;
+        }
+        let pushed = self.store.lock().outbox_push(Route::Ws, job_id, &report);
+        match pushed {
+            Ok(_) => {
+                self.delivery.backlog = true;
+                self.sync_ws();
+            }
+            Err(e) => {
+                log::warn!("cannot queue a message in the outbox ({e}); it is dropped");
+            }
+        }
+    }
+
+    /// Send a report without the store (when it failed): now, or queued in memory.
+    pub(super) fn send_report_direct(&mut self, job_id: &str, report: &Report) {
+        let (text, kind) = self.encode_report(Some(job_id), report);
+        let frame = Frame {
+            text,
+            kind,
+            job_id: Some(job_id.to_string()),
+        };
+        if self.connected && self.control.is_empty() {
+            self.ws_send(frame);
+        } else {
+            let _ = self.control.push(kind, Some(job_id), frame);
+        }
+    }
+
+    /// Send what the outbox holds for the WebSocket and has not been sent on this connection.
+    pub(super) fn sync_ws(&mut self) {
+        if !self.connected || self.ws.is_none() {
+            return;
+        }
+        let mut sent = 0;
+        loop {
+            let batch = self
+                .store
+                .lock()
+                .outbox_after(Route::Ws, self.delivery.cursor, BATCH);
+            let entries = match batch {
+                Ok(entries) => entries,
+                Err(e) => {
+                    log::error!("cannot read the outbox: {e}");
+                    return;
+                }
+            };
+            if entries.is_empty() {
+                break;
+            }
+            let now = Instant::now();
+            for entry in entries {
+                let (text, kind) = self.encode_report(entry.job_id.as_deref(), &entry.report);
+                self.ws_send(Frame {
+                    text,
+                    kind,
+                    job_id: entry.job_id.clone(),
+                });
+                self.delivery.cursor = entry.seq;
+                self.delivery
+                    .inflight
+                    .push_back((entry.seq, self.delivery.hb_sent, now));
+                sent += 1;
+            }
+        }
+        self.delivery.backlog = false;
+        if sent > 0 && self.delivery.hb_sent == self.delivery.hb_acked {
+            self.send_ws_heartbeat();
+        }
+    }
+
+    /// A heartbeat was acknowledged: entries sent before it are delivered.
+    pub(super) fn on_heartbeat_ack(&mut self) {
+        let d = &mut self.delivery;
+        d.hb_acked = (d.hb_acked + 1).min(d.hb_sent);
+        let mut settled = Vec::new();
+        while let Some(&(seq, marker, _)) = d.inflight.front() {
+            if marker >= d.hb_acked {
+                break;
+            }
+            settled.push(seq);
+            d.inflight.pop_front();
+        }
+        self.remove_delivered(&settled);
+        if !self.delivery.inflight.is_empty() && self.delivery.hb_sent == self.delivery.hb_acked {
+            self.send_ws_heartbeat();
+        }
+        if self.closing() && self.delivery.inflight.is_empty() {
+            self.close_ws();
+        }
+    }
+
+    /// Entries sent long ago on a connection that is still up count as delivered (a server that
+    /// does not answer heartbeats).
+    pub(super) fn settle_unacked(&mut self, now: Instant) {
+        if !self.connected {
+            return;
+        }
+        let limit = self.ack_timeout();
+        let mut settled = Vec::new();
+        while let Some(&(seq, _, sent)) = self.delivery.inflight.front() {
+            if now < sent + limit {
+                break;
+            }
+            settled.push(seq);
+            self.delivery.inflight.pop_front();
+        }
+        if !settled.is_empty() {
+            log::debug!(
+                "{} outbox entr(y/ies) settled without a heartbeat acknowledgement",
+                settled.len()
+            );
+            self.remove_delivered(&settled);
+        }
+    }
+
+    fn remove_delivered(&mut self, seqs: &[i64]) {
+        if seqs.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.lock().outbox_remove(seqs) {
+            log::warn!("cannot remove delivered outbox entries: {e}");
+        }
+    }
+
+    /// Send the buffered job log lines (batches of at most 100).
+    pub(super) fn flush_logs(&mut self) {
+        if self.logs.is_empty() {
+            return;
+        }
+        let logs = std::mem::take(&mut self.logs);
+        for chunk in logs.chunks(100) {
+            self.emit_ws(
+                None,
+                Report::Logs {
+                    logs: chunk.to_vec(),
+                },
+            );
+        }
+    }
+}

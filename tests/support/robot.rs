@@ -1,0 +1,146 @@
+//! The real robot binary in a subprocess, in its own home directory (config, data, logs), with
+//! what crash tests need: kill -9, restart on the same data, Ctrl+C, and the combined output of
+//! every run. Every wait has a deadline; dropping the handle kills the process.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A robot process and its home.
+pub struct Robot {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    runs: usize,
+}
+
+impl Robot {
+    /// Start `casare-robot start --foreground` with `config` over test defaults (robot id, data
+    /// and log dirs in a fresh temp dir, 1 s heartbeats, fast reconnects).
+    pub fn start(config: Value) -> Robot {
+        let dir = tempfile::tempdir().unwrap();
+        let mut full = json!({
+            "robot_id": "test-robot",
+            "robot_name": "Test Robot",
+            "data_dir": dir.path().join("data"),
+            "log_dir": dir.path().join("logs"),
+            "heartbeat_interval": 1,
+            "max_concurrent_jobs": 1,
+            "reconnect_delay": 0.1,
+            "max_reconnect_delay": 1.0,
+            "graceful_shutdown_seconds": 5,
+            "cancel_grace_seconds": 1,
+        });
+        for (k, v) in config.as_object().cloned().unwrap_or_default() {
+            full[k] = v;
+        }
+        let path = dir.path().join("robot_config.json");
+        std::fs::write(&path, full.to_string()).unwrap();
+        let mut robot = Robot {
+            child: None,
+            dir,
+            config: path,
+            runs: 0,
+        };
+        robot.spawn();
+        robot
+    }
+
+    /// Start the process again on the same home (after it exited or was killed).
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "the robot is still running");
+        self.runs += 1;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("robot.out"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_casare-robot"))
+            .args([
+                "start",
+                "--foreground",
+                "--config",
+                self.config.to_str().unwrap(),
+            ])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// SIGKILL (TerminateProcess on Windows) and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Everything the robot printed, over all runs.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("robot.out")).unwrap_or_default()
+    }
+
+    /// Wait for the process to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(child) = &mut self.child {
+                if let Some(status) = child.try_wait().unwrap() {
+                    self.child = None;
+                    return Some(status);
+                }
+            } else {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Ctrl+C.
+    #[cfg(unix)]
+    pub fn interrupt(&self) {
+        self.signal("-INT");
+    }
+
+    /// Send a signal with `kill`.
+    #[cfg(unix)]
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// The home directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The data directory (the store).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// How many times the process was started.
+    pub fn runs(&self) -> usize {
+        self.runs
+    }
+}
+
+impl Drop for Robot {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
