@@ -467,7 +467,6 @@ fn cmd_start(args: &StartArgs) -> u8 {
                 poll_interval: config.poll_interval,
                 poll_max_interval: config.poll_max_interval,
                 lease: config.lease_seconds,
-                heartbeat_interval: config.heartbeat_interval,
                 capabilities: agent::capabilities(config.max_concurrent_jobs as usize),
             };
             match RestHandle::start(client, io, store.clone(), tx.clone(), Event::Rest) {

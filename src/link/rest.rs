@@ -388,6 +388,28 @@ impl RestClient {
         Ok(())
     }
 
+    /// `GET /api/v1/metrics/jobs?robot_id=<this robot>&status=claimed`: the ids of the jobs the
+    /// orchestrator believes this robot holds (at most 500). A robot that finds one it has no
+    /// record of (a claim whose answer was lost to a crash or a network error) releases it.
+    pub fn claimed_jobs(&self) -> Result<Vec<String>, RestError> {
+        let path = format!(
+            "/api/v1/metrics/jobs?robot_id={}&status=claimed&limit=500",
+            encode_segment(&self.robot_id)
+        );
+        let reply = self.call(Method::Get, &path, None)?;
+        let call = reply.call.clone();
+        let value = reply.expect_success(self)?.json_or_null(&call)?;
+        let rows = value.as_array().ok_or_else(|| RestError::Protocol {
+            call: call.clone(),
+            detail: "expected an array of job summaries".into(),
+        })?;
+        Ok(rows
+            .iter()
+            .filter(|r| r["status"] == "claimed" || r["status"] == "running")
+            .filter_map(|r| r["job_id"].as_str().map(str::to_string))
+            .collect())
+    }
+
     /// `GET /health`: `Ok` on any 2xx.
     pub fn health(&self) -> Result<(), RestError> {
         self.call(Method::Get, "/health", None)?

@@ -15,6 +15,11 @@
 //! - sends **progress** of running jobs at most once a second per job (latest value only);
 //! - **registers** the robot and sends **heartbeats** and status changes (a 503 register — an
 //!   orchestrator without a database — is tolerated);
+//! - **reconciles orphans** before the first claim and after a claim whose answer may have been
+//!   lost: a job the orchestrator lists as claimed by this robot (`GET /api/v1/metrics/jobs`) but
+//!   that the store has no record of was claimed by a request whose answer never arrived (a crash
+//!   between the answer and the record, a dropped connection); it is released so it runs
+//!   (the server never recovers an expired lease, so without this it would hang forever);
 //! - on `Stop`, flushes the outbox until its deadline and ends.
 
 use crate::link::protocol::{Capabilities, RobotStatus};
@@ -37,8 +42,6 @@ pub struct RestIoSettings {
     pub poll_max_interval: Duration,
     /// The lease asked for at claim and on each renewal (renewed at a third of it).
     pub lease: Duration,
-    /// Robot heartbeat period.
-    pub heartbeat_interval: Duration,
     /// Sent with `register`.
     pub capabilities: Capabilities,
 }
@@ -187,6 +190,9 @@ struct RestIo<F: FnMut(RestEvent)> {
     heartbeat: Option<(RobotStatus, serde_json::Map<String, serde_json::Value>)>,
     last_status: Option<RobotStatus>,
     registered: bool,
+    /// Orphan reconciliation: due, and whether the server supports it.
+    orphans_due: bool,
+    orphans_supported: bool,
     reachable: Option<bool>,
     stop_at: Option<Instant>,
 }
@@ -213,6 +219,8 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
             heartbeat: None,
             last_status: None,
             registered: false,
+            orphans_due: true,
+            orphans_supported: true,
             reachable: None,
             stop_at: None,
         }
@@ -331,9 +339,8 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
                 slot.dirty = true;
             }
             RestCommand::Flush => {
-                if self.outbox_failures == 0 {
-                    self.outbox_at = Some(Instant::now());
-                } else if self.outbox_at.is_none() {
+                // New entries go at once, unless a failing delivery is backing off.
+                if self.outbox_failures == 0 || self.outbox_at.is_none() {
                     self.outbox_at = Some(Instant::now());
                 }
             }
@@ -378,6 +385,9 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
             self.send_heartbeat(status, &metrics);
         }
         if self.capacity > 0 && Instant::now() >= self.next_claim {
+            if self.orphans_due && self.orphans_supported {
+                self.reconcile_orphans();
+            }
             self.claim();
         }
     }
@@ -630,6 +640,35 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
         }
     }
 
+    fn reconcile_orphans(&mut self) {
+        let r = self.client.claimed_jobs();
+        self.observe(&r);
+        let ids = match r {
+            Ok(ids) => ids,
+            Err(e) if e.is_retryable() => return,
+            Err(e) => {
+                log::info!("the orchestrator cannot list this robot's claimed jobs ({e}); orphaned claims are not reconciled");
+                self.orphans_supported = false;
+                return;
+            }
+        };
+        self.orphans_due = false;
+        for id in ids {
+            let known = self.store.lock().job(&id);
+            if !matches!(known, Ok(None)) {
+                continue;
+            }
+            log::warn!("job {id} is claimed by this robot on the orchestrator but was never recorded here (its claim answer was lost); releasing it");
+            match self.client.release(&id) {
+                Ok(()) => {}
+                Err(e) => {
+                    log::warn!("job {id}: release failed ({e}); retrying later");
+                    self.orphans_due = true;
+                }
+            }
+        }
+    }
+
     fn claim(&mut self) {
         let r = self.client.claim(self.settings.lease);
         self.observe(&r);
@@ -642,7 +681,13 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
             Err(e) if e.is_auth() => {
                 log::error!("the orchestrator refuses this robot's API key on claim: {e}")
             }
-            Err(e) => log::debug!("claim failed: {e}"),
+            Err(e) => {
+                // The server may have claimed a job whose answer was lost.
+                if e.is_retryable() {
+                    self.orphans_due = true;
+                }
+                log::debug!("claim failed: {e}");
+            }
         }
     }
 

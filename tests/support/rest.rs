@@ -108,6 +108,9 @@ struct State {
     rate_limit: Option<RateLimit>,
     /// Statuses to answer the next requests with, regardless of what they ask.
     injected: VecDeque<u16>,
+    /// Requests on this path prefix whose answers are lost (processed, then the connection
+    /// drops without an answer), with how many are left.
+    lose_answers: Option<(String, usize)>,
     api_key: Option<String>,
     fail_requeue_delay: Duration,
     no_database: bool,
@@ -233,6 +236,12 @@ impl FakeRest {
     pub fn fail_next(&self, n: usize, status: u16) {
         let mut st = self.shared.state.lock();
         st.injected.extend(std::iter::repeat_n(status, n));
+    }
+
+    /// The next `n` requests whose path starts with `path` are processed but their answer is
+    /// lost: the connection drops without one (a crash or network cut after the server acted).
+    pub fn lose_next_answers(&self, path: &str, n: usize) {
+        self.shared.state.lock().lose_answers = Some((path.to_string(), n));
     }
 
     /// Requires this API key on `/api/v1/...` (401 without a key, 403 with a wrong one).
@@ -439,6 +448,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 struct Request {
     method: String,
     path: String,
+    query: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
@@ -492,7 +502,22 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         let close = request
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let path = request.path.clone();
         let answer = handle(shared, request);
+        let lose = {
+            let mut st = shared.state.lock();
+            match &mut st.lose_answers {
+                Some((prefix, n)) if *n > 0 && path.starts_with(prefix.as_str()) => {
+                    *n -= 1;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if lose {
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        }
         if write_answer(&mut writer, &answer).is_err() || close {
             return;
         }
@@ -513,7 +538,10 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Req
         ));
     };
     let method = method.to_string();
-    let path = target.split('?').next().unwrap_or("").to_string();
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (target.to_string(), String::new()),
+    };
     let mut headers = Vec::new();
     loop {
         let mut h = String::new();
@@ -579,6 +607,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Req
     Ok(Some(Request {
         method,
         path,
+        query,
         headers,
         body,
     }))
@@ -665,6 +694,38 @@ fn handle(shared: &Shared, req: Request) -> Answer {
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     match (req.method.as_str(), segs.as_slice()) {
         ("GET", ["health"]) => Answer::ok(json!({"status": "healthy"})),
+        ("GET", ["api", "v1", "metrics", "jobs"]) => {
+            // JobSummary rows; a running job is "claimed" with its claimer as robot_id.
+            let param = |name: &str| {
+                req.query.split('&').find_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    (k == name).then(|| percent_decode(v))
+                })
+            };
+            let (robot, status) = (param("robot_id"), param("status"));
+            let rows: Vec<Value> = st
+                .jobs
+                .iter()
+                .map(|(id, job)| {
+                    let status = match job.state {
+                        "running" => "claimed",
+                        other => other,
+                    };
+                    (id, job, status)
+                })
+                .filter(|(_, job, s)| {
+                    robot
+                        .as_deref()
+                        .is_none_or(|r| job.claimer.as_deref() == Some(r))
+                        && status.as_deref().is_none_or(|want| want == *s)
+                })
+                .map(|(id, job, s)| {
+                    json!({"job_id": id, "workflow_id": "wf", "robot_id": job.claimer,
+                           "status": s, "created_at": job.created_at})
+                })
+                .collect();
+            Answer::ok(Value::Array(rows))
+        }
         ("POST", ["api", "v1", "jobs", "claim"]) => claim(&mut st, &who, &body),
         ("POST", ["api", "v1", "jobs", id, "extend-lease"]) => {
             with_running_job(&mut st, id, &who, |job| {

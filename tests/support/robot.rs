@@ -57,7 +57,10 @@ impl Robot {
             .append(true)
             .open(self.dir.path().join("robot.out"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_casare-robot"))
+        // option_env: this module is also compiled into the demo and the benches, which never
+        // start a robot through it (outside integration tests, the binary is looked up in PATH).
+        let bin = option_env!("CARGO_BIN_EXE_casare-robot").unwrap_or("casare-robot");
+        let child = Command::new(bin)
             .args([
                 "start",
                 "--foreground",
