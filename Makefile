@@ -22,7 +22,7 @@ fmt:
 	$(CARGO) fmt
 
 bench:
-	$(CARGO) bench --bench engine --bench checkpoint --bench io --bench dispatch
+	$(CARGO) bench --bench engine --bench checkpoint --bench io --bench dispatch --bench durable
 
 # Run the example workflow (pass another with WORKFLOW=path).
 WORKFLOW ?= examples/hello.json
