@@ -315,6 +315,35 @@ fn a_failed_rest_job_runs_again_only_as_a_new_attempt_of_the_orchestrator() {
     assert_eq!(robot.output().matches("job flaky started").count(), 4);
 }
 
+#[test]
+fn rest_claims_never_exceed_the_free_workers() {
+    let fake = FakeRest::start();
+    let ids: Vec<String> = (0..10).map(|i| format!("cap-{i}")).collect();
+    for id in &ids {
+        fake.submit(id, fingerprinted(2, 0.1), json!({}));
+    }
+    let robot = rest_robot(&fake, json!({"max_concurrent_jobs": 2}));
+    let deadline = Instant::now() + WAIT;
+    let mut most = 0;
+    loop {
+        let running = ids
+            .iter()
+            .filter(|id| fake.state(id) == Some("running"))
+            .count();
+        most = most.max(running);
+        if ids.iter().all(|id| fake.state(id) == Some("completed")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", robot.output());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        most <= 2,
+        "{most} jobs held at once by a robot with 2 workers"
+    );
+    assert_eq!(most, 2, "both workers were used");
+}
+
 // ---- orchestrator outages --------------------------------------------------------------------
 
 #[test]

@@ -70,9 +70,13 @@ impl Agent {
     pub(super) fn update_rest_capacity(&mut self) {
         let free = self.free_slots();
         if let Some(rest) = &self.rest {
-            if self.rest_capacity != Some(free) {
-                rest.send(RestCommand::Capacity(free));
-                self.rest_capacity = Some(free);
+            let now = (free, self.claims_seen);
+            if self.rest_capacity != Some(now) {
+                rest.send(RestCommand::Capacity {
+                    free,
+                    claims_seen: self.claims_seen,
+                });
+                self.rest_capacity = Some(now);
             }
         }
     }
@@ -225,6 +229,7 @@ impl Agent {
     }
 
     pub(super) fn on_claimed(&mut self, job: ClaimedJob, recorded: Recorded) {
+        self.claims_seen += 1;
         let job_id = job.job_id.clone();
         match recorded {
             Recorded::Known(rec) => {

@@ -152,7 +152,10 @@ pub struct Agent {
     control: OutQueue<Frame>,
     logs: Vec<LogEntry>,
     log_sequence: u64,
-    rest_capacity: Option<usize>,
+    /// Last capacity told to rest-io: (free slots, claims seen).
+    rest_capacity: Option<(usize, u64)>,
+    /// REST claims handled so far.
+    claims_seen: u64,
     paused: bool,
     stopping: Option<Stopping>,
     next_heartbeat: Instant,
@@ -200,6 +203,7 @@ impl Agent {
             logs: Vec::new(),
             log_sequence: 0,
             rest_capacity: None,
+            claims_seen: 0,
             paused: false,
             stopping: None,
             started: now,

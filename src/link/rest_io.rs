@@ -49,8 +49,14 @@ pub struct RestIoSettings {
 /// What the agent asks of the rest-io thread.
 #[derive(Debug)]
 pub enum RestCommand {
-    /// Free job slots (0: do not claim).
-    Capacity(usize),
+    /// Free job slots (0: do not claim), as the agent saw them after handling `claims_seen`
+    /// [`RestEvent::Claimed`] events (claims it has not seen yet are subtracted here).
+    Capacity {
+        /// Free slots.
+        free: usize,
+        /// Claimed events the agent has handled.
+        claims_seen: u64,
+    },
     /// Check the leases of jobs recovered at start-up; answered per job with
     /// [`RestEvent::LeaseKept`] or [`RestEvent::LeaseLost`].
     Verify(Vec<String>),
@@ -179,6 +185,8 @@ struct RestIo<F: FnMut(RestEvent)> {
     emit: F,
     rng: fastrand::Rng,
     capacity: usize,
+    /// Claimed events sent to the agent.
+    claims_made: u64,
     poll: PollInterval,
     next_claim: Instant,
     leases: HashMap<String, Instant>,
@@ -209,6 +217,7 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
             emit,
             rng: fastrand::Rng::new(),
             capacity: 0,
+            claims_made: 0,
             next_claim: now,
             leases: HashMap::new(),
             verify: VecDeque::new(),
@@ -301,7 +310,9 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
 
     fn command(&mut self, cmd: RestCommand) {
         match cmd {
-            RestCommand::Capacity(n) => {
+            RestCommand::Capacity { free, claims_seen } => {
+                let unseen = self.claims_made.saturating_sub(claims_seen) as usize;
+                let n = free.saturating_sub(unseen);
                 if n > 0 && self.capacity == 0 {
                     // A slot freed up: poll now rather than at the end of an idle interval.
                     self.next_claim = self.next_claim.min(Instant::now());
@@ -713,6 +724,7 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
                     self.capacity = self.capacity.saturating_sub(1);
                     self.leases.insert(id, Instant::now() + self.renew_every());
                 }
+                self.claims_made += 1;
                 (self.emit)(RestEvent::Claimed {
                     job: Box::new(job),
                     recorded,
