@@ -5,6 +5,7 @@ mod support;
 
 use casare_robot::link::protocol::Dialect;
 use serde_json::{json, Value};
+#[cfg(unix)]
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::robot::Robot;
