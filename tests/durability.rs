@@ -657,6 +657,30 @@ fn a_job_arriving_on_both_links_runs_once_and_is_reported_on_both() {
         "{}",
         robot.output()
     );
+    // The other way round: claimed by REST first, then pushed on the WebSocket while it runs.
+    let wf2 = chain(&[
+        ("wait", "WaitNode", json!({"duration": 1.0})),
+        ("draw", "RandomStringNode", json!({"length": 24})),
+        (
+            "token",
+            "SetVariableNode",
+            json!({"variable_name": "token", "value": "{{draw.result}}"}),
+        ),
+    ]);
+    rest.submit("again", wf2.clone(), json!({}));
+    assert!(rest.wait_until(WAIT, |f| f.state("again") == Some("running")));
+    ws.assign_job("again", wf2, json!({}), None);
+    let by_ws = ws
+        .wait_until(WAIT, |m| {
+            m["type"] == "job_complete" && m["job_id"] == "again"
+        })
+        .expect("reported on the WebSocket too");
+    assert!(rest.wait_until(WAIT, |f| f.state("again") == Some("completed")));
+    assert_eq!(
+        rest.results("again")[0]["outputs"]["token"],
+        by_ws["result"]["outputs"]["token"]
+    );
+    assert_eq!(robot.output().matches("job again started").count(), 1);
 }
 
 // ---- the data directory ----------------------------------------------------------------------

@@ -155,6 +155,12 @@ impl Agent {
         let job_id = a.job_id.clone();
         if self.known_here(&job_id) {
             log::info!("job {job_id} assigned again while it is here: accepted again");
+            // A job that came by REST now reports on the WebSocket too.
+            let workflow = a.workflow.to_string();
+            let recorded = self.store.lock().record_job(&new_job(&a, &workflow));
+            if let (Ok(Recorded::Known(rec)), Some(job)) = (recorded, self.jobs.get_mut(&job_id)) {
+                job.routes = rec.routes;
+            }
             return self.accept(&job_id);
         }
         let known = self.store.lock().job(&job_id);

@@ -568,6 +568,13 @@ impl Agent {
             "jobs": self.jobs.iter().map(|(id, j)| serde_json::json!({
                 "job_id": id, "progress": j.progress, "current_node": j.current_node,
                 "running_seconds": j.started.elapsed().as_secs(),
+                "state": if j.cancel_requested {
+                    "cancelling"
+                } else if j.shutdown_cancelled {
+                    "stopping"
+                } else {
+                    "running"
+                },
             })).collect::<Vec<_>>(),
         })
     }

@@ -455,6 +455,50 @@ fn push_entry(
     Ok((n > 0).then(|| tx.last_insert_rowid()))
 }
 
+/// Settle `job_id` inside `tx`: state, report, checkpoint (dropped; a failed run's is kept for
+/// a new attempt) and one outbox entry per route. False when the record did not match `token`.
+fn settle_in(
+    tx: &Transaction<'_>,
+    job_id: &str,
+    token: Option<u64>,
+    state: JobState,
+    report: Option<&Report>,
+    routes: Routes,
+) -> Result<bool, StoreError> {
+    let body = report
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Sql(e.to_string()))?;
+    let n = tx.execute(
+        "UPDATE jobs SET state = ?2, report = ?3, finished_at = ?4, workflow = x'', lock_epoch = NULL
+         WHERE job_id = ?1 AND (?5 IS NULL OR fencing_token = ?5)",
+        params![job_id, state.as_str(), body, now_secs(), token.map(|t| t as i64)],
+    )?;
+    if n == 0 {
+        return Ok(false);
+    }
+    if matches!(report, Some(Report::Failed { .. })) {
+        // Kept for the retention period: a new attempt (REST re-queue) resumes from it.
+        tx.execute(
+            "UPDATE checkpoints SET status = 'failed', finished_at = ?2 WHERE job_id = ?1",
+            params![job_id, now_secs()],
+        )?;
+    } else {
+        tx.execute("DELETE FROM checkpoint_values WHERE job_id = ?1", [job_id])?;
+        tx.execute("DELETE FROM checkpoints WHERE job_id = ?1", [job_id])?;
+    }
+    if let Some(report) = report {
+        for route in routes.iter() {
+            // A cancellation is news only on the WebSocket (REST cancels by taking the lease).
+            if route == Route::Rest && matches!(report, Report::Cancelled) {
+                continue;
+            }
+            push_entry(tx, route, Some(job_id), report)?;
+        }
+    }
+    Ok(true)
+}
+
 impl Store {
     /// Run `f` in one transaction committed with `synchronous=FULL` (durable against a power cut).
     pub(crate) fn durable_tx<T>(
@@ -658,49 +702,40 @@ impl Store {
         token: u64,
         report: &Report,
     ) -> Result<Finish, StoreError> {
-        let row: Option<(String, i64, i64, Option<String>)> = self
-            .conn
-            .query_row(
-                "SELECT state, fencing_token, routes, cancel_kind FROM jobs WHERE job_id = ?1",
-                [job_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()?;
-        let Some((state, current, routes, cancel_kind)) = row else {
-            return Ok(Finish::Fenced);
-        };
-        if state != "running" || current as u64 != token {
-            return Ok(Finish::Fenced);
-        }
-        let routes = Routes(routes);
-        let cancel = cancel_kind.as_deref().map(CancelKind::parse);
-        match (report, cancel) {
-            (_, Some(CancelKind::LeaseLost)) => {
-                self.settle(job_id, Some(token), JobState::Cancelled, None, routes)?;
-                Ok(Finish::Silent)
+        // Read and decide inside the transaction: a cancellation persisted meanwhile is seen.
+        self.durable_tx(|tx| {
+            let row: Option<(String, i64, i64, Option<String>)> = tx
+                .query_row(
+                    "SELECT state, fencing_token, routes, cancel_kind FROM jobs WHERE job_id = ?1",
+                    [job_id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            let Some((state, current, routes, cancel_kind)) = row else {
+                return Ok(Finish::Fenced);
+            };
+            if state != "running" || current as u64 != token {
+                return Ok(Finish::Fenced);
             }
-            (_, Some(CancelKind::Orchestrator)) => {
-                self.settle(
-                    job_id,
-                    Some(token),
-                    JobState::Cancelled,
-                    Some(&Report::Cancelled),
-                    routes,
-                )?;
-                Ok(Finish::Reported(Report::Cancelled, routes))
-            }
-            (Report::Cancelled, None) => Ok(Finish::Held),
-            (report, None) => {
-                self.settle(
-                    job_id,
-                    Some(token),
-                    JobState::Finished,
-                    Some(report),
-                    routes,
-                )?;
-                Ok(Finish::Reported(report.clone(), routes))
-            }
-        }
+            let routes = Routes(routes);
+            let (state, report, finish) =
+                match (report, cancel_kind.as_deref().map(CancelKind::parse)) {
+                    (_, Some(CancelKind::LeaseLost)) => (JobState::Cancelled, None, Finish::Silent),
+                    (_, Some(CancelKind::Orchestrator)) => (
+                        JobState::Cancelled,
+                        Some(&Report::Cancelled),
+                        Finish::Reported(Report::Cancelled, routes),
+                    ),
+                    (Report::Cancelled, None) => return Ok(Finish::Held),
+                    (report, None) => (
+                        JobState::Finished,
+                        Some(report),
+                        Finish::Reported(report.clone(), routes),
+                    ),
+                };
+            settle_in(tx, job_id, Some(token), state, report, routes)?;
+            Ok(finish)
+        })
     }
 
     /// Settle a job that never ran (an invalid workflow, a damaged record, a cancellation
@@ -730,41 +765,7 @@ impl Store {
         report: Option<&Report>,
         routes: Routes,
     ) -> Result<(), StoreError> {
-        let body = report
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| StoreError::Sql(e.to_string()))?;
-        let failed = matches!(report, Some(Report::Failed { .. }));
-        self.durable_tx(|tx| {
-            let n = tx.execute(
-                "UPDATE jobs SET state = ?2, report = ?3, finished_at = ?4, workflow = x'', lock_epoch = NULL
-                 WHERE job_id = ?1 AND (?5 IS NULL OR fencing_token = ?5)",
-                params![job_id, state.as_str(), body, now_secs(), token.map(|t| t as i64)],
-            )?;
-            if n == 0 {
-                return Ok(());
-            }
-            if failed {
-                // Kept for the retention period: a new attempt (REST re-queue) resumes from it.
-                tx.execute(
-                    "UPDATE checkpoints SET status = 'failed', finished_at = ?2 WHERE job_id = ?1",
-                    params![job_id, now_secs()],
-                )?;
-            } else {
-                tx.execute("DELETE FROM checkpoint_values WHERE job_id = ?1", [job_id])?;
-                tx.execute("DELETE FROM checkpoints WHERE job_id = ?1", [job_id])?;
-            }
-            if let Some(report) = report {
-                for route in routes.iter() {
-                    // A cancellation is news only on the WebSocket (REST cancels by taking the lease).
-                    if route == Route::Rest && matches!(report, Report::Cancelled) {
-                        continue;
-                    }
-                    push_entry(tx, route, Some(job_id), report)?;
-                }
-            }
-            Ok(())
-        })
+        self.durable_tx(|tx| settle_in(tx, job_id, token, state, report, routes).map(|_| ()))
     }
 
     /// Persist a cancellation of `job_id` (CancellationChecker; FULL): a restart never resumes
