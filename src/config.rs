@@ -64,6 +64,12 @@ pub const ALL_KEYS: &[&str] = &[
     "poll_interval",
     "poll_max_interval",
     "lease_seconds",
+    "health_disconnect_seconds",
+    "log_max_mb",
+    "log_backups",
+    "audit_enabled",
+    "audit_max_mb",
+    "audit_backups",
 ];
 
 /// Keys that are also read from an unprefixed env var (`ROBOT_ID`, …), after `CASARE_<KEY>`.
@@ -507,6 +513,18 @@ pub struct RobotConfig {
     pub poll_max_interval: Duration,
     /// The REST job lease asked for at claim and renewal (renewed at a third of it).
     pub lease_seconds: Duration,
+    /// `/health` answers 503 once the orchestrator link has been down this long.
+    pub health_disconnect_seconds: Duration,
+    /// The log file is rotated when it reaches this size (MB).
+    pub log_max_mb: u64,
+    /// Rotated log files kept.
+    pub log_backups: u32,
+    /// Write the audit trail (`<log_dir>/audit/audit_YYYY-MM-DD.jsonl`).
+    pub audit_enabled: bool,
+    /// An audit file is rotated when it reaches this size (MB).
+    pub audit_max_mb: u64,
+    /// Rotated audit files kept.
+    pub audit_backups: u32,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
     sources: IndexMap<&'static str, Source>,
@@ -689,6 +707,12 @@ impl RobotConfig {
             "poll_interval" => secs(&self.poll_interval),
             "poll_max_interval" => secs(&self.poll_max_interval),
             "lease_seconds" => secs(&self.lease_seconds),
+            "health_disconnect_seconds" => secs(&self.health_disconnect_seconds),
+            "log_max_mb" => self.log_max_mb.to_string(),
+            "log_backups" => self.log_backups.to_string(),
+            "audit_enabled" => self.audit_enabled.to_string(),
+            "audit_max_mb" => self.audit_max_mb.to_string(),
+            "audit_backups" => self.audit_backups.to_string(),
             _ => "(unknown key)".to_string(),
         }
     }
@@ -1126,6 +1150,12 @@ fn validate(raw: &RawConfig, env: EnvLookup) -> (RobotConfig, Vec<ConfigError>) 
         poll_interval: v.secs("poll_interval", 5.0, 0.1, 3600.0),
         poll_max_interval: v.secs("poll_max_interval", 30.0, 0.1, 86400.0),
         lease_seconds: v.secs("lease_seconds", 60.0, 5.0, 3600.0),
+        health_disconnect_seconds: v.secs("health_disconnect_seconds", 60.0, 0.0, 86400.0),
+        log_max_mb: v.int("log_max_mb", 10, 1, 100_000) as u64,
+        log_backups: v.int("log_backups", 5, 0, 1000) as u32,
+        audit_enabled: v.bool("audit_enabled", true),
+        audit_max_mb: v.int("audit_max_mb", 10, 1, 100_000) as u64,
+        audit_backups: v.int("audit_backups", 5, 0, 1000) as u32,
         config_file: None,
         sources: IndexMap::new(),
     };

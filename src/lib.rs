@@ -11,6 +11,7 @@ pub mod engine;
 pub mod link;
 pub mod logging;
 pub mod nodes;
+pub mod observe;
 pub mod progress;
 pub mod resilience;
 pub mod store;

@@ -52,6 +52,8 @@ pub enum Event {
     Rest(RestEvent),
     /// From a worker.
     Job(JobEvent),
+    /// A local operator's command (the tray menu).
+    Control(Control),
     /// Ctrl+C, console close, tray exit.
     Shutdown {
         /// Let running jobs finish first.
@@ -59,6 +61,15 @@ pub enum Event {
         /// Who asked (for the log).
         source: &'static str,
     },
+}
+
+/// What a local operator can ask (the tray menu).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Stop taking new jobs (running ones continue).
+    Pause,
+    /// Take jobs again.
+    Resume,
 }
 
 /// The agent's settings (from the robot configuration).
@@ -358,6 +369,8 @@ impl Agent {
             Event::Ws(ws) => self.on_ws(ws),
             Event::Rest(rest) => self.on_rest(rest),
             Event::Job(job) => self.on_job(job),
+            Event::Control(Control::Pause) => self.set_paused(true, "the tray"),
+            Event::Control(Control::Resume) => self.set_paused(false, "the tray"),
             Event::Shutdown { graceful, source } => self.begin_shutdown(graceful, source),
         }
     }
@@ -486,18 +499,8 @@ impl Agent {
                 };
                 self.send(Outbound::StatusResponse(info), Kind::Control);
             }
-            Inbound::Pause => {
-                log::info!("paused by the orchestrator: not taking new jobs");
-                self.paused = true;
-                self.update_rest_capacity();
-                self.send_heartbeat();
-            }
-            Inbound::Resume => {
-                log::info!("resumed by the orchestrator: taking jobs again");
-                self.paused = false;
-                self.update_rest_capacity();
-                self.send_heartbeat();
-            }
+            Inbound::Pause => self.set_paused(true, "the orchestrator"),
+            Inbound::Resume => self.set_paused(false, "the orchestrator"),
             Inbound::Shutdown { graceful } => self.begin_shutdown(graceful, "the orchestrator"),
             Inbound::Ping => self.send(Outbound::Pong, Kind::Control),
             Inbound::Error { code, message } => {
@@ -513,6 +516,17 @@ impl Agent {
                 }
             }
         }
+    }
+
+    fn set_paused(&mut self, paused: bool, by: &str) {
+        if paused {
+            log::info!("paused by {by}: not taking new jobs");
+        } else {
+            log::info!("resumed by {by}: taking jobs again");
+        }
+        self.paused = paused;
+        self.update_rest_capacity();
+        self.send_heartbeat();
     }
 
     // ---- sending ---------------------------------------------------------------------------
