@@ -39,6 +39,7 @@ pub fn main(cli: Cli) -> u8 {
         Command::ValidateConfig(args) => cmd_validate_config(&args),
         Command::Nodes(args) => cmd_nodes(&args),
         Command::Checkpoints(args) => cmd_checkpoints(&args),
+        Command::Status(args) => cmd_status(&args),
     }
 }
 
@@ -118,6 +119,14 @@ pub fn run_options(config: &RobotConfig) -> RunOptions {
     }
 }
 
+/// The log file rotation from the configuration.
+fn log_rotation(config: &RobotConfig) -> crate::logging::Rotation {
+    crate::logging::Rotation {
+        max_bytes: config.log_max_mb.saturating_mul(1024 * 1024),
+        backups: config.log_backups,
+    }
+}
+
 fn load_config(path: Option<&Path>) -> Result<RobotConfig, u8> {
     RobotConfig::load_from_process_env(path, &[]).map_err(|errors| {
         eprintln!("error: invalid robot configuration:\n{errors}");
@@ -166,9 +175,12 @@ fn cmd_run(args: &RunArgs) -> u8 {
     } else {
         log::LevelFilter::Warn
     };
-    if let Err(e) =
-        crate::logging::init(config.log_level, Some(&config.log_dir), Some(stderr_level))
-    {
+    if let Err(e) = crate::logging::init(
+        config.log_level,
+        Some(&config.log_dir),
+        Some(stderr_level),
+        log_rotation(&config),
+    ) {
         eprintln!("warning: {e}");
     }
     let wf = match read_workflow(&args.workflow) {
@@ -307,6 +319,7 @@ fn cmd_start(args: &StartArgs) -> u8 {
     use crate::link::rest::{RestClient, RestSettings};
     use crate::link::rest_io::{RestHandle, RestIoSettings};
     use crate::link::ws::{WsHandle, WsSettings};
+    use crate::observe::health::{HealthServer, HealthSettings};
     use crate::resilience::backoff::Backoff;
     use crate::resilience::breaker::BreakerConfig;
     use crate::worker::WorkerPool;
@@ -315,16 +328,28 @@ fn cmd_start(args: &StartArgs) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let stderr_level = if args.foreground {
+    let level = if args.verbose {
+        config.log_level.max(log::LevelFilter::Debug)
+    } else {
         config.log_level
+    };
+    let stderr_level = if args.foreground {
+        level
     } else {
         log::LevelFilter::Warn
     };
-    if let Err(e) =
-        crate::logging::init(config.log_level, Some(&config.log_dir), Some(stderr_level))
-    {
-        eprintln!("warning: {e}");
-    }
+    let log_file = match crate::logging::init(
+        level,
+        Some(&config.log_dir),
+        Some(stderr_level),
+        log_rotation(&config),
+    ) {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("warning: {e}");
+            None
+        }
+    };
     if config.orchestrator_url.is_none() && config.api_url.is_none() {
         eprintln!(
             "error: no orchestrator is configured: set orchestrator_url (ws:// or wss://, WebSocket push; \
@@ -359,6 +384,7 @@ fn cmd_start(args: &StartArgs) -> u8 {
             }
         }
     };
+    let status_dir = store.is_durable().then(|| config.data_dir.clone());
     let store: crate::store::SharedStore = Arc::new(parking_lot::Mutex::new(store));
     let epoch = match store.lock().begin_epoch() {
         Ok(epoch) => epoch,
@@ -400,6 +426,9 @@ fn cmd_start(args: &StartArgs) -> u8 {
         cancel_grace: config.cancel_grace_seconds,
         run_options,
         checkpoints: config.checkpoint_enabled,
+        status_dir,
+        log_file,
+        config_file: config.config_file.clone(),
     };
     let (tx, rx) = agent::channel();
     let signal_tx = tx.clone();
@@ -490,7 +519,90 @@ fn cmd_start(args: &StartArgs) -> u8 {
             return EXIT_FAILED;
         }
     };
-    Agent::new(settings, rx, Links { ws, rest }, pool, store, epoch).run()
+    let published = agent::Published::default();
+    let health = match config.health_port {
+        0 => None,
+        port => {
+            let settings = HealthSettings {
+                disconnect_threshold: config.health_disconnect_seconds,
+                node_timeout: config.node_timeout,
+                stale_after: Duration::from_secs(10),
+            };
+            match HealthServer::start(
+                port,
+                published.status.clone(),
+                published.metrics_text.clone(),
+                settings,
+            ) {
+                Ok(server) => {
+                    log::info!(
+                        "health endpoint on http://{}/health (and /metrics)",
+                        server.addr()
+                    );
+                    Some(server)
+                }
+                Err(e) => {
+                    // Monitoring is not worth not running jobs: say so and go on.
+                    log::error!("{e}; the robot runs without its health endpoint");
+                    eprintln!("warning: {e}");
+                    None
+                }
+            }
+        }
+    };
+    let code = Agent::new(
+        settings,
+        rx,
+        Links { ws, rest },
+        pool,
+        store,
+        epoch,
+        published,
+    )
+    .run();
+    if let Some(server) = health {
+        server.stop();
+    }
+    code
+}
+
+/// `status`: what the robot using this configuration's data_dir is doing, from its status file.
+/// Exit code 0 when it runs and responds, 1 otherwise, 2 for a configuration error.
+fn cmd_status(args: &crate::cli::StatusArgs) -> u8 {
+    use crate::observe::status::{process_alive, read_status_file, render, Liveness};
+    let config = match load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let snapshot = match read_status_file(&config.data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let liveness = Liveness::of(&snapshot, process_alive(snapshot.pid), chrono::Utc::now());
+    if args.json {
+        let mut value = serde_json::to_value(&snapshot).unwrap_or_default();
+        value["running"] = serde_json::json!(liveness == Liveness::Running);
+        value["liveness"] = serde_json::json!(match liveness {
+            Liveness::Running => "running",
+            Liveness::Stopped => "stopped",
+            Liveness::Gone => "gone",
+            Liveness::NotResponding(_) => "not_responding",
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    } else {
+        print!("{}", render(&snapshot, &liveness));
+    }
+    if liveness == Liveness::Running {
+        0
+    } else {
+        EXIT_FAILED
+    }
 }
 
 /// Validate a job id given on the command line.

@@ -27,6 +27,19 @@ pub enum Command {
     Nodes(NodesArgs),
     /// Inspect or clear stored checkpoints (for operators).
     Checkpoints(CheckpointsArgs),
+    /// Show what the running robot is doing: state, links, jobs, queues, last error.
+    Status(StatusArgs),
+}
+
+/// `status` arguments.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the status snapshot as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Robot configuration file (its data_dir holds the running robot's status file).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// `checkpoints` arguments.
@@ -68,6 +81,9 @@ pub struct StartArgs {
     /// file always gets everything at log_level).
     #[arg(long)]
     pub foreground: bool,
+    /// Log at debug level (overrides log_level), on stderr too with --foreground.
+    #[arg(long)]
+    pub verbose: bool,
     /// Robot configuration file (default: ./robot_config.json or the platform config dir).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -2,6 +2,10 @@
 //! `<log_dir>/casare-robot.log` (appended), with RFC 3339 times, padded levels, and the target shown
 //! only for debug and trace records.
 //!
+//! The file rotates by size ([`Rotation`]): when a line would take it past `max_bytes`, it is
+//! renamed `casare-robot.log.1` (older ones shift to `.2` … up to `backups`, the oldest is
+//! deleted) and a new file starts. A record is never split across two files.
+//!
 //! [`init`] installs the logger once; later calls are no-ops. It never panics: when the log file
 //! cannot be opened, records go to stderr and the caller gets [`LoggingError::FileUnavailable`] to
 //! print as a warning. At trace level the `ureq` targets are silenced, because ureq's trace output
@@ -16,6 +20,24 @@ use std::sync::OnceLock;
 
 /// Name of the log file inside the log directory.
 pub const LOG_FILE_NAME: &str = "casare-robot.log";
+
+/// Size rotation of the log file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// Rotate before a line would take the file past this many bytes.
+    pub max_bytes: u64,
+    /// Rotated files kept (`casare-robot.log.1` is the newest); 0 keeps none.
+    pub backups: u32,
+}
+
+impl Default for Rotation {
+    fn default() -> Rotation {
+        Rotation {
+            max_bytes: 10 * 1024 * 1024,
+            backups: 5,
+        }
+    }
+}
 
 /// The log file chosen by the first [`init`] call (`None`: no file).
 static INSTALLED: OnceLock<Option<PathBuf>> = OnceLock::new();
@@ -49,6 +71,7 @@ pub fn init(
     level: LevelFilter,
     log_dir: Option<&Path>,
     stderr: Option<LevelFilter>,
+    rotation: Rotation,
 ) -> Result<Option<PathBuf>, LoggingError> {
     let mut file_error = None;
     let installed = INSTALLED.get_or_init(|| {
@@ -58,8 +81,7 @@ pub fn init(
         if let Some(dir) = log_dir {
             match open_log_file(dir) {
                 Ok((file, path)) => {
-                    // One write per line instead of one per piece of the line.
-                    let file = std::io::LineWriter::new(file);
+                    let file = RotatingFile::new(file, path.clone(), rotation);
                     loggers.push(WriteLogger::new(level, config.clone(), file));
                     file_path = Some(path);
                 }
@@ -120,6 +142,99 @@ fn open_log_file(dir: &Path) -> Result<(File, PathBuf), LoggingError> {
     Ok((file, path))
 }
 
+/// The log file writer: buffers a record until its newline (one `write` per line), and rotates
+/// by size between lines.
+pub struct RotatingFile {
+    file: File,
+    path: PathBuf,
+    size: u64,
+    rotation: Rotation,
+    pending: Vec<u8>,
+    failed: bool,
+}
+
+impl RotatingFile {
+    /// Over an open (append) file at `path`; the size is seeded from the file.
+    pub fn new(file: File, path: PathBuf, rotation: Rotation) -> RotatingFile {
+        let size = file.metadata().map_or(0, |m| m.len());
+        RotatingFile {
+            file,
+            path,
+            size,
+            rotation,
+            pending: Vec::new(),
+            failed: false,
+        }
+    }
+
+    fn backup(&self, n: u32) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let keep = self.rotation.backups;
+        if keep == 0 {
+            self.file.set_len(0)?;
+            self.size = 0;
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(self.backup(keep));
+        for n in (1..keep).rev() {
+            let from = self.backup(n);
+            if from.exists() {
+                std::fs::rename(&from, self.backup(n + 1))?;
+            }
+        }
+        // Windows cannot rename an open file: let the handle go first.
+        let placeholder = OpenOptions::new().append(true).open(&self.path)?;
+        drop(std::mem::replace(&mut self.file, placeholder));
+        std::fs::rename(&self.path, self.backup(1))?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+
+    fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let len = line.len() as u64;
+        if self.size > 0 && self.size + len > self.rotation.max_bytes {
+            if let Err(e) = self.rotate() {
+                if !self.failed {
+                    self.failed = true;
+                    eprintln!("warning: cannot rotate {}: {e}", self.path.display());
+                }
+            }
+        }
+        self.file.write_all(line)?;
+        self.size += len;
+        Ok(())
+    }
+}
+
+impl std::io::Write for RotatingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            self.write_line(&line)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            self.write_line(&rest)?;
+        }
+        self.file.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +251,56 @@ mod tests {
         }
         let text = std::fs::read_to_string(logs.join(LOG_FILE_NAME)).expect("read");
         assert_eq!(text, "one\ntwo\n");
+    }
+
+    #[test]
+    fn the_file_rotates_at_the_size_limit_keeping_n_backups_and_whole_lines() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (file, path) = open_log_file(dir.path()).expect("opens");
+        let mut w = RotatingFile::new(
+            file,
+            path.clone(),
+            Rotation {
+                max_bytes: 100,
+                backups: 2,
+            },
+        );
+        // 30 lines of 25 bytes, each written in two pieces (as the logger does).
+        for i in 0..30 {
+            write!(w, "line {i:02} ").unwrap();
+            writeln!(w, "{}", "x".repeat(15)).unwrap();
+        }
+        w.flush().unwrap();
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let current = read(&path);
+        let b1 = read(&dir.path().join("casare-robot.log.1"));
+        let b2 = read(&dir.path().join("casare-robot.log.2"));
+        assert!(
+            !dir.path().join("casare-robot.log.3").exists(),
+            "only 2 backups"
+        );
+        for text in [&current, &b1, &b2] {
+            assert!(text.len() <= 100, "{text:?}");
+            assert!(text.lines().all(|l| l.len() == 23), "whole lines: {text:?}");
+        }
+        assert!(current.ends_with("line 29 xxxxxxxxxxxxxxx\n"), "{current}");
+        assert!(b1.starts_with("line 24"), "newest backup first: {b1}");
+        assert!(b2.starts_with("line 20"), "{b2}");
+        // A new writer on an existing file keeps counting from its size.
+        let (file, path) = open_log_file(dir.path()).expect("opens");
+        let mut again = RotatingFile::new(
+            file,
+            path.clone(),
+            Rotation {
+                max_bytes: 100,
+                backups: 2,
+            },
+        );
+        writeln!(again, "{}", "y".repeat(60)).unwrap();
+        assert!(
+            read(&path).starts_with("yyyy"),
+            "rotated before the first write"
+        );
     }
 
     #[test]

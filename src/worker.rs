@@ -19,6 +19,7 @@ use crate::engine::runner::{
     RunState, RunStatus,
 };
 use crate::engine::{CancelToken, Dict, Workflow};
+use crate::observe::metrics::NodeTally;
 use crate::store::checkpoint::{self, CheckpointMeta, Checkpointer, ResumePlan};
 use crate::store::jobs::{Finish, JobLock, Report};
 use crate::store::SharedStore;
@@ -91,6 +92,8 @@ pub enum JobEvent {
         /// What the store recorded (an error when the settlement could not be written; the agent
         /// then reports the outcome without the store).
         finish: Result<Finish, String>,
+        /// Node executions of this run, by node type (for the metrics).
+        nodes: NodeTally,
     },
 }
 
@@ -159,10 +162,13 @@ struct Reporter<'a> {
     job_id: &'a str,
     send: &'a dyn Fn(JobEvent),
     last: Option<Instant>,
+    tally: NodeTally,
 }
 
 impl Observer for Reporter<'_> {
     fn node_completed(&mut self, ev: &NodeEvent<'_>, _state: &RunState) {
+        self.tally
+            .record(ev.node_type, ev.elapsed.as_secs_f64() * 1000.0, true, false);
         if self.last.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) {
             return;
         }
@@ -176,6 +182,12 @@ impl Observer for Reporter<'_> {
     }
 
     fn node_failed(&mut self, ev: &NodeEvent<'_>, error: &RunError, what_next: FailureDisposition) {
+        self.tally.record(
+            ev.node_type,
+            ev.elapsed.as_secs_f64() * 1000.0,
+            false,
+            matches!(what_next, FailureDisposition::Retry(_)),
+        );
         if what_next == FailureDisposition::Fatal {
             return;
         }
@@ -223,7 +235,14 @@ pub fn run_job(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEven
     let job_id = spec.job_id.clone();
     let wf = spec.workflow.clone();
     let lock = spec.lock.clone();
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| execute(spec, store, send)));
+    let mut reporter = Reporter {
+        job_id: &job_id,
+        send,
+        last: None,
+        tally: NodeTally::default(),
+    };
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| execute(spec, store, &mut reporter)));
+    let nodes = std::mem::take(&mut reporter.tally);
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(panic) => {
@@ -259,10 +278,12 @@ pub fn run_job(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEven
         job_id,
         outcome: Box::new(outcome),
         finish,
+        nodes,
     });
 }
 
-fn execute(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEvent)) -> RunOutcome {
+fn execute(spec: JobSpec, store: Option<&SharedStore>, reporter: &mut Reporter<'_>) -> RunOutcome {
+    let send = reporter.send;
     let JobSpec {
         job_id,
         workflow,
@@ -273,17 +294,12 @@ fn execute(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEvent)) 
         ..
     } = spec;
     let wf: &Workflow = &workflow;
-    let mut reporter = Reporter {
-        job_id: &job_id,
-        send,
-        last: None,
-    };
     let Some(store) = store.filter(|_| checkpoints) else {
         send(JobEvent::Started {
             job_id: job_id.clone(),
             recovered: false,
         });
-        return runner::run(wf, inputs, &opts, &cancel, &mut reporter);
+        return runner::run(wf, inputs, &opts, &cancel, reporter);
     };
     let meta = CheckpointMeta::new(wf, &inputs);
     let plan = checkpoint::plan_resume(&mut store.lock(), &job_id, wf, &meta);
@@ -307,7 +323,7 @@ fn execute(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEvent)) 
                 inputs,
                 &opts,
                 &cancel,
-                &mut Both(&mut reporter, &mut writer),
+                &mut Both(&mut *reporter, &mut writer),
             )
         }
         ResumePlan::Resume(cp) => {
@@ -328,7 +344,7 @@ fn execute(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEvent)) 
                 cp.state,
                 &opts,
                 &cancel,
-                &mut Both(&mut reporter, &mut writer),
+                &mut Both(&mut *reporter, &mut writer),
             )
         }
     }

@@ -8,7 +8,13 @@ use log::LevelFilter;
 fn init_writes_formatted_records_to_the_log_file_once() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log_dir = dir.path().join("logs");
-    let path = logging::init(LevelFilter::Debug, Some(&log_dir), None).expect("logger installs");
+    let path = logging::init(
+        LevelFilter::Debug,
+        Some(&log_dir),
+        None,
+        logging::Rotation::default(),
+    )
+    .expect("logger installs");
     assert_eq!(path, Some(log_dir.join(LOG_FILE_NAME)));
 
     log::info!(target: "casare_robot::agent", "robot started");
@@ -16,8 +22,13 @@ fn init_writes_formatted_records_to_the_log_file_once() {
     log::trace!("filtered out at debug level");
     log::logger().flush();
 
-    let again = logging::init(LevelFilter::Trace, None, Some(LevelFilter::Trace))
-        .expect("second call is a no-op");
+    let again = logging::init(
+        LevelFilter::Trace,
+        None,
+        Some(LevelFilter::Trace),
+        logging::Rotation::default(),
+    )
+    .expect("second call is a no-op");
     assert_eq!(again, path);
     assert_eq!(log::max_level(), LevelFilter::Debug);
 

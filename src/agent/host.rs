@@ -9,6 +9,7 @@ use crate::nodes::system::info;
 #[derive(Default)]
 pub struct HostSampler {
     last_cpu: Option<(u64, u64)>,
+    last_process: Option<(std::time::Instant, f64)>,
 }
 
 /// One set of figures.
@@ -20,6 +21,8 @@ pub struct HostFigures {
     pub memory_percent: f64,
     /// This process's resident memory, MB.
     pub process_memory_mb: f64,
+    /// This process's CPU use since the previous sample, percent of one core.
+    pub process_cpu_percent: f64,
 }
 
 impl HostSampler {
@@ -37,10 +40,23 @@ impl HostSampler {
                 .map_or(0.0, |(total, avail)| {
                     ((total.saturating_sub(avail)) as f64 * 1000.0 / total as f64).round() / 10.0
                 });
+        let now = std::time::Instant::now();
+        let cpu_now = process_cpu_seconds();
+        let process_cpu_percent = match (self.last_process, cpu_now) {
+            (Some((t, before)), Some(after)) if now > t => {
+                let wall = now.duration_since(t).as_secs_f64();
+                (((after - before).max(0.0) / wall) * 1000.0).round() / 10.0
+            }
+            _ => 0.0,
+        };
+        if let Some(c) = cpu_now {
+            self.last_process = Some((now, c));
+        }
         HostFigures {
             cpu_percent,
             memory_percent,
             process_memory_mb: process_rss_mb(),
+            process_cpu_percent,
         }
     }
 }
@@ -84,6 +100,48 @@ pub fn process_rss_mb() -> f64 {
     #[cfg(not(any(target_os = "linux", windows)))]
     {
         0.0
+    }
+}
+
+/// CPU time (user + system) this process used so far, seconds, where the platform reports it.
+pub fn process_cpu_seconds() -> Option<f64> {
+    #[cfg(target_os = "linux")]
+    {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let after = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        Some(ticks as f64 / hz)
+    }
+    #[cfg(windows)]
+    {
+        use windows_sys::Win32::Foundation::FILETIME;
+        use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessTimes};
+        let zero = FILETIME {
+            dwLowDateTime: 0,
+            dwHighDateTime: 0,
+        };
+        let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+        // SAFETY: the current process's pseudo handle and four valid out pointers.
+        let ok = unsafe {
+            GetProcessTimes(
+                GetCurrentProcess(),
+                &mut created,
+                &mut exited,
+                &mut kernel,
+                &mut user,
+            )
+        } != 0;
+        let secs = |t: FILETIME| {
+            ((u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime)) as f64 / 1e7
+        };
+        ok.then(|| secs(kernel) + secs(user))
+    }
+    #[cfg(not(any(target_os = "linux", windows)))]
+    {
+        None
     }
 }
 

@@ -7,10 +7,12 @@
 //! with a fresh fencing token; a cancellation is persisted before the run is stopped.
 
 use super::{Agent, RunningJob};
+use crate::engine::runner::RunStatus;
 use crate::engine::{model, CancelToken, Dict, Value, Workflow};
 use crate::link::protocol::{JobAssignment, LogEntry, Outbound};
 use crate::link::rest::ClaimedJob;
 use crate::link::rest_io::RestCommand;
+use crate::observe::metrics::JobEnd;
 use crate::resilience::outq::Kind;
 use crate::store::jobs::{
     CancelKind, Finish, JobRecord, JobState, NewJob, Recorded, Report, Route, Routes,
@@ -313,6 +315,11 @@ impl Agent {
     }
 
     fn settle_unstarted(&mut self, job_id: &str, report: &Report) {
+        if let Report::Failed { error, .. } = report {
+            self.metrics
+                .record_job_end(job_id, JobEnd::Failed, Some(0.0), Some(error), None);
+            self.note_error(format!("job {job_id} failed: {error}"));
+        }
         let settled = self.store.lock().settle_unstarted(job_id, Some(report));
         match settled {
             Ok(routes) => self.flush_routes(routes),
@@ -399,11 +406,14 @@ impl Agent {
             return;
         }
         log::info!("job {job_id} started ({} running)", self.jobs.len() + 1);
+        self.metrics.record_job_start(job_id);
+        let now = Instant::now();
         self.jobs.insert(
             job_id.to_string(),
             RunningJob {
                 cancel,
-                started: Instant::now(),
+                started: now,
+                last_progress: now,
                 routes: rec.routes,
                 cancel_requested: false,
                 shutdown_cancelled: false,
@@ -512,6 +522,7 @@ impl Agent {
                 };
                 job.progress = percent;
                 job.current_node = Some(node_id.clone());
+                job.last_progress = Instant::now();
                 let routes = job.routes;
                 if routes.has(Route::Rest) {
                     if let Some(rest) = &self.rest {
@@ -558,7 +569,32 @@ impl Agent {
                 job_id,
                 outcome,
                 finish,
-            } => self.on_finished(job_id, &outcome, finish),
+                nodes,
+            } => {
+                let end = match outcome.status {
+                    RunStatus::Completed => JobEnd::Succeeded,
+                    RunStatus::Cancelled => JobEnd::Cancelled,
+                    RunStatus::Failed | RunStatus::TimedOut => JobEnd::Failed,
+                };
+                let error = outcome.error.as_ref().map(|e| e.to_string());
+                // A held job (shutdown) did not end: it resumes on the next start.
+                if !matches!(finish, Ok(Finish::Held)) {
+                    self.metrics.record_job_end(
+                        &job_id,
+                        end,
+                        Some(outcome.duration.as_secs_f64() * 1000.0),
+                        error.as_deref(),
+                        Some(&nodes),
+                    );
+                }
+                if let Some(e) = &error {
+                    if end == JobEnd::Failed {
+                        self.note_error(format!("job {job_id} failed: {e}"));
+                    }
+                }
+                self.on_finished(job_id, &outcome, finish);
+                self.publish_status(false);
+            }
         }
     }
 

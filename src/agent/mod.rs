@@ -24,6 +24,7 @@
 pub mod connection;
 pub mod host;
 mod jobs;
+mod observe;
 mod outbox;
 
 use crate::engine::runner::RunOptions;
@@ -34,6 +35,9 @@ use crate::link::protocol::{
 };
 use crate::link::rest_io::{RestCommand, RestEvent, RestHandle};
 use crate::link::ws::{Frame, WsCommand, WsEvent, WsHandle};
+use crate::observe::health::SharedMetricsText;
+use crate::observe::metrics::MetricsCollector;
+use crate::observe::status::SharedStatus;
 use crate::resilience::outq::{Kind, OutQueue};
 use crate::store::jobs::{CancellationChecker, JobLocker, Routes};
 use crate::store::SharedStore;
@@ -99,6 +103,21 @@ pub struct AgentSettings {
     pub run_options: RunOptions,
     /// Save a checkpoint after every node.
     pub checkpoints: bool,
+    /// Where to write `status.json` (the data directory); None writes no file.
+    pub status_dir: Option<std::path::PathBuf>,
+    /// The log file, for status readers.
+    pub log_file: Option<std::path::PathBuf>,
+    /// The configuration file, for status readers.
+    pub config_file: Option<std::path::PathBuf>,
+}
+
+/// Where the agent publishes what operators see.
+#[derive(Clone, Default)]
+pub struct Published {
+    /// The status snapshot (read by `/health` and the tray).
+    pub status: SharedStatus,
+    /// The Prometheus text (read by `/metrics`).
+    pub metrics_text: SharedMetricsText,
 }
 
 /// The links the agent drives (either or both).
@@ -112,11 +131,25 @@ pub struct Links {
 struct RunningJob {
     cancel: CancelToken,
     started: Instant,
+    /// The last progress (a node completed), or the start.
+    last_progress: Instant,
     routes: Routes,
     cancel_requested: bool,
     shutdown_cancelled: bool,
     progress: u8,
     current_node: Option<String>,
+}
+
+impl RunningJob {
+    fn state_name(&self) -> &'static str {
+        if self.cancel_requested {
+            "cancelling"
+        } else if self.shutdown_cancelled {
+            "stopping"
+        } else {
+            "running"
+        }
+    }
 }
 
 struct Stopping {
@@ -174,6 +207,16 @@ pub struct Agent {
     host: host::HostSampler,
     unknown_types_seen: Vec<String>,
     jobs_done: u64,
+    metrics: MetricsCollector,
+    metrics_text: SharedMetricsText,
+    status: SharedStatus,
+    next_status: Instant,
+    last_status_file: Option<Instant>,
+    status_file_failed: bool,
+    /// Since when every configured link is down (None while one is up).
+    down_since: Option<Instant>,
+    /// The last error worth an operator's attention, with its time.
+    last_error: Option<(String, String)>,
     done: bool,
 }
 
@@ -186,6 +229,7 @@ impl Agent {
         pool: WorkerPool,
         store: SharedStore,
         epoch: u64,
+        published: Published,
     ) -> Agent {
         let now = Instant::now();
         let (ws, conn) = match links.ws {
@@ -221,6 +265,14 @@ impl Agent {
             host: host::HostSampler::default(),
             unknown_types_seen: Vec::new(),
             jobs_done: 0,
+            metrics: MetricsCollector::new(),
+            metrics_text: published.metrics_text,
+            status: published.status,
+            next_status: now,
+            last_status_file: None,
+            status_file_failed: false,
+            down_since: Some(now),
+            last_error: None,
             done: false,
         }
     }
@@ -258,6 +310,7 @@ impl Agent {
             self.apply_link(action);
         }
         self.send_heartbeat();
+        self.publish_status(true);
         while !self.done {
             let timeout = self
                 .next_deadline()
@@ -276,6 +329,8 @@ impl Agent {
                 self.jobs.len()
             );
         }
+        self.done = true;
+        self.publish_status(true);
         let Agent { ws, rest, pool, .. } = self;
         if let Some(rest) = rest {
             rest.stop(Instant::now() + Duration::from_secs(5));
@@ -291,7 +346,7 @@ impl Agent {
     }
 
     fn next_deadline(&self) -> Instant {
-        let mut t = self.next_heartbeat;
+        let mut t = self.next_heartbeat.min(self.next_status);
         if let Some(c) = self.conn.as_ref().and_then(Connection::poll_timeout) {
             t = t.min(c);
         }
@@ -387,6 +442,7 @@ impl Agent {
         match ev {
             WsEvent::Connected => {
                 self.connected = true;
+                self.note_links();
                 self.delivery = WsDelivery {
                     backlog: true,
                     ..WsDelivery::default()
@@ -413,7 +469,9 @@ impl Agent {
             }
             WsEvent::ConnectFailed { error, auth } => {
                 self.connected = false;
+                self.note_links();
                 log::debug!("connect failed: {error}");
+                self.note_error(format!("cannot connect to the orchestrator: {error}"));
                 if self.closing() {
                     self.done = true;
                     return;
@@ -423,6 +481,11 @@ impl Agent {
             WsEvent::Closed { code, reason } => {
                 let auth = matches!(code, Some(4001 | 4003));
                 self.connected = false;
+                self.note_links();
+                self.note_error(format!(
+                    "connection closed: {reason}{}",
+                    code.map(|c| format!(" (code {c})")).unwrap_or_default()
+                ));
                 self.delivery.inflight.clear();
                 log::info!(
                     "connection closed: {reason}{}",
@@ -460,7 +523,13 @@ impl Agent {
                 }
             }
             RestEvent::LeaseLost(id) => self.on_lease_lost(&id),
-            RestEvent::Reachable(up) => self.rest_reachable = Some(up),
+            RestEvent::Reachable(up) => {
+                self.rest_reachable = Some(up);
+                self.note_links();
+                if !up {
+                    self.note_error("the REST orchestrator is unreachable");
+                }
+            }
             RestEvent::Delivered(_) => {}
         }
     }
@@ -566,8 +635,10 @@ impl Agent {
     }
 
     fn metrics(&self) -> serde_json::Value {
+        let summary = self.metrics.get_summary(self.queues());
         let store = self.store.lock();
         serde_json::json!({
+            "summary": summary,
             "uptime_seconds": self.started.elapsed().as_secs(),
             "queued_messages": self.control.len(),
             "outbox": store.outbox_len(None).unwrap_or(0),
@@ -582,13 +653,7 @@ impl Agent {
             "jobs": self.jobs.iter().map(|(id, j)| serde_json::json!({
                 "job_id": id, "progress": j.progress, "current_node": j.current_node,
                 "running_seconds": j.started.elapsed().as_secs(),
-                "state": if j.cancel_requested {
-                    "cancelling"
-                } else if j.shutdown_cancelled {
-                    "stopping"
-                } else {
-                    "running"
-                },
+                "state": j.state_name(),
             })).collect::<Vec<_>>(),
         })
     }
@@ -642,6 +707,9 @@ impl Agent {
         }
         self.settle_unacked(now);
         self.drive_shutdown(now);
+        if now >= self.next_status {
+            self.publish_status(false);
+        }
     }
 
     fn begin_shutdown(&mut self, graceful: bool, source: &str) {

@@ -117,6 +117,168 @@ pub fn read_status_file(data_dir: &Path) -> Result<StatusSnapshot, String> {
     serde_json::from_str(&text).map_err(|e| format!("{} is damaged: {e}", path.display()))
 }
 
+/// Whether the robot behind a status file is running.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Liveness {
+    /// Running, and its status is fresh.
+    Running,
+    /// It stopped cleanly.
+    Stopped,
+    /// Its process is gone without a clean stop (killed, crashed, power cut).
+    Gone,
+    /// Its process lives but its status is this many seconds old (the agent is stuck).
+    NotResponding(f64),
+}
+
+impl Liveness {
+    /// Judge a snapshot: `alive` says whether its process still exists.
+    pub fn of(
+        snapshot: &StatusSnapshot,
+        alive: bool,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Liveness {
+        if snapshot.state == "stopped" {
+            return Liveness::Stopped;
+        }
+        if !alive {
+            return Liveness::Gone;
+        }
+        let age = chrono::DateTime::parse_from_rfc3339(&snapshot.updated_at)
+            .map(|t| (now - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0)
+            .unwrap_or(f64::INFINITY);
+        if age > 10.0 {
+            Liveness::NotResponding(age)
+        } else {
+            Liveness::Running
+        }
+    }
+}
+
+/// True when a process with this id exists.
+pub fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        // SAFETY: signal 0 only checks that the process exists and may be signalled.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(windows)]
+    {
+        use windows_sys::Win32::Foundation::{CloseHandle, STILL_ACTIVE};
+        use windows_sys::Win32::System::Threading::{
+            GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+        };
+        // SAFETY: OpenProcess returns null or a handle we close; the out pointer is valid.
+        unsafe {
+            let h = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid);
+            if h.is_null() {
+                return false;
+            }
+            let mut code = 0u32;
+            let ok = GetExitCodeProcess(h, &mut code) != 0;
+            CloseHandle(h);
+            ok && code == STILL_ACTIVE as u32
+        }
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
+/// The human-readable status (what `casare-robot status` prints).
+pub fn render(s: &StatusSnapshot, liveness: &Liveness) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let verdict = match liveness {
+        Liveness::Running => s.state.clone(),
+        Liveness::Stopped => format!("not running (stopped at {})", s.updated_at),
+        Liveness::Gone => format!(
+            "not running (process {} ended without a clean stop; last status {})",
+            s.pid, s.updated_at
+        ),
+        Liveness::NotResponding(age) => format!(
+            "{} but NOT RESPONDING (process {} alive, status {age:.0} s old)",
+            s.state, s.pid
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "robot {} ({}) {}, pid {}: {verdict}",
+        s.robot_id, s.robot_name, s.version, s.pid
+    );
+    let mut links = Vec::new();
+    if let Some(ws) = &s.connection.websocket {
+        links.push(format!(
+            "websocket {ws} (breaker {})",
+            s.connection.breaker.as_deref().unwrap_or("-")
+        ));
+    }
+    if let Some(rest) = &s.connection.rest {
+        links.push(format!("rest {rest}"));
+    }
+    if let Some(down) = s.connection.down_for_seconds {
+        links.push(format!("no link for {down:.0} s"));
+    }
+    if s.connection.unauthorized {
+        links.push("CREDENTIALS REFUSED".into());
+    }
+    let _ = writeln!(out, "  links: {}", links.join(", "));
+    let _ = writeln!(
+        out,
+        "  jobs: {} running of {}, {} waiting; outbox {}, queued messages {}{}",
+        s.jobs.len(),
+        s.max_concurrent_jobs,
+        s.waiting_jobs,
+        s.outbox,
+        s.queued_messages,
+        if s.durable { "" } else { "; STORE NOT DURABLE" }
+    );
+    for j in &s.jobs {
+        let _ = writeln!(
+            out,
+            "    {}  {:>3}%  {}  {:.1} s{}",
+            j.job_id,
+            j.progress,
+            j.current_node.as_deref().unwrap_or("-"),
+            j.running_seconds,
+            if j.state == "running" {
+                String::new()
+            } else {
+                format!("  ({})", j.state)
+            }
+        );
+    }
+    let m = &s.metrics;
+    if m.is_object() {
+        let _ = writeln!(
+            out,
+            "  done: {} jobs ({} ok, {} failed, {} cancelled; {}% success), uptime {:.0} s",
+            m["total_jobs"],
+            m["successful_jobs"],
+            m["failed_jobs"],
+            m["cancelled_jobs"],
+            m["success_rate_percent"],
+            s.uptime_seconds
+        );
+    }
+    if let Some(e) = &s.last_error {
+        let _ = writeln!(
+            out,
+            "  last error: {e} (at {})",
+            s.last_error_at.as_deref().unwrap_or("?")
+        );
+    }
+    if let Some(log) = &s.log_file {
+        let _ = writeln!(out, "  log: {}", log.display());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +304,56 @@ mod tests {
         assert!(read_status_file(dir.path())
             .unwrap_err()
             .contains("damaged"));
+    }
+
+    #[test]
+    fn liveness_and_rendering() {
+        let now = chrono::Utc::now();
+        let mut snap = StatusSnapshot {
+            robot_id: "r1".into(),
+            robot_name: "Robot One".into(),
+            pid: 42,
+            state: "busy".into(),
+            updated_at: now.to_rfc3339(),
+            max_concurrent_jobs: 2,
+            durable: true,
+            connection: ConnectionStatus {
+                websocket: Some("connected".into()),
+                breaker: Some("closed".into()),
+                ..ConnectionStatus::default()
+            },
+            jobs: vec![JobStatus {
+                job_id: "job-7".into(),
+                progress: 40,
+                current_node: Some("fetch".into()),
+                running_seconds: 3.5,
+                state: "running".into(),
+                ..JobStatus::default()
+            }],
+            last_error: Some("connection closed: reset".into()),
+            ..StatusSnapshot::default()
+        };
+        assert_eq!(Liveness::of(&snap, true, now), Liveness::Running);
+        assert_eq!(Liveness::of(&snap, false, now), Liveness::Gone);
+        let later = now + chrono::Duration::seconds(30);
+        assert!(
+            matches!(Liveness::of(&snap, true, later), Liveness::NotResponding(a) if a >= 29.0)
+        );
+        let text = render(&snap, &Liveness::Running);
+        assert!(text.starts_with("robot r1 (Robot One)"), "{text}");
+        assert!(text.contains(": busy"), "{text}");
+        assert!(
+            text.contains("websocket connected (breaker closed)"),
+            "{text}"
+        );
+        assert!(text.contains("job-7   40%  fetch  3.5 s"), "{text}");
+        assert!(
+            text.contains("last error: connection closed: reset"),
+            "{text}"
+        );
+        snap.state = "stopped".into();
+        assert_eq!(Liveness::of(&snap, false, now), Liveness::Stopped);
+        assert!(render(&snap, &Liveness::Stopped).contains("not running (stopped at"));
+        assert!(process_alive(std::process::id()));
     }
 }

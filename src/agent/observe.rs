@@ -1,0 +1,170 @@
+//! What the agent tells operators: the status snapshot (shared with `/health` and the tray, and
+//! written to `<data_dir>/status.json` for `casare-robot status`), the metrics (heartbeat
+//! summary, Prometheus text) and the last error.
+//!
+//! Published at most once a second from the agent's timers, at once on state changes that an
+//! operator would look for (a job started or ended, a link went up or down), and a last time
+//! with state `stopped` when the agent ends.
+
+use super::Agent;
+use crate::observe::metrics::Queues;
+use crate::observe::status::{write_status_file, ConnectionStatus, JobStatus, StatusSnapshot};
+use std::time::{Duration, Instant};
+
+/// Minimum time between two status file writes.
+const STATUS_FILE_EVERY: Duration = Duration::from_secs(1);
+
+impl Agent {
+    pub(super) fn queues(&self) -> Queues {
+        Queues {
+            running: self.jobs.len(),
+            waiting: self.waiting.len() + self.verifying.len(),
+            outbox: self.store.lock().outbox_len(None).unwrap_or(0),
+            control: self.control.len(),
+        }
+    }
+
+    /// True while some configured link to the orchestrator is up.
+    pub(super) fn link_up(&self) -> bool {
+        self.connected || self.rest_reachable == Some(true)
+    }
+
+    /// Track when every link went down (for `/health`).
+    pub(super) fn note_links(&mut self) {
+        if self.link_up() {
+            self.down_since = None;
+        } else if self.down_since.is_none() {
+            self.down_since = Some(Instant::now());
+        }
+    }
+
+    /// Remember an error for `status` and `/health` readers.
+    pub(super) fn note_error(&mut self, text: impl Into<String>) {
+        self.last_error = Some((text.into(), chrono::Utc::now().to_rfc3339()));
+    }
+
+    fn state_name(&self) -> &'static str {
+        if self.done {
+            "stopped"
+        } else {
+            self.status().as_str()
+        }
+    }
+
+    fn snapshot(&self, now: Instant) -> StatusSnapshot {
+        let link = self.conn.as_ref().map(|c| c.snapshot(now));
+        let unauthorized = link
+            .as_ref()
+            .is_some_and(|l| l.state == super::connection::LinkState::Unauthorized);
+        let mut jobs: Vec<JobStatus> = self
+            .jobs
+            .iter()
+            .map(|(id, j)| JobStatus {
+                job_id: id.clone(),
+                progress: j.progress,
+                current_node: j.current_node.clone(),
+                running_seconds: round1(now.duration_since(j.started).as_secs_f64()),
+                since_progress_seconds: round1(now.duration_since(j.last_progress).as_secs_f64()),
+                state: j.state_name().into(),
+            })
+            .collect();
+        jobs.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+        let queues = self.queues();
+        let (durable, _) = {
+            let store = self.store.lock();
+            (store.is_durable(), ())
+        };
+        StatusSnapshot {
+            robot_id: self.settings.robot_id.clone(),
+            robot_name: self.settings.robot_name.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            state: self.state_name().into(),
+            connection: ConnectionStatus {
+                websocket: link.as_ref().map(|l| {
+                    serde_json::to_value(l.state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                }),
+                breaker: link.as_ref().map(|l| l.breaker.state.as_str().to_string()),
+                rest: self.rest.as_ref().map(|_| {
+                    match self.rest_reachable {
+                        Some(true) => "reachable",
+                        Some(false) => "unreachable",
+                        None => "unknown",
+                    }
+                    .to_string()
+                }),
+                unauthorized,
+                down_for_seconds: self
+                    .down_since
+                    .map(|t| round1(now.duration_since(t).as_secs_f64())),
+            },
+            jobs,
+            waiting_jobs: queues.waiting,
+            max_concurrent_jobs: self.settings.max_concurrent_jobs,
+            outbox: queues.outbox,
+            queued_messages: queues.control,
+            durable,
+            last_error: self.last_error.as_ref().map(|(e, _)| e.clone()),
+            last_error_at: self.last_error.as_ref().map(|(_, t)| t.clone()),
+            metrics: self.metrics.get_summary(queues),
+            uptime_seconds: round1(now.duration_since(self.started).as_secs_f64()),
+            updated_at: chrono::Utc::now().to_rfc3339(),
+            log_file: self.settings.log_file.clone(),
+            config_file: self.settings.config_file.clone(),
+        }
+    }
+
+    /// Publish the snapshot and the metrics text; write the status file when due (or `force`).
+    pub(super) fn publish_status(&mut self, force: bool) {
+        let now = Instant::now();
+        self.next_status = now + STATUS_FILE_EVERY;
+        let snap = self.snapshot(now);
+        let queues = Queues {
+            running: snap.jobs.len(),
+            waiting: snap.waiting_jobs,
+            outbox: snap.outbox,
+            control: snap.queued_messages,
+        };
+        let extra = [
+            (
+                "link_up",
+                "1 while a link to the orchestrator is up.",
+                f64::from(u8::from(self.link_up())),
+            ),
+            (
+                "paused",
+                "1 while the robot does not take new jobs.",
+                f64::from(u8::from(self.paused)),
+            ),
+        ];
+        *self.metrics_text.write() = self.metrics.prometheus(queues, &extra);
+        let due = force
+            || self
+                .last_status_file
+                .is_none_or(|t| now.duration_since(t) >= STATUS_FILE_EVERY);
+        if due {
+            if let Some(dir) = &self.settings.status_dir {
+                if let Err(e) = write_status_file(dir, &snap) {
+                    if !self.status_file_failed {
+                        log::warn!(
+                            "cannot write the status file in {}: {e}; `casare-robot status` will not see this robot",
+                            dir.display()
+                        );
+                        self.status_file_failed = true;
+                    }
+                } else {
+                    self.status_file_failed = false;
+                }
+            }
+            self.last_status_file = Some(now);
+        }
+        *self.status.write() = snap;
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
