@@ -121,7 +121,9 @@ fn log_config(level: LevelFilter) -> simplelog::Config {
     // Fails in multi-threaded processes on some Unixes; the times are then UTC, which is fine.
     let _ = builder.set_time_offset_to_local();
     if level == LevelFilter::Trace {
+        // Both print request headers (API keys) at trace level.
         builder.add_filter_ignore_str("ureq");
+        builder.add_filter_ignore_str("tungstenite");
     }
     builder.build()
 }

@@ -25,9 +25,41 @@ use crate::store::jobs::{Finish, JobLock, Report};
 use crate::store::SharedStore;
 use crossbeam_channel::{Receiver, Sender};
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// The latest progress of a running job, readable at any time without an event: the node that
+/// completed last (its index in the workflow) with the percentage, and when (milliseconds since
+/// the job started). Written by the worker after every node (two relaxed atomic stores), read by
+/// the agent for status and `/health`, so a long node shows as the current one even when the
+/// throttled progress events skipped the node before it.
+#[derive(Debug, Default)]
+pub struct LiveProgress {
+    node: AtomicU64,
+    at_ms: AtomicU64,
+}
+
+impl LiveProgress {
+    fn set(&self, node_index: usize, percent: u8, at: Duration) {
+        let packed = (u64::from(percent) << 56) | ((node_index as u64 + 1) & ((1 << 56) - 1));
+        self.node.store(packed, Ordering::Relaxed);
+        self.at_ms.store(at.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// `(node index, percent)` of the node that completed last, if any did.
+    pub fn last_node(&self) -> Option<(usize, u8)> {
+        let packed = self.node.load(Ordering::Relaxed);
+        let idx = packed & ((1 << 56) - 1);
+        (idx > 0).then(|| ((idx - 1) as usize, (packed >> 56) as u8))
+    }
+
+    /// When the last node completed, as time since the job started.
+    pub fn at(&self) -> Duration {
+        Duration::from_millis(self.at_ms.load(Ordering::Relaxed))
+    }
+}
 
 /// Minimum time between two progress events of one job.
 pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -49,6 +81,8 @@ pub struct JobSpec {
     pub lock: Option<JobLock>,
     /// Save a checkpoint after every node (and resume from one).
     pub checkpoints: bool,
+    /// Where the run publishes its latest node.
+    pub live: Arc<LiveProgress>,
 }
 
 /// What a worker reports.
@@ -163,12 +197,16 @@ struct Reporter<'a> {
     send: &'a dyn Fn(JobEvent),
     last: Option<Instant>,
     tally: NodeTally,
+    live: Arc<LiveProgress>,
+    started: Instant,
 }
 
 impl Observer for Reporter<'_> {
     fn node_completed(&mut self, ev: &NodeEvent<'_>, _state: &RunState) {
         self.tally
             .record(ev.node_type, ev.elapsed.as_secs_f64() * 1000.0, true, false);
+        self.live
+            .set(ev.node_index, ev.percent, self.started.elapsed());
         if self.last.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) {
             return;
         }
@@ -240,6 +278,8 @@ pub fn run_job(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEven
         send,
         last: None,
         tally: NodeTally::default(),
+        live: spec.live.clone(),
+        started: Instant::now(),
     };
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| execute(spec, store, &mut reporter)));
     let nodes = std::mem::take(&mut reporter.tally);
@@ -367,6 +407,7 @@ mod tests {
             cancel: CancelToken::new(),
             lock: None,
             checkpoints: true,
+            live: Arc::default(),
         }
     }
 

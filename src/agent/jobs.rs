@@ -17,7 +17,7 @@ use crate::resilience::outq::Kind;
 use crate::store::jobs::{
     CancelKind, Finish, JobRecord, JobState, NewJob, Recorded, Report, Route, Routes,
 };
-use crate::worker::{JobEvent, JobSpec};
+use crate::worker::{JobEvent, JobSpec, LiveProgress};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -392,14 +392,17 @@ impl Agent {
             opts.job_timeout = Duration::from_secs_f64(t.clamp(0.001, 1e9));
         }
         let cancel = CancelToken::new();
+        let workflow = Arc::new(wf);
+        let live = Arc::new(LiveProgress::default());
         let spec = JobSpec {
             job_id: job_id.to_string(),
-            workflow: Arc::new(wf),
+            workflow: workflow.clone(),
             inputs,
             opts,
             cancel: cancel.clone(),
             lock: Some(lock),
             checkpoints: self.settings.checkpoints,
+            live: live.clone(),
         };
         if self.pool.submit(spec).is_err() {
             log::error!("job {job_id}: the worker pool is gone");
@@ -413,12 +416,11 @@ impl Agent {
             RunningJob {
                 cancel,
                 started: now,
-                last_progress: now,
+                live,
+                workflow,
                 routes: rec.routes,
                 cancel_requested: false,
                 shutdown_cancelled: false,
-                progress: 0,
-                current_node: None,
             },
         );
     }
@@ -517,12 +519,9 @@ impl Agent {
                 node_id,
                 message,
             } => {
-                let Some(job) = self.jobs.get_mut(&job_id) else {
+                let Some(job) = self.jobs.get(&job_id) else {
                     return;
                 };
-                job.progress = percent;
-                job.current_node = Some(node_id.clone());
-                job.last_progress = Instant::now();
                 let routes = job.routes;
                 if routes.has(Route::Rest) {
                     if let Some(rest) = &self.rest {

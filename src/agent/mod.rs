@@ -131,16 +131,33 @@ pub struct Links {
 struct RunningJob {
     cancel: CancelToken,
     started: Instant,
-    /// The last progress (a node completed), or the start.
-    last_progress: Instant,
+    /// The latest node the worker completed (read for status and health).
+    live: std::sync::Arc<crate::worker::LiveProgress>,
+    /// Its workflow (node ids for `live`).
+    workflow: std::sync::Arc<crate::engine::Workflow>,
     routes: Routes,
     cancel_requested: bool,
     shutdown_cancelled: bool,
-    progress: u8,
-    current_node: Option<String>,
 }
 
 impl RunningJob {
+    /// The node that completed last (from the worker's live slot).
+    fn current_node(&self) -> Option<String> {
+        let (idx, _) = self.live.last_node()?;
+        self.workflow.nodes.get(idx).map(|n| n.id.clone())
+    }
+
+    /// Percent of the workflow's nodes executed so far.
+    fn progress(&self) -> u8 {
+        self.live.last_node().map_or(0, |(_, p)| p)
+    }
+
+    /// Time since the last node completed (or since the start).
+    fn since_progress(&self, now: Instant) -> Duration {
+        now.duration_since(self.started)
+            .saturating_sub(self.live.at())
+    }
+
     fn state_name(&self) -> &'static str {
         if self.cancel_requested {
             "cancelling"
@@ -207,6 +224,8 @@ pub struct Agent {
     host: host::HostSampler,
     unknown_types_seen: Vec<String>,
     jobs_done: u64,
+    /// The last resource sample (heartbeats between samples reuse it).
+    figures: host::HostFigures,
     metrics: MetricsCollector,
     metrics_text: SharedMetricsText,
     status: SharedStatus,
@@ -265,6 +284,7 @@ impl Agent {
             host: host::HostSampler::default(),
             unknown_types_seen: Vec::new(),
             jobs_done: 0,
+            figures: host::HostFigures::default(),
             metrics: MetricsCollector::new(),
             metrics_text: published.metrics_text,
             status: published.status,
@@ -587,6 +607,18 @@ impl Agent {
         }
     }
 
+    fn sample_resources(&mut self) {
+        let f = self.host.sample();
+        self.figures = f;
+        self.metrics
+            .set_resources(crate::observe::metrics::Resources {
+                process_cpu_percent: f.process_cpu_percent,
+                process_memory_mb: f.process_memory_mb,
+                system_cpu_percent: f.cpu_percent,
+                system_memory_percent: f.memory_percent,
+            });
+    }
+
     fn set_paused(&mut self, paused: bool, by: &str) {
         if paused {
             log::info!("paused by {by}: not taking new jobs");
@@ -651,7 +683,7 @@ impl Agent {
             "link": self.conn.as_ref().map(|c| c.snapshot(Instant::now())),
             "rest_reachable": self.rest_reachable,
             "jobs": self.jobs.iter().map(|(id, j)| serde_json::json!({
-                "job_id": id, "progress": j.progress, "current_node": j.current_node,
+                "job_id": id, "progress": j.progress(), "current_node": j.current_node(),
                 "running_seconds": j.started.elapsed().as_secs(),
                 "state": j.state_name(),
             })).collect::<Vec<_>>(),
@@ -661,6 +693,7 @@ impl Agent {
     /// The periodic heartbeat, on every link.
     fn send_heartbeat(&mut self) {
         self.next_heartbeat = Instant::now() + self.settings.heartbeat_interval;
+        self.sample_resources();
         if let Some(rest) = &self.rest {
             let metrics = self.metrics();
             rest.send(RestCommand::Heartbeat {
@@ -677,7 +710,7 @@ impl Agent {
         if !self.connected {
             return;
         }
-        let figures = self.host.sample();
+        let figures = self.figures;
         let info = HeartbeatInfo {
             status: self.status(),
             current_jobs: self.jobs.len(),

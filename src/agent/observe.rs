@@ -61,10 +61,10 @@ impl Agent {
             .iter()
             .map(|(id, j)| JobStatus {
                 job_id: id.clone(),
-                progress: j.progress,
-                current_node: j.current_node.clone(),
+                progress: j.progress(),
+                current_node: j.current_node(),
                 running_seconds: round1(now.duration_since(j.started).as_secs_f64()),
-                since_progress_seconds: round1(now.duration_since(j.last_progress).as_secs_f64()),
+                since_progress_seconds: round1(j.since_progress(now).as_secs_f64()),
                 state: j.state_name().into(),
             })
             .collect();

@@ -1,0 +1,404 @@
+//! Operator features with the real binary: `/health` flipping to 503 and back under each
+//! condition, `/metrics`, metrics in heartbeats, `casare-robot status` against a running and a
+//! stopped robot, and secrets kept out of everything an operator can read. Every wait has a
+//! deadline.
+
+mod support;
+
+use casare_robot::link::protocol::Dialect;
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::robot::Robot;
+use support::FakeOrchestrator;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn chain(nodes: &[(&str, &str, Value)]) -> Value {
+    let mut map = serde_json::Map::new();
+    for (id, ty, config) in nodes {
+        map.insert(
+            id.to_string(),
+            json!({"node_id": id, "node_type": ty, "config": config}),
+        );
+    }
+    let conns: Vec<Value> = nodes
+        .windows(2)
+        .map(|w| json!({"source_node": w[0].0, "source_port": "exec_out", "target_node": w[1].0, "target_port": "exec_in"}))
+        .collect();
+    json!({"metadata": {"name": "operator"}, "nodes": Value::Object(map), "connections": conns})
+}
+
+/// A robot on the fake with `/health` on a free port.
+fn robot_with_health(fake: &FakeOrchestrator, extra: Value) -> (Robot, u16) {
+    let port = free_port();
+    let mut config = json!({"orchestrator_url": fake.url(), "health_port": port});
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        config[k] = v;
+    }
+    (Robot::start(config), port)
+}
+
+/// GET `http://127.0.0.1:port/path` → (status, body); None while nothing listens.
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut r = agent
+        .get(&format!("http://127.0.0.1:{port}{path}"))
+        .call()
+        .ok()?;
+    let code = r.status().as_u16();
+    Some((code, r.body_mut().read_to_string().unwrap_or_default()))
+}
+
+/// Wait until `/health` answers `code` with a body containing `text`; returns the body.
+fn health_becomes(port: u16, code: u16, text: &str, robot: &Robot) -> String {
+    let deadline = Instant::now() + WAIT;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some((c, body)) = get(port, "/health") {
+            if c == code && body.contains(text) {
+                return body;
+            }
+            last = Some((c, body));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "/health never answered {code} with {text:?}; last {last:?}\n{}",
+        robot.output()
+    );
+}
+
+#[test]
+fn health_turns_503_while_the_link_is_down_too_long_and_200_when_it_is_back() {
+    let mut fake = FakeOrchestrator::start(Dialect::Casare);
+    let (robot, port) = robot_with_health(
+        &fake,
+        json!({"health_disconnect_seconds": 1, "circuit_failure_threshold": 1000}),
+    );
+    health_becomes(port, 200, "\"websocket\":\"connected\"", &robot);
+    fake.kill();
+    let down = health_becomes(port, 503, "no link to the orchestrator", &robot);
+    assert!(down.contains("\"status\":\"unhealthy\""), "{down}");
+    fake.restart();
+    health_becomes(port, 200, "\"status\":\"ok\"", &robot);
+}
+
+#[test]
+fn health_turns_503_when_credentials_are_refused_and_200_once_accepted() {
+    let mut fake = FakeOrchestrator::start(Dialect::Casare);
+    let (robot, port) = robot_with_health(
+        &fake,
+        json!({"health_disconnect_seconds": 600, "max_reconnect_delay": 1, "circuit_failure_threshold": 1000}),
+    );
+    health_becomes(port, 200, "\"status\":\"ok\"", &robot);
+    fake.refuse_handshake_with(Some(403));
+    fake.kill();
+    fake.restart();
+    health_becomes(port, 503, "refuses this robot's credentials", &robot);
+    fake.refuse_handshake_with(None);
+    health_becomes(port, 200, "\"status\":\"ok\"", &robot);
+}
+
+#[test]
+fn health_turns_503_while_the_circuit_breaker_is_open() {
+    let mut fake = FakeOrchestrator::start(Dialect::Casare);
+    let (robot, port) = robot_with_health(
+        &fake,
+        json!({
+            "health_disconnect_seconds": 600,
+            "circuit_failure_threshold": 2,
+            "circuit_timeout": 2,
+            "reconnect_delay": 0.1,
+            "max_reconnect_delay": 0.2,
+        }),
+    );
+    health_becomes(port, 200, "\"status\":\"ok\"", &robot);
+    fake.kill();
+    health_becomes(port, 503, "circuit breaker", &robot);
+    fake.restart();
+    health_becomes(port, 200, "\"status\":\"ok\"", &robot);
+}
+
+#[cfg(unix)]
+#[test]
+fn health_turns_503_for_a_job_stuck_past_its_node_timeout() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let (robot, port) = robot_with_health(&fake, json!({"node_timeout": 1}));
+    health_becomes(port, 200, "\"websocket\":\"connected\"", &robot);
+    // Reading a FIFO nobody writes blocks in the kernel: a node that cannot honour its timeout.
+    let fifo = robot.dir().join("never-written");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let wf = chain(&[
+        (
+            "before",
+            "SetVariableNode",
+            json!({"variable_name": "x", "value": 1}),
+        ),
+        (
+            "stuck",
+            "ReadFileNode",
+            json!({"file_path": fifo.to_string_lossy()}),
+        ),
+    ]);
+    fake.assign_job("stuck-job", wf, json!({}), None);
+    let body = health_becomes(port, 503, "job stuck-job made no progress", &robot);
+    assert!(body.contains("node timeout 1 s"), "{body}");
+    assert!(body.contains("last node before"), "{body}");
+    // Unblock it: the job ends and the robot is healthy again.
+    std::fs::write(&fifo, "done").unwrap();
+    fake.wait_until(WAIT, |m| {
+        (m["type"] == "job_failed" || m["type"] == "job_complete") && m["job_id"] == "stuck-job"
+    })
+    .expect("the job ends once the node returns");
+    health_becomes(port, 200, "\"status\":\"ok\"", &robot);
+}
+
+#[test]
+fn metrics_travel_in_heartbeats_and_on_the_metrics_endpoint() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let (robot, port) = robot_with_health(&fake, json!({}));
+    fake.wait_for("register", WAIT).expect("registered");
+    let ok = chain(&[
+        (
+            "a",
+            "SetVariableNode",
+            json!({"variable_name": "x", "value": 1}),
+        ),
+        (
+            "b",
+            "SetVariableNode",
+            json!({"variable_name": "y", "value": 2}),
+        ),
+    ]);
+    let bad = chain(&[(
+        "boom",
+        "ThrowErrorNode",
+        json!({"error_message": "it broke"}),
+    )]);
+    for (id, wf) in [("m1", &ok), ("m2", &ok), ("m3", &bad)] {
+        fake.assign_job(id, wf.clone(), json!({}), None);
+        fake.wait_until(WAIT, |m| {
+            (m["type"] == "job_complete" || m["type"] == "job_failed") && m["job_id"] == id
+        })
+        .expect("job ended");
+    }
+    let hb = fake
+        .wait_until(WAIT, |m| {
+            m["type"] == "heartbeat" && m["metrics"]["summary"]["total_jobs"] == 3
+        })
+        .expect("a heartbeat with the summary");
+    let s = &hb["metrics"]["summary"];
+    assert_eq!(s["successful_jobs"], 2, "{s}");
+    assert_eq!(s["failed_jobs"], 1, "{s}");
+    assert_eq!(s["success_rate_percent"], 66.67, "{s}");
+    // 5 workflow nodes plus the implicit start node of each of the 3 workflows.
+    assert_eq!(s["node_executions"], 8, "{s}");
+    assert!(
+        s["resources"]["process_memory_mb"].as_f64().unwrap() > 0.0,
+        "{s}"
+    );
+    let (code, text) = get(port, "/metrics").expect("metrics endpoint");
+    assert_eq!(code, 200);
+    assert!(
+        text.contains("casare_robot_jobs_total{result=\"failed\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("casare_robot_jobs_total{result=\"succeeded\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("casare_robot_node_executions_total{node_type=\"SetVariableNode\"} 4"),
+        "{text}"
+    );
+    assert!(text.contains("casare_robot_link_up 1"), "{text}");
+    drop(robot);
+}
+
+fn status(robot: &Robot, json_out: bool) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_casare-robot"));
+    cmd.arg("status").args([
+        "--config",
+        robot.dir().join("robot_config.json").to_str().unwrap(),
+    ]);
+    if json_out {
+        cmd.arg("--json");
+    }
+    let out = cmd.env_clear().env("HOME", robot.dir()).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn status_reads_the_running_robot_and_knows_when_it_is_gone() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let mut robot = Robot::start(json!({"orchestrator_url": fake.url()}));
+    fake.wait_for("register", WAIT).expect("registered");
+    let wf = chain(&[
+        (
+            "first",
+            "SetVariableNode",
+            json!({"variable_name": "x", "value": 1}),
+        ),
+        ("nap", "WaitNode", json!({"duration": 30})),
+    ]);
+    fake.assign_job("busy-job", wf, json!({}), None);
+    let deadline = Instant::now() + WAIT;
+    let text = loop {
+        let (code, text) = status(&robot, false);
+        if code == 0 && text.contains("busy-job") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "{text}\n{}", robot.output());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(text.starts_with("robot test-robot (Test Robot)"), "{text}");
+    assert!(text.contains(": busy"), "{text}");
+    assert!(
+        text.contains("websocket connected (breaker closed)"),
+        "{text}"
+    );
+    assert!(text.contains("first"), "the last completed node: {text}");
+    let (code, json_text) = status(&robot, true);
+    assert_eq!(code, 0, "{json_text}");
+    let v: Value = serde_json::from_str(&json_text).unwrap();
+    assert_eq!(v["running"], true);
+    assert_eq!(v["jobs"][0]["job_id"], "busy-job");
+    assert_eq!(v["outbox"], 0);
+    // Killed: the status file says busy, but the process is gone.
+    robot.kill9();
+    let (code, text) = status(&robot, false);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("ended without a clean stop"), "{text}");
+    // Restarted and stopped cleanly: "stopped".
+    robot.spawn();
+    assert!(fake.wait_connections(2, WAIT), "{}", robot.output());
+    let deadline = Instant::now() + WAIT;
+    while status(&robot, false).0 != 0 {
+        assert!(Instant::now() < deadline, "{}", robot.output());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    #[cfg(unix)]
+    {
+        robot.interrupt();
+        robot.wait_exit(WAIT).expect("exits");
+        let (code, text) = status(&robot, false);
+        assert_eq!(code, 1, "{text}");
+        assert!(text.contains("not running (stopped at"), "{text}");
+    }
+}
+
+#[test]
+fn status_without_a_robot_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("robot_config.json");
+    std::fs::write(
+        &config,
+        json!({"data_dir": dir.path().join("data")}).to_string(),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_casare-robot"))
+        .args(["status", "--config", config.to_str().unwrap()])
+        .env_clear()
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no robot has run with data_dir"), "{err}");
+}
+
+#[test]
+fn secrets_stay_out_of_logs_status_health_metrics_and_messages() {
+    const KEY: &str = "sk-test-SUPERSECRET-0123456789";
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let (mut robot, port) = robot_with_health(&fake, json!({"api_key": KEY, "log_level": "trace"}));
+    fake.wait_for("register", WAIT).expect("registered");
+    assert_eq!(fake.last_api_key().as_deref(), Some(KEY), "the key is used");
+    fake.assign_job(
+        "s1",
+        chain(&[("log", "LogNode", json!({"message": "hello"}))]),
+        json!({}),
+        None,
+    );
+    fake.wait_until(WAIT, |m| m["type"] == "job_complete")
+        .unwrap();
+    let (_, health) = get(port, "/health").unwrap();
+    let (_, metrics) = get(port, "/metrics").unwrap();
+    let (_, status_text) = status(&robot, true);
+    #[cfg(unix)]
+    {
+        robot.interrupt();
+        robot.wait_exit(WAIT).expect("exits");
+    }
+    robot.kill9();
+    let mut everything = vec![
+        ("health", health),
+        ("metrics", metrics),
+        ("status", status_text),
+        ("output", robot.output()),
+        (
+            "messages",
+            fake.received()
+                .iter()
+                .map(Value::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+    ];
+    for entry in walk(&robot.dir().join("logs"))
+        .into_iter()
+        .chain(walk(&robot.data_dir()))
+    {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        everything.push((
+            "file",
+            format!("{}: {}", entry.display(), String::from_utf8_lossy(&bytes)),
+        ));
+    }
+    for (what, text) in &everything {
+        assert!(
+            !text.contains(KEY),
+            "the API key leaked into {what}: {text}"
+        );
+        assert!(
+            !text.contains("SUPERSECRET"),
+            "part of the key leaked into {what}"
+        );
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
