@@ -119,6 +119,60 @@ pub fn run_options(config: &RobotConfig) -> RunOptions {
     }
 }
 
+/// The audit trail in `<log_dir>/audit` (in memory only when disabled or when the directory is
+/// unusable; the robot runs either way).
+fn open_audit(
+    config: &RobotConfig,
+    robot_id: &str,
+    secrets: &[String],
+) -> crate::observe::audit::AuditLogger {
+    use crate::observe::audit::{AuditConfig, AuditLogger};
+    if !config.audit_enabled {
+        return AuditLogger::in_memory(robot_id, secrets);
+    }
+    let audit_config = AuditConfig {
+        dir: config.log_dir.join("audit"),
+        max_file_bytes: config.audit_max_mb.saturating_mul(1024 * 1024),
+        backup_count: config.audit_backups,
+        robot_id: robot_id.to_string(),
+        secrets: secrets.to_vec(),
+    };
+    match AuditLogger::new(audit_config) {
+        Ok(audit) => audit,
+        Err(e) => {
+            log::error!("{e}; the audit trail is kept in memory only");
+            AuditLogger::in_memory(robot_id, secrets)
+        }
+    }
+}
+
+/// The Supabase Realtime progress reporter, when `supabase_url` and `supabase_key` are set and
+/// valid (a bad pair is a logged error, not a reason to stop taking jobs).
+fn start_supabase(
+    config: &RobotConfig,
+    robot_id: &str,
+) -> Option<crate::observe::supabase::ProgressReporter> {
+    use crate::observe::supabase::ProgressReporter;
+    let url = config.supabase_url.as_deref();
+    let key = config.supabase_key.as_ref().map(|k| k.expose());
+    if url.is_none() && key.is_none() {
+        return None;
+    }
+    let started = crate::observe::supabase::validate_credentials(url, key)
+        .and_then(|()| ProgressReporter::start(url.unwrap_or(""), key.unwrap_or(""), robot_id));
+    match started {
+        Ok(r) => {
+            log::info!("progress is also broadcast to Supabase Realtime");
+            Some(r)
+        }
+        Err(e) => {
+            log::error!("supabase_url / supabase_key: {e}; progress is not broadcast to Supabase");
+            eprintln!("warning: supabase_url / supabase_key: {e}");
+            None
+        }
+    }
+}
+
 /// The log file rotation from the configuration.
 fn log_rotation(config: &RobotConfig) -> crate::logging::Rotation {
     crate::logging::Rotation {
@@ -519,7 +573,19 @@ fn cmd_start(args: &StartArgs) -> u8 {
             return EXIT_FAILED;
         }
     };
-    let published = agent::Published::default();
+    let secrets: Vec<String> = [&config.api_key, &config.supabase_key]
+        .into_iter()
+        .flatten()
+        .map(|k| k.expose().to_string())
+        .collect();
+    let audit = open_audit(&config, &robot_id, &secrets);
+    let reporter = start_supabase(&config, &robot_id);
+    let published = agent::Published {
+        status: Default::default(),
+        metrics_text: Default::default(),
+        audit,
+        broadcast: reporter.as_ref().map(|r| r.sink()),
+    };
     let health = match config.health_port {
         0 => None,
         port => {
@@ -562,6 +628,9 @@ fn cmd_start(args: &StartArgs) -> u8 {
     .run();
     if let Some(server) = health {
         server.stop();
+    }
+    if let Some(reporter) = reporter {
+        reporter.stop(std::time::Instant::now() + Duration::from_secs(3));
     }
     code
 }

@@ -20,6 +20,7 @@ use crate::engine::runner::{
 };
 use crate::engine::{CancelToken, Dict, Workflow};
 use crate::observe::metrics::NodeTally;
+use crate::observe::supabase::ProgressSink;
 use crate::store::checkpoint::{self, CheckpointMeta, Checkpointer, ResumePlan};
 use crate::store::jobs::{Finish, JobLock, Report};
 use crate::store::SharedStore;
@@ -83,6 +84,8 @@ pub struct JobSpec {
     pub checkpoints: bool,
     /// Where the run publishes its latest node.
     pub live: Arc<LiveProgress>,
+    /// Node events for Supabase Realtime (lossy), when configured.
+    pub broadcast: Option<ProgressSink>,
 }
 
 /// What a worker reports.
@@ -94,6 +97,8 @@ pub enum JobEvent {
         job_id: String,
         /// Resumed from a checkpoint.
         recovered: bool,
+        /// The node the checkpoint was taken after, when resumed.
+        after_node: Option<String>,
     },
     /// Progress (throttled).
     Progress {
@@ -199,10 +204,37 @@ struct Reporter<'a> {
     tally: NodeTally,
     live: Arc<LiveProgress>,
     started: Instant,
+    broadcast: Option<ProgressSink>,
+}
+
+impl Reporter<'_> {
+    fn broadcast(&self, event: &'static str, ev: &NodeEvent<'_>, extra: serde_json::Value) {
+        if let Some(sink) = &self.broadcast {
+            let mut payload = serde_json::json!({
+                "job_id": self.job_id,
+                "node_id": ev.node_id,
+                "node_type": ev.node_type,
+                "progress": ev.percent,
+            });
+            if let (Some(p), serde_json::Value::Object(x)) = (payload.as_object_mut(), extra) {
+                p.extend(x);
+            }
+            sink.report(event, payload);
+        }
+    }
 }
 
 impl Observer for Reporter<'_> {
+    fn node_started(&mut self, ev: &NodeEvent<'_>) {
+        self.broadcast("node_started", ev, serde_json::Value::Null);
+    }
+
     fn node_completed(&mut self, ev: &NodeEvent<'_>, _state: &RunState) {
+        self.broadcast(
+            "node_completed",
+            ev,
+            serde_json::json!({"duration_ms": ev.elapsed.as_secs_f64() * 1000.0}),
+        );
         self.tally
             .record(ev.node_type, ev.elapsed.as_secs_f64() * 1000.0, true, false);
         self.live
@@ -220,6 +252,11 @@ impl Observer for Reporter<'_> {
     }
 
     fn node_failed(&mut self, ev: &NodeEvent<'_>, error: &RunError, what_next: FailureDisposition) {
+        self.broadcast(
+            "node_error",
+            ev,
+            serde_json::json!({"error": error.to_string(), "will_retry": matches!(what_next, FailureDisposition::Retry(_))}),
+        );
         self.tally.record(
             ev.node_type,
             ev.elapsed.as_secs_f64() * 1000.0,
@@ -280,6 +317,7 @@ pub fn run_job(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEven
         tally: NodeTally::default(),
         live: spec.live.clone(),
         started: Instant::now(),
+        broadcast: spec.broadcast.clone(),
     };
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| execute(spec, store, &mut reporter)));
     let nodes = std::mem::take(&mut reporter.tally);
@@ -338,6 +376,7 @@ fn execute(spec: JobSpec, store: Option<&SharedStore>, reporter: &mut Reporter<'
         send(JobEvent::Started {
             job_id: job_id.clone(),
             recovered: false,
+            after_node: None,
         });
         return runner::run(wf, inputs, &opts, &cancel, reporter);
     };
@@ -355,6 +394,7 @@ fn execute(spec: JobSpec, store: Option<&SharedStore>, reporter: &mut Reporter<'
             send(JobEvent::Started {
                 job_id: job_id.clone(),
                 recovered: false,
+                after_node: None,
             });
             let mut writer = Checkpointer::shared(store.clone(), &job_id, meta, Duration::ZERO)
                 .for_workflow(wf, 0);
@@ -375,6 +415,7 @@ fn execute(spec: JobSpec, store: Option<&SharedStore>, reporter: &mut Reporter<'
             send(JobEvent::Started {
                 job_id: job_id.clone(),
                 recovered: true,
+                after_node: Some(cp.node_id.clone()),
             });
             let prior = Duration::from_millis(cp.state.prior_elapsed_ms);
             let mut writer =
@@ -408,6 +449,7 @@ mod tests {
             lock: None,
             checkpoints: true,
             live: Arc::default(),
+            broadcast: None,
         }
     }
 

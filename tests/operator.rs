@@ -402,3 +402,123 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[cfg(unix)]
+#[test]
+fn audit_trail_and_supabase_broadcasts_after_a_scripted_set_of_jobs() {
+    use casare_robot::observe::audit::{read_dir, AuditEvent, AuditQuery, Severity};
+    use support::recorder::Server;
+    const SB_KEY: &str = "sb-test-key-0123456789-SECRET";
+    let supabase = Server::ok();
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let mut robot = Robot::start(json!({
+        "orchestrator_url": fake.url(),
+        "supabase_url": supabase.url,
+        "supabase_key": SB_KEY,
+    }));
+    fake.wait_for("register", WAIT).expect("registered");
+    let ok = chain(&[(
+        "set",
+        "SetVariableNode",
+        json!({"variable_name": "x", "value": 1}),
+    )]);
+    let bad = chain(&[(
+        "boom",
+        "ThrowErrorNode",
+        json!({"error_message": "it broke"}),
+    )]);
+    let slow = chain(&[("nap", "WaitNode", json!({"duration": 30}))]);
+    for (id, wf) in [("a-ok", &ok), ("a-bad", &bad)] {
+        fake.assign_job(id, wf.clone(), json!({}), None);
+        fake.wait_until(WAIT, |m| {
+            (m["type"] == "job_complete" || m["type"] == "job_failed") && m["job_id"] == id
+        })
+        .expect("ended");
+    }
+    fake.assign_job("a-cancel", slow, json!({}), None);
+    fake.wait_until(WAIT, |m| {
+        m["type"] == "job_accept" && m["job_id"] == "a-cancel"
+    })
+    .unwrap();
+    fake.cancel_job("a-cancel", "changed my mind");
+    fake.wait_until(WAIT, |m| m["type"] == "job_cancelled")
+        .unwrap();
+    robot.interrupt();
+    assert!(
+        robot.wait_exit(WAIT).is_some_and(|s| s.success()),
+        "{}",
+        robot.output()
+    );
+
+    let entries = read_dir(
+        &robot.dir().join("logs").join("audit"),
+        &AuditQuery {
+            limit: 1000,
+            ..AuditQuery::default()
+        },
+    )
+    .expect("audit files");
+    let count = |e: AuditEvent| entries.iter().filter(|x| x.event_type == e).count();
+    assert_eq!(count(AuditEvent::RobotStarted), 1);
+    assert_eq!(count(AuditEvent::RobotStopped), 1);
+    assert_eq!(count(AuditEvent::ConnectionEstablished), 1);
+    assert_eq!(count(AuditEvent::RobotRegistered), 1);
+    assert_eq!(count(AuditEvent::JobReceived), 3);
+    assert_eq!(count(AuditEvent::JobStarted), 3);
+    assert_eq!(count(AuditEvent::JobCompleted), 1);
+    assert_eq!(count(AuditEvent::JobFailed), 1);
+    assert_eq!(count(AuditEvent::JobCancelled), 1);
+    let failed = entries
+        .iter()
+        .find(|e| e.event_type == AuditEvent::JobFailed)
+        .unwrap();
+    assert_eq!(failed.severity, Severity::Error);
+    assert_eq!(failed.job_id.as_deref(), Some("a-bad"));
+    assert!(failed.message.contains("it broke"), "{failed:?}");
+    assert!(entries.iter().all(|e| e.robot_id == "test-robot"));
+
+    // Supabase: every request authenticated, on the robot's topic; node and job events arrived.
+    let mut events = Vec::new();
+    while let Ok(r) = supabase.requests.try_recv() {
+        assert_eq!(r.header("apikey"), Some(SB_KEY));
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {SB_KEY}").as_str())
+        );
+        for m in r.messages() {
+            assert_eq!(m["topic"], "robot:test-robot");
+            events.push((
+                m["event"].as_str().unwrap_or_default().to_string(),
+                m["payload"].clone(),
+            ));
+        }
+    }
+    let has = |event: &str, job: &str| events.iter().any(|(e, p)| e == event && p["job_id"] == job);
+    assert!(has("node_started", "a-ok"), "{events:?}");
+    assert!(has("node_completed", "a-ok"), "{events:?}");
+    assert!(has("node_error", "a-bad"), "{events:?}");
+    for job in ["a-ok", "a-bad", "a-cancel"] {
+        assert!(has("job_completed", job), "{job}: {events:?}");
+    }
+    let statuses: Vec<&Value> = events
+        .iter()
+        .filter(|(e, _)| e == "job_completed")
+        .map(|(_, p)| &p["status"])
+        .collect();
+    assert_eq!(
+        statuses,
+        [&json!("completed"), &json!("failed"), &json!("cancelled")]
+    );
+    // The key never reaches the robot's files.
+    for f in walk(robot.dir())
+        .into_iter()
+        .filter(|f| !f.ends_with("robot_config.json"))
+    {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("SECRET"),
+            "the Supabase key leaked into {}",
+            f.display()
+        );
+    }
+}

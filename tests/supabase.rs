@@ -4,16 +4,16 @@
 //! reaching logs or `Debug` output.
 
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use casare_robot::observe::supabase::{
     validate_credentials, ProgressReporter, ReporterOptions, ReporterStats, BROADCAST_PATH,
 };
-use crossbeam_channel::{Receiver, Sender};
-use serde_json::{json, Value};
+use serde_json::json;
+use support::recorder::{Recorded, Server};
+
+mod support;
 
 const KEY: &str = "test-key-0123456789-abcdefghij-SECRET";
 const WAIT: Duration = Duration::from_secs(10);
@@ -65,133 +65,12 @@ fn assert_key_never_logged() {
     }
 }
 
-// ---- the recording server ----
-
-#[derive(Debug)]
-struct Recorded {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Value,
-}
-
-impl Recorded {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn messages(&self) -> &Vec<Value> {
-        self.body["messages"].as_array().expect("messages array")
-    }
-
-    /// The `payload.i` of each message.
-    fn indices(&self) -> Vec<u64> {
-        self.messages()
-            .iter()
-            .map(|m| m["payload"]["i"].as_u64().expect("payload.i"))
-            .collect()
-    }
-}
-
-/// How the server answers request number `n` (0-based), and whether it holds the answer until
-/// the test releases it.
-type Responder = Box<dyn FnMut(usize) -> (u16, bool) + Send>;
-
-struct Server {
-    url: String,
-    requests: Receiver<Recorded>,
-    release: Sender<()>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(mut respond: Responder) -> Server {
-        let http = tiny_http::Server::http("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = http.server_addr().to_ip().expect("ip listener").port();
-        let (req_tx, req_rx) = crossbeam_channel::unbounded();
-        let (release_tx, release_rx) = crossbeam_channel::unbounded::<()>();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop_flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            let mut n = 0;
-            while !stop_flag.load(Ordering::Relaxed) {
-                let Ok(Some(mut request)) = http.recv_timeout(Duration::from_millis(20)) else {
-                    continue;
-                };
-                let mut text = String::new();
-                request
-                    .as_reader()
-                    .read_to_string(&mut text)
-                    .expect("read body");
-                let recorded = Recorded {
-                    method: request.method().as_str().to_string(),
-                    path: request.url().to_string(),
-                    headers: request
-                        .headers()
-                        .iter()
-                        .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
-                        .collect(),
-                    body: serde_json::from_str(&text).unwrap_or(Value::Null),
-                };
-                let (status, hold) = respond(n);
-                n += 1;
-                let _ = req_tx.send(recorded);
-                if hold {
-                    // Released by the test, or given up after a deadline.
-                    let _ = release_rx.recv_timeout(WAIT);
-                }
-                let _ = request
-                    .respond(tiny_http::Response::from_string("{}").with_status_code(status));
-            }
-        });
-        Server {
-            url: format!("http://127.0.0.1:{port}"),
-            requests: req_rx,
-            release: release_tx,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn ok() -> Server {
-        Server::start(Box::new(|_| (202, false)))
-    }
-
-    fn next(&self) -> Recorded {
-        self.requests
-            .recv_timeout(WAIT)
-            .expect("a request within the deadline")
-    }
-
-    /// Requests until `n_messages` messages arrived.
-    fn collect(&self, n_messages: usize) -> Vec<Recorded> {
-        let mut got = Vec::new();
-        let mut n = 0;
-        while n < n_messages {
-            let r = self.next();
-            n += r.messages().len();
-            got.push(r);
-        }
-        got
-    }
-
-    fn port_marker(&self) -> String {
-        self.url.trim_start_matches("http://").to_string()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.release.send(());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// The `payload.i` of each message of a request.
+fn indices(r: &Recorded) -> Vec<u64> {
+    r.messages()
+        .iter()
+        .map(|m| m["payload"]["i"].as_u64().expect("payload.i"))
+        .collect()
 }
 
 fn fast() -> ReporterOptions {
@@ -274,7 +153,7 @@ fn a_large_backlog_goes_in_batches_of_100_in_order_from_several_sinks() {
     let sizes: Vec<usize> = got.iter().map(|r| r.messages().len()).collect();
     assert!(sizes.iter().all(|n| *n <= 100), "{sizes:?}");
     assert_eq!(sizes[0], 100, "a full batch leaves at once: {sizes:?}");
-    let order: Vec<u64> = got.iter().flat_map(|r| r.indices()).collect();
+    let order: Vec<u64> = got.iter().flat_map(indices).collect();
     assert_eq!(order, (0..250).collect::<Vec<u64>>());
     let stats = reporter.stop(deadline());
     assert_eq!((stats.sent, stats.dropped, stats.failed), (250, 0, 0));
@@ -293,7 +172,7 @@ fn under_backlog_the_oldest_events_are_dropped_and_reporting_never_blocks() {
     let reporter = ProgressReporter::start_with(&server.url, KEY, "r", options).unwrap();
     reporter.report("node_started", json!({"i": 0}));
     let first = server.next();
-    assert_eq!(first.indices(), [0]);
+    assert_eq!(indices(&first), [0]);
 
     // The thread is stuck in that request: 30 more events meet a queue of 10.
     let started = Instant::now();
@@ -309,7 +188,7 @@ fn under_backlog_the_oldest_events_are_dropped_and_reporting_never_blocks() {
 
     server.release.send(()).unwrap();
     let rest = server.collect(10);
-    let order: Vec<u64> = rest.iter().flat_map(|r| r.indices()).collect();
+    let order: Vec<u64> = rest.iter().flat_map(indices).collect();
     assert_eq!(
         order,
         (21..=30).collect::<Vec<u64>>(),
@@ -378,7 +257,7 @@ fn stop_sends_what_is_queued_without_waiting_for_the_batch_window() {
         started.elapsed()
     );
     assert_eq!((stats.sent, stats.sent_batches), (3, 1));
-    assert_eq!(server.next().indices(), [0, 1, 2]);
+    assert_eq!(indices(&server.next()), [0, 1, 2]);
 
     // The sink outlives the reporter: later events are dropped and counted.
     sink.report("node_completed", json!({"i": 3}));
@@ -412,10 +291,10 @@ fn a_server_error_does_not_stop_later_batches() {
     let server = Server::start(Box::new(|n| (if n == 0 { 500 } else { 202 }, false)));
     let reporter = ProgressReporter::start_with(&server.url, KEY, "r", fast()).unwrap();
     reporter.report("node_error", json!({"i": 0}));
-    assert_eq!(server.next().indices(), [0]);
+    assert_eq!(indices(&server.next()), [0]);
     reporter.report("node_started", json!({"i": 1}));
     reporter.report("node_completed", json!({"i": 2}));
-    assert_eq!(server.next().indices(), [1, 2]);
+    assert_eq!(indices(&server.next()), [1, 2]);
     let stats = reporter.stop(deadline());
     assert_eq!(
         stats,

@@ -221,6 +221,13 @@ impl Agent {
             }
             Ok(_) => {}
         }
+        self.audit.job_received(
+            &job_id,
+            a.workflow["metadata"]["name"]
+                .as_str()
+                .or(a.workflow_id.as_deref())
+                .unwrap_or("workflow"),
+        );
         self.accept(&job_id);
         if let Some(e) = invalid {
             log::warn!("job {job_id}: invalid workflow: {e}");
@@ -272,6 +279,7 @@ impl Agent {
                     return self.settle_unstarted(&job_id, &report);
                 }
                 log::info!("job {job_id} claimed");
+                self.audit.job_claimed(&job_id);
                 self.waiting.push_back(job_id);
                 self.start_waiting();
             }
@@ -403,12 +411,14 @@ impl Agent {
             lock: Some(lock),
             checkpoints: self.settings.checkpoints,
             live: live.clone(),
+            broadcast: self.broadcast.clone(),
         };
         if self.pool.submit(spec).is_err() {
             log::error!("job {job_id}: the worker pool is gone");
             return;
         }
         log::info!("job {job_id} started ({} running)", self.jobs.len() + 1);
+        self.audit.job_started(job_id, workflow.total_nodes);
         self.metrics.record_job_start(job_id);
         let now = Instant::now();
         self.jobs.insert(
@@ -508,9 +518,15 @@ impl Agent {
 
     pub(super) fn on_job(&mut self, ev: JobEvent) {
         match ev {
-            JobEvent::Started { job_id, recovered } => {
+            JobEvent::Started {
+                job_id,
+                recovered,
+                after_node,
+            } => {
                 if recovered {
                     log::info!("job {job_id} resumed from its checkpoint");
+                    self.audit
+                        .checkpoint_restored(&job_id, after_node.as_deref().unwrap_or(""));
                 }
             }
             JobEvent::Progress {
@@ -611,19 +627,42 @@ impl Agent {
         match finish {
             Ok(Finish::Reported(report, routes)) => {
                 self.jobs_done += 1;
-                match &report {
-                    Report::Complete { .. } => log::info!(
-                        "job {job_id} completed in {duration_ms} ms ({} node executions)",
-                        outcome.node_executions
-                    ),
-                    Report::Failed { error, .. } => log::info!("job {job_id} failed: {error}"),
-                    _ => log::info!("job {job_id} cancelled"),
+                let ms = outcome.duration.as_secs_f64() * 1000.0;
+                let status = match &report {
+                    Report::Complete { .. } => {
+                        log::info!(
+                            "job {job_id} completed in {duration_ms} ms ({} node executions)",
+                            outcome.node_executions
+                        );
+                        self.audit.job_completed(&job_id, ms);
+                        "completed"
+                    }
+                    Report::Failed { error, .. } => {
+                        log::info!("job {job_id} failed: {error}");
+                        self.audit.job_failed(&job_id, error, ms);
+                        "failed"
+                    }
+                    _ => {
+                        log::info!("job {job_id} cancelled");
+                        self.audit
+                            .job_cancelled(&job_id, "cancelled by the orchestrator");
+                        "cancelled"
+                    }
+                };
+                if let Some(sink) = &self.broadcast {
+                    sink.report(
+                        "job_completed",
+                        serde_json::json!({"job_id": job_id, "status": status, "duration_ms": ms,
+                                           "node_executions": outcome.node_executions}),
+                    );
                 }
                 self.flush_routes(routes);
             }
             Ok(Finish::Silent) => {
                 self.jobs_done += 1;
                 log::info!("job {job_id} stopped: its lease was lost; nothing is reported");
+                self.audit
+                    .job_cancelled(&job_id, "the REST lease was lost (409)");
             }
             Ok(Finish::Held) => log::warn!(
                 "job {job_id} stopped by the shutdown; its checkpoint is kept and it resumes on the next start"

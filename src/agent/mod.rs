@@ -35,9 +35,11 @@ use crate::link::protocol::{
 };
 use crate::link::rest_io::{RestCommand, RestEvent, RestHandle};
 use crate::link::ws::{Frame, WsCommand, WsEvent, WsHandle};
+use crate::observe::audit::AuditLogger;
 use crate::observe::health::SharedMetricsText;
 use crate::observe::metrics::MetricsCollector;
 use crate::observe::status::SharedStatus;
+use crate::observe::supabase::ProgressSink;
 use crate::resilience::outq::{Kind, OutQueue};
 use crate::store::jobs::{CancellationChecker, JobLocker, Routes};
 use crate::store::SharedStore;
@@ -112,12 +114,15 @@ pub struct AgentSettings {
 }
 
 /// Where the agent publishes what operators see.
-#[derive(Clone, Default)]
 pub struct Published {
     /// The status snapshot (read by `/health` and the tray).
     pub status: SharedStatus,
     /// The Prometheus text (read by `/metrics`).
     pub metrics_text: SharedMetricsText,
+    /// The audit trail (owned by the agent: it alone writes it).
+    pub audit: AuditLogger,
+    /// Node and job events for Supabase Realtime, when configured.
+    pub broadcast: Option<ProgressSink>,
 }
 
 /// The links the agent drives (either or both).
@@ -228,6 +233,8 @@ pub struct Agent {
     figures: host::HostFigures,
     metrics: MetricsCollector,
     metrics_text: SharedMetricsText,
+    audit: AuditLogger,
+    broadcast: Option<ProgressSink>,
     status: SharedStatus,
     next_status: Instant,
     last_status_file: Option<Instant>,
@@ -288,6 +295,8 @@ impl Agent {
             metrics: MetricsCollector::new(),
             metrics_text: published.metrics_text,
             status: published.status,
+            audit: published.audit,
+            broadcast: published.broadcast,
             next_status: now,
             last_status_file: None,
             status_file_failed: false,
@@ -324,6 +333,14 @@ impl Agent {
             },
             self.settings.max_concurrent_jobs,
         );
+        self.audit.robot_started(serde_json::json!({
+            "robot_id": self.settings.robot_id,
+            "robot_name": self.settings.robot_name,
+            "version": env!("CARGO_PKG_VERSION"),
+            "websocket": self.ws.is_some(),
+            "rest": self.rest.is_some(),
+            "max_concurrent_jobs": self.settings.max_concurrent_jobs,
+        }));
         self.recover();
         if let Some(conn) = &mut self.conn {
             let action = conn.handle(Instant::now(), LinkInput::Start, &mut self.rng);
@@ -350,6 +367,11 @@ impl Agent {
             );
         }
         self.done = true;
+        self.audit.robot_stopped(if abandoned {
+            "shutdown with jobs still running"
+        } else {
+            "graceful shutdown"
+        });
         self.publish_status(true);
         let Agent { ws, rest, pool, .. } = self;
         if let Some(rest) = rest {
@@ -410,7 +432,9 @@ impl Agent {
             }
             None => {}
         }
+        let mut audits = Vec::new();
         for t in conn.take_transitions() {
+            audits.push(t.clone());
             match t {
                 Transition::OutageStarted { unauthorized: true } => log::error!(
                     "the orchestrator refuses this robot's credentials (robot_id {}): check api_key; \
@@ -427,8 +451,23 @@ impl Agent {
                 ),
             }
         }
-        for t in conn.breaker_mut().take_transitions() {
+        let breaker: Vec<_> = conn.breaker_mut().take_transitions();
+        for t in &breaker {
             log::info!("circuit breaker: {t:?}");
+        }
+        for t in audits {
+            match t {
+                Transition::OutageStarted { unauthorized: true } => self
+                    .audit
+                    .access_denied("the orchestrator refused this robot's credentials"),
+                Transition::OutageStarted {
+                    unauthorized: false,
+                } => self.audit.connection_failed("orchestrator unreachable"),
+                Transition::Restored { .. } => {}
+            }
+        }
+        for t in breaker {
+            self.audit.circuit_state_changed("orchestrator", t.to);
         }
     }
 
@@ -472,6 +511,7 @@ impl Agent {
                     "connected to the orchestrator as {}",
                     self.settings.robot_id
                 );
+                self.audit.connection_established();
                 let register = Outbound::Register {
                     robot_name: self.settings.robot_name.clone(),
                     environment: self.settings.environment.clone(),
@@ -511,6 +551,7 @@ impl Agent {
                     "connection closed: {reason}{}",
                     code.map(|c| format!(" (code {c})")).unwrap_or_default()
                 );
+                self.audit.connection_lost(&reason);
                 if self.closing() {
                     self.done = true;
                     return;
@@ -557,7 +598,10 @@ impl Agent {
     fn on_message(&mut self, msg: Inbound) {
         log::debug!("received {}", msg.kind());
         match msg {
-            Inbound::RegisterAck { success: true, .. } => log::debug!("registration accepted"),
+            Inbound::RegisterAck { success: true, .. } => {
+                log::debug!("registration accepted");
+                self.audit.robot_registered();
+            }
             Inbound::RegisterAck {
                 success: false,
                 message,
