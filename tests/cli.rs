@@ -353,3 +353,64 @@ fn ctrl_c_cancels_a_running_wait_with_exit_3() {
     assert!(!err.contains("never"), "{err}");
     let _ = std::io::stderr().flush();
 }
+
+#[test]
+fn start_verbose_logs_debug_lines_and_start_without_an_orchestrator_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // No orchestrator configured: exit 2 with what to set.
+    let bare = write_temp(
+        &dir,
+        "bare.json",
+        &format!(
+            r#"{{"data_dir": {:?}, "log_dir": {:?}}}"#,
+            dir.path().join("data"),
+            dir.path().join("logs")
+        ),
+    );
+    let out = run(&["start", "--config", bare.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("orchestrator_url") && err.contains("api_url"),
+        "{err}"
+    );
+    // --verbose: debug lines on stderr in console mode (the orchestrator is a closed port).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = write_temp(
+        &dir,
+        "robot.json",
+        &format!(
+            r#"{{"orchestrator_url": "ws://127.0.0.1:{port}", "data_dir": {:?}, "log_dir": {:?}}}"#,
+            dir.path().join("data"),
+            dir.path().join("logs")
+        ),
+    );
+    let log = std::fs::File::create(dir.path().join("stderr.txt")).unwrap();
+    let mut child = bin()
+        .args([
+            "start",
+            "--foreground",
+            "--verbose",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut seen = String::new();
+    while Instant::now() < deadline {
+        seen = std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
+        if seen.contains("[DEBUG]") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.contains("[DEBUG]"), "{seen}");
+}
