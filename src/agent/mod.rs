@@ -238,6 +238,8 @@ pub struct Agent {
     status: SharedStatus,
     next_status: Instant,
     last_status_file: Option<Instant>,
+    /// What the status file holds (without its volatile fields).
+    last_status_written: Option<crate::observe::status::StatusSnapshot>,
     status_file_failed: bool,
     /// Since when every configured link is down (None while one is up).
     down_since: Option<Instant>,
@@ -299,6 +301,7 @@ impl Agent {
             broadcast: published.broadcast,
             next_status: now,
             last_status_file: None,
+            last_status_written: None,
             status_file_failed: false,
             down_since: Some(now),
             last_error: None,

@@ -13,6 +13,24 @@ use std::time::{Duration, Instant};
 
 /// Minimum time between two status file writes.
 const STATUS_FILE_EVERY: Duration = Duration::from_secs(1);
+/// The status file is rewritten at least this often, changed or not (readers judge a robot that
+/// stops refreshing it as not responding after 10 s).
+const STATUS_FILE_KEEPALIVE: Duration = Duration::from_secs(4);
+
+/// The snapshot without what changes every second anyway (times, resources): a change here is
+/// worth a file write.
+fn stable_view(s: &StatusSnapshot) -> StatusSnapshot {
+    let mut v = s.clone();
+    v.updated_at.clear();
+    v.uptime_seconds = 0.0;
+    v.metrics = serde_json::Value::Null;
+    v.connection.down_for_seconds = v.connection.down_for_seconds.map(|_| 0.0);
+    for j in &mut v.jobs {
+        j.running_seconds = 0.0;
+        j.since_progress_seconds = 0.0;
+    }
+    v
+}
 
 impl Agent {
     pub(super) fn queues(&self) -> Queues {
@@ -141,11 +159,14 @@ impl Agent {
             ),
         ];
         *self.metrics_text.write() = self.metrics.prometheus(queues, &extra);
+        let since = self.last_status_file.map(|t| now.duration_since(t));
+        let stable = stable_view(&snap);
+        let changed = self.last_status_written.as_ref() != Some(&stable);
         let due = force
-            || self
-                .last_status_file
-                .is_none_or(|t| now.duration_since(t) >= STATUS_FILE_EVERY);
+            || since
+                .is_none_or(|d| d >= STATUS_FILE_KEEPALIVE || (changed && d >= STATUS_FILE_EVERY));
         if due {
+            self.last_status_written = Some(stable);
             if let Some(dir) = &self.settings.status_dir {
                 if let Err(e) = write_status_file(dir, &snap) {
                     if !self.status_file_failed {
