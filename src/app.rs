@@ -417,6 +417,9 @@ fn cmd_start(args: &StartArgs) -> u8 {
     }) {
         log::warn!("cannot install the Ctrl+C handler: {e}");
     }
+    // Windows (#7): console close, logoff and shutdown stop the agent in order (see winhost).
+    #[cfg(windows)]
+    let _shutdown_hooks = crate::winhost::ShutdownHooks::install(tx.clone());
     let ws = match ws_url {
         None => None,
         Some(_) => {

@@ -15,4 +15,6 @@ pub mod observe;
 pub mod progress;
 pub mod resilience;
 pub mod store;
+#[cfg(windows)]
+pub mod winhost;
 pub mod worker;
