@@ -32,7 +32,15 @@ pub const EXIT_TIMED_OUT: u8 = 4;
 
 /// Run a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> u8 {
-    match cli.command {
+    let Some(command) = cli.command else {
+        // Only Windows tray builds accept no command: the tray app with the default config.
+        return cmd_start(&StartArgs {
+            foreground: false,
+            config: None,
+            tray: true,
+        });
+    };
+    match command {
         Command::Start(args) => cmd_start(&args),
         Command::Run(args) => cmd_run(&args),
         Command::Validate(args) => cmd_validate(&args),
@@ -311,6 +319,11 @@ fn cmd_start(args: &StartArgs) -> u8 {
     use crate::resilience::breaker::BreakerConfig;
     use crate::worker::WorkerPool;
 
+    // Tray mode (#7): Windows only; failures before the tray runs are also shown in a box.
+    let mut tray_start = match crate::tray::TrayStart::begin(args.tray) {
+        Ok(tray_start) => tray_start,
+        Err(code) => return code,
+    };
     let config = match load_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
@@ -324,6 +337,10 @@ fn cmd_start(args: &StartArgs) -> u8 {
         crate::logging::init(config.log_level, Some(&config.log_dir), Some(stderr_level))
     {
         eprintln!("warning: {e}");
+    }
+    // Tray mode (#7): one tray robot per data_dir and session.
+    if let Err(code) = tray_start.configured(&config) {
+        return code;
     }
     if config.orchestrator_url.is_none() && config.api_url.is_none() {
         eprintln!(
@@ -420,6 +437,7 @@ fn cmd_start(args: &StartArgs) -> u8 {
     // Windows (#7): console close, logoff and shutdown stop the agent in order (see winhost).
     #[cfg(windows)]
     let _shutdown_hooks = crate::winhost::ShutdownHooks::install(tx.clone());
+    let tray_tx = tx.clone();
     let ws = match ws_url {
         None => None,
         Some(_) => {
@@ -493,7 +511,10 @@ fn cmd_start(args: &StartArgs) -> u8 {
             return EXIT_FAILED;
         }
     };
-    Agent::new(settings, rx, Links { ws, rest }, pool, store, epoch).run()
+    let agent = Agent::new(settings, rx, Links { ws, rest }, pool, store, epoch);
+    // Tray mode (#7): the agent on its own thread and the tray on this one; else the agent here.
+    let status = crate::observe::status::SharedStatus::default();
+    crate::tray::run_agent_with_tray(tray_start, agent, status, tray_tx)
 }
 
 /// Validate a job id given on the command line.
