@@ -75,9 +75,11 @@ impl Prepared {
 
     /// Remember the configuration's names and paths; take the single-instance mutex.
     pub(super) fn configured(&mut self, config: &RobotConfig) -> Result<(), u8> {
+        // Absolute: the shell opens them later, whatever the current directory is then.
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         self.robot_name = config.robot_name.clone();
-        self.log_dir = Some(config.log_dir.clone());
-        self.config_file = config.config_file.clone();
+        self.log_dir = Some(absolute(&config.log_dir));
+        self.config_file = config.config_file.as_deref().map(absolute);
         match SingleInstance::acquire(&config.data_dir) {
             Ok(Some(guard)) => {
                 self.instance = Some(guard);
