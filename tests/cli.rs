@@ -353,3 +353,18 @@ fn ctrl_c_cancels_a_running_wait_with_exit_3() {
     assert!(!err.contains("never"), "{err}");
     let _ = std::io::stderr().flush();
 }
+
+/// The tray is Windows-only: elsewhere `start --tray` says so (before reading any config) and no
+/// arguments at all is still a usage error.
+#[cfg(not(windows))]
+#[test]
+fn the_tray_is_a_clear_error_off_windows() {
+    let out = run(&["start", "--tray"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("--tray needs the Windows build"), "{err}");
+    assert!(err.contains("start --foreground"), "{err}");
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("requires a subcommand"));
+}
