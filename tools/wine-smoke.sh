@@ -10,6 +10,8 @@
 #   6. tray mode started with no arguments (configured by CASARE_* variables), same checks
 #   7. a killed robot takes its RunCommand children with it (the job object's kill-on-close),
 #      and, as a control, a child of a killed cmd.exe (no job object) survives under Wine
+#   8. the end of the Windows session (wineboot --end-session) stops the robot in order, in
+#      console and in tray mode
 # Uses its own Wine prefix ($WINEPREFIX, default ~/.wine-casare-smoke) and stops that prefix's
 # wineserver at the end. Honours CARGO_TARGET_DIR. Exit code: 0 when every step passed.
 set -uo pipefail
@@ -37,6 +39,11 @@ trap cleanup EXIT
 step() { printf '\n== %s\n' "$*"; }
 ok() { echo "PASS: $1"; passed=$((passed + 1)); }
 ko() { echo "FAIL: $1"; failed=$((failed + 1)); failures+=("$1"); }
+fresh_wine() { # a new wineserver for this prefix: a desktop made without a display (step 7)
+  # would make later windows fail
+  wineserver -k 2>/dev/null || true
+  wineserver -w 2>/dev/null || true
+}
 check() { # check NAME COMMAND...: runs the command, passes when it exits 0
   local name=$1; shift
   if "$@"; then ok "$name"; else ko "$name (exit $?)"; fi
@@ -67,14 +74,17 @@ step "4. daemon against the fake orchestrator (cargo run --release --example dem
 check "daemon demo" env CASARE_ROBOT_BIN="$work/robot.sh" cargo run -q --release --example demo
 
 step "5. tray mode: start --tray --config FILE (virtual display)"
+fresh_wine
 check "tray mode (start --tray)" env CASARE_ROBOT_BIN="$work/robot.sh" \
   cargo run -q --release --example lifecycle -- --hold 5 start --tray --config '{config}'
 
 step "6. tray mode: no arguments, configured by the environment (virtual display)"
+fresh_wine
 check "tray mode (no arguments)" env CASARE_ROBOT_BIN="$work/robot.sh" \
   cargo run -q --release --example lifecycle -- --env --hold 5
 
 step "7. a killed robot takes its RunCommand children with it"
+fresh_wine
 # No virtual display here: the robots must be the very processes killed and watched.
 winexe=$(winepath -w "$exe" 2>/dev/null)
 child_wf=$work/child-wait.json
@@ -146,6 +156,32 @@ else
     kill -9 "$child" 2>/dev/null
   fi
 fi
+
+step "8. the end of the Windows session stops the robot in order (wineboot --end-session)"
+# WM_QUERYENDSESSION/WM_ENDSESSION reach the robot's hidden session window; the robot must stop
+# in order (its log says why) and exit with 0. An unreachable orchestrator keeps it idle.
+for mode in "start --foreground" "start --tray"; do
+  fresh_wine
+  dir=$work/end-session-${mode##* --}
+  mkdir -p "$dir"
+  printf '{"robot_id": "end-session-robot", "orchestrator_url": "ws://127.0.0.1:9", "data_dir": "%s", "log_dir": "%s"}\n' \
+    "$dir/data" "$dir/logs" >"$dir/robot_config.json"
+  timeout 120 xvfb-run -a bash -c "wine '$exe' $mode --config '$dir/robot_config.json' >'$dir/out.txt' 2>&1 & robot=\$!
+    sleep 8; wineboot --end-session
+    for _ in \$(seq 1 60); do kill -0 \$robot 2>/dev/null || break; sleep 0.5; done
+    if kill -0 \$robot 2>/dev/null; then echo 'still running' >'$dir/rc'; kill \$robot
+    else wait \$robot; echo \$? >'$dir/rc'; fi" >/dev/null 2>&1
+  rc=$(cat "$dir/rc" 2>/dev/null || echo none)
+  log=$dir/logs/casare-robot.log
+  if [ "$rc" = 0 ] && grep -q "Windows logoff or shutdown: stopping the robot now" "$log" &&
+    grep -q "robot stopped" "$log"; then
+    ok "session end ($mode)"
+    grep -E "logoff or shutdown|robot stopped" "$log"
+  else
+    ko "session end ($mode): exit code $rc"
+    tail -5 "$log" "$dir/out.txt" 2>/dev/null
+  fi
+done
 
 printf '\n== summary: %d passed, %d failed\n' "$passed" "$failed"
 for f in "${failures[@]}"; do echo "  failed: $f"; done
