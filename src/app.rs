@@ -32,7 +32,16 @@ pub const EXIT_TIMED_OUT: u8 = 4;
 
 /// Run a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> u8 {
-    match cli.command {
+    let Some(command) = cli.command else {
+        // Only Windows tray builds accept no command: the tray app with the default config.
+        return cmd_start(&StartArgs {
+            foreground: false,
+            verbose: false,
+            config: None,
+            tray: true,
+        });
+    };
+    match command {
         Command::Start(args) => cmd_start(&args),
         Command::Run(args) => cmd_run(&args),
         Command::Validate(args) => cmd_validate(&args),
@@ -378,6 +387,11 @@ fn cmd_start(args: &StartArgs) -> u8 {
     use crate::resilience::breaker::BreakerConfig;
     use crate::worker::WorkerPool;
 
+    // Tray mode (#7): Windows only; failures before the tray runs are also shown in a box.
+    let mut tray_start = match crate::tray::TrayStart::begin(args.tray) {
+        Ok(tray_start) => tray_start,
+        Err(code) => return code,
+    };
     let config = match load_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
@@ -404,6 +418,10 @@ fn cmd_start(args: &StartArgs) -> u8 {
             None
         }
     };
+    // Tray mode (#7): one tray robot per data_dir and session.
+    if let Err(code) = tray_start.configured(&config) {
+        return code;
+    }
     if config.orchestrator_url.is_none() && config.api_url.is_none() {
         eprintln!(
             "error: no orchestrator is configured: set orchestrator_url (ws:// or wss://, WebSocket push; \
@@ -500,6 +518,10 @@ fn cmd_start(args: &StartArgs) -> u8 {
     }) {
         log::warn!("cannot install the Ctrl+C handler: {e}");
     }
+    // Windows (#7): console close, logoff and shutdown stop the agent in order (see winhost).
+    #[cfg(windows)]
+    let _shutdown_hooks = crate::winhost::ShutdownHooks::install(tx.clone());
+    let tray_tx = tx.clone();
     let ws = match ws_url {
         None => None,
         Some(_) => {
@@ -616,7 +638,8 @@ fn cmd_start(args: &StartArgs) -> u8 {
             }
         }
     };
-    let code = Agent::new(
+    let status = published.status.clone();
+    let agent = Agent::new(
         settings,
         rx,
         Links { ws, rest },
@@ -624,8 +647,9 @@ fn cmd_start(args: &StartArgs) -> u8 {
         store,
         epoch,
         published,
-    )
-    .run();
+    );
+    // Tray mode (#7): the agent on its own thread and the tray on this one; else the agent here.
+    let code = crate::tray::run_agent_with_tray(tray_start, agent, status, tray_tx);
     if let Some(server) = health {
         server.stop();
     }

@@ -6,10 +6,12 @@ use std::path::PathBuf;
 /// The Robot of the CasareRPA automation platform.
 #[derive(Debug, Parser)]
 #[command(name = "casare-robot", version, about, long_about = None, propagate_version = true)]
+// Windows tray builds start the tray app without a command (a double-click, a Startup shortcut).
+#[command(subcommand_required = !crate::tray::SUPPORTED)]
 pub struct Cli {
-    /// The command to run.
+    /// The command to run; None (Windows tray builds only) runs `start --tray`.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// Commands.
@@ -87,6 +89,10 @@ pub struct StartArgs {
     /// Robot configuration file (default: ./robot_config.json or the platform config dir).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Tray app (Windows): an icon in the notification area shows the robot's state and its
+    /// menu pauses, resumes and stops it. Starting the program without arguments does the same.
+    #[arg(long)]
+    pub tray: bool,
 }
 
 /// `run` arguments.

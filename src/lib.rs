@@ -15,4 +15,7 @@ pub mod observe;
 pub mod progress;
 pub mod resilience;
 pub mod store;
+pub mod tray;
+#[cfg(windows)]
+pub mod winhost;
 pub mod worker;

@@ -414,3 +414,18 @@ fn start_verbose_logs_debug_lines_and_start_without_an_orchestrator_is_a_clear_e
     let _ = child.wait();
     assert!(seen.contains("[DEBUG]"), "{seen}");
 }
+
+/// The tray is Windows-only: elsewhere `start --tray` says so (before reading any config) and no
+/// arguments at all is still a usage error.
+#[cfg(not(windows))]
+#[test]
+fn the_tray_is_a_clear_error_off_windows() {
+    let out = run(&["start", "--tray"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("--tray needs the Windows build"), "{err}");
+    assert!(err.contains("start --foreground"), "{err}");
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("requires a subcommand"));
+}

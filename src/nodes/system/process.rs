@@ -5,6 +5,10 @@
 //!   `kill(-pgid, SIGKILL)` reaches every process it started that stayed in the group. On Windows the
 //!   child is created suspended, put in a Job Object with `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`, then
 //!   resumed (so not even its first grandchild escapes the job); `TerminateJobObject` kills the tree.
+//!   The robot holds the job's only handle (not inheritable), so while a command runs its tree also
+//!   dies when the robot dies, however it dies: Windows closes the handle and kill-on-close does
+//!   the rest (checked under Wine by `tools/wine-smoke.sh`). That is why the robot needs no
+//!   process-wide job object. On Unix a killed robot leaves the group running.
 //!   A process that deliberately leaves the group/job (`setsid`, breakaway) is out of reach.
 //! - **Normal exit leaves background processes alone** (a workflow may start an application and go
 //!   on automating it): on Windows the kill-on-close flag is cleared before the job handle closes.
