@@ -119,7 +119,8 @@ fn drive(
     manifest: &Path,
     launched: Instant,
 ) -> Result<bool, String> {
-    let register = wait_msg(fake, child, REGISTER_DEADLINE, |m| m["type"] == "register")?
+    let register = fake
+        .wait_while_alive(child, REGISTER_DEADLINE, |m| m["type"] == "register")?
         .ok_or("the robot did not register within 20 s")?;
     println!(
         "robot {} registered after {} ms (max_concurrent_jobs {})",
@@ -156,7 +157,7 @@ fn drive(
     let deadline = Instant::now() + JOBS_DEADLINE;
     while !pending.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
-        let Some(msg) = wait_msg(fake, child, left, |m| m.get("job_id").is_some())? else {
+        let Some(msg) = fake.wait_while_alive(child, left, |m| m.get("job_id").is_some())? else {
             return Err(format!(
                 "no result within {} s for: {}",
                 JOBS_DEADLINE.as_secs(),
@@ -242,30 +243,6 @@ fn print_job_message(msg: &Value) -> Option<bool> {
         other => println!("   {job_id}: {other}"),
     }
     None
-}
-
-/// The next robot message matching `pred` within `within`; an error if the daemon exits meanwhile.
-fn wait_msg(
-    fake: &FakeOrchestrator,
-    child: &mut Child,
-    within: Duration,
-    mut pred: impl FnMut(&Value) -> bool,
-) -> Result<Option<Value>, String> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("the robot exited early ({status})"));
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(None);
-        }
-        if let Some(msg) = fake.recv(left.min(Duration::from_millis(200))) {
-            if pred(&msg) {
-                return Ok(Some(msg));
-            }
-        }
-    }
 }
 
 /// Sends `shutdown` and waits for the daemon to exit; kills it past the deadline. True when it

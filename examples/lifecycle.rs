@@ -165,19 +165,20 @@ fn drive(
     manifest: &Path,
     launched: Instant,
 ) -> Result<(), String> {
-    wait_msg(fake, child, REGISTER_DEADLINE, |m| m["type"] == "register")?
+    fake.wait_while_alive(child, REGISTER_DEADLINE, |m| m["type"] == "register")?
         .ok_or("the robot did not register")?;
     println!("registered after {} ms", launched.elapsed().as_millis());
     let path = manifest.join("examples/hello.json");
     let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
     let workflow: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
     fake.assign_job("lifecycle-hello", workflow, json!({}), Some(30.0));
-    let end = wait_msg(fake, child, JOB_DEADLINE, |m| {
-        m["job_id"] == "lifecycle-hello"
-            && ["job_complete", "job_failed", "job_reject", "job_cancelled"]
-                .contains(&m["type"].as_str().unwrap_or(""))
-    })?
-    .ok_or("no result for the job")?;
+    let end = fake
+        .wait_while_alive(child, JOB_DEADLINE, |m| {
+            m["job_id"] == "lifecycle-hello"
+                && ["job_complete", "job_failed", "job_reject", "job_cancelled"]
+                    .contains(&m["type"].as_str().unwrap_or(""))
+        })?
+        .ok_or("no result for the job")?;
     println!("job lifecycle-hello: {}", end["type"]);
     if end["type"] != "job_complete" {
         return Err(format!("the job did not complete: {end}"));
@@ -210,30 +211,6 @@ fn stop(fake: &FakeOrchestrator, child: &mut Child) -> Result<(), String> {
         "the robot did not exit within {} s of shutdown",
         EXIT_DEADLINE.as_secs()
     ))
-}
-
-/// The next robot message matching `pred` within `within`; an error if the robot exits.
-fn wait_msg(
-    fake: &FakeOrchestrator,
-    child: &mut Child,
-    within: Duration,
-    mut pred: impl FnMut(&Value) -> bool,
-) -> Result<Option<Value>, String> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("the robot exited early ({status})"));
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(None);
-        }
-        if let Some(msg) = fake.recv(left.min(Duration::from_millis(200))) {
-            if pred(&msg) {
-                return Ok(Some(msg));
-            }
-        }
-    }
 }
 
 fn print_tail(path: &Path, what: &str) {

@@ -186,6 +186,31 @@ impl FakeOrchestrator {
         }
     }
 
+    /// The next robot message matching `pred` within `within`; an error if `child` (the robot)
+    /// exits meanwhile (the demo and smoke examples watch a robot they started).
+    pub fn wait_while_alive(
+        &self,
+        child: &mut std::process::Child,
+        within: Duration,
+        mut pred: impl FnMut(&Value) -> bool,
+    ) -> Result<Option<Value>, String> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("the robot exited early ({status})"));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            if let Some(msg) = self.recv(left.min(Duration::from_millis(200))) {
+                if pred(&msg) {
+                    return Ok(Some(msg));
+                }
+            }
+        }
+    }
+
     /// Every message the robot sent so far, in arrival order. Frames that were not JSON appear as
     /// `{"type": "_invalid_json", "raw": text}`.
     pub fn received(&self) -> Vec<Value> {
