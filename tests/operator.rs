@@ -284,6 +284,8 @@ fn status_reads_the_running_robot_and_knows_when_it_is_gone() {
     let v: Value = serde_json::from_str(&json_text).unwrap();
     assert_eq!(v["running"], true);
     assert_eq!(v["jobs"][0]["job_id"], "busy-job");
+    assert!(v["metrics"]["summary"]["total_jobs"].is_number(), "{v}");
+    assert!(v["metrics"]["node_stats"].is_object(), "{v}");
     assert_eq!(v["outbox"], 0);
     // Killed: the status file says busy, but the process is gone.
     robot.kill9();

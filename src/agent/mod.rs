@@ -594,7 +594,8 @@ impl Agent {
                     self.note_error("the REST orchestrator is unreachable");
                 }
             }
-            RestEvent::Delivered(_) => {}
+            // The outbox shrank: status readers see it at once.
+            RestEvent::Delivered(_) => self.publish_status(false),
         }
     }
 

@@ -127,7 +127,7 @@ impl Agent {
             durable,
             last_error: self.last_error.as_ref().map(|(e, _)| e.clone()),
             last_error_at: self.last_error.as_ref().map(|(_, t)| t.clone()),
-            metrics: self.metrics.get_summary(queues),
+            metrics: self.metrics.get_full_report(queues),
             uptime_seconds: round1(now.duration_since(self.started).as_secs_f64()),
             updated_at: chrono::Utc::now().to_rfc3339(),
             log_file: self.settings.log_file.clone(),

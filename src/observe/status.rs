@@ -76,7 +76,8 @@ pub struct StatusSnapshot {
     pub last_error: Option<String>,
     /// When it happened.
     pub last_error_at: Option<String>,
-    /// Metrics summary (jobs, success rate, durations, resources).
+    /// Metrics: `summary` (jobs, success rate, durations, queues, resources), `node_stats` by
+    /// node type, `top_errors`, `recent_jobs`.
     pub metrics: serde_json::Value,
     /// Seconds since start.
     pub uptime_seconds: f64,
@@ -253,7 +254,7 @@ pub fn render(s: &StatusSnapshot, liveness: &Liveness) -> String {
             }
         );
     }
-    let m = &s.metrics;
+    let m = &s.metrics["summary"];
     if m.is_object() {
         let _ = writeln!(
             out,
