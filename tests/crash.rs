@@ -182,3 +182,59 @@ fn killed_at_random_moments_the_job_finishes_once_with_the_same_result() {
         "only {total_kills} kills happened in {TRIALS} trials"
     );
 }
+
+/// A robot killed with SIGKILL takes the command it was running with it (Linux: the command
+/// gets PR_SET_PDEATHSIG; Windows: a kill-on-close job object, checked under Wine).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_killed_robot_takes_its_running_command_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let pidfile = work.join("child.pid");
+    let wf = serde_json::json!({
+        "nodes": {
+            "cmd": {"node_id": "cmd", "node_type": "RunCommandNode", "config": {
+                "command": "sh",
+                "args": ["-c", format!("echo $$ > {}; exec sleep 60", pidfile.display())],
+                "timeout": 120
+            }}
+        },
+        "connections": []
+    });
+    let path = work.join("wf.json");
+    std::fs::write(&path, wf.to_string()).unwrap();
+    let mut robot = bin(work)
+        .args(["run", path.to_str().unwrap(), "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let pid: i32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the command never started");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+    };
+    assert!(alive(pid));
+    robot.kill().unwrap();
+    robot.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the command (pid {pid}) outlived the killed robot"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

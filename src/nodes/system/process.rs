@@ -8,7 +8,9 @@
 //!   The robot holds the job's only handle (not inheritable), so while a command runs its tree also
 //!   dies when the robot dies, however it dies: Windows closes the handle and kill-on-close does
 //!   the rest (checked under Wine by `tools/wine-smoke.sh`). That is why the robot needs no
-//!   process-wide job object. On Unix a killed robot leaves the group running.
+//!   process-wide job object. On Linux the command itself gets `PR_SET_PDEATHSIG` = SIGKILL, so
+//!   it dies with a killed robot too (what it started in the background survives; other Unixes
+//!   leave the whole group running).
 //!   A process that deliberately leaves the group/job (`setsid`, breakaway) is out of reach.
 //! - **Normal exit leaves background processes alone** (a workflow may start an application and go
 //!   on automating it): on Windows the kill-on-close flag is cleared before the job handle closes.
@@ -335,6 +337,25 @@ mod tree {
 
     pub(super) fn spawn(cmd: &mut Command) -> io::Result<(Child, Tree)> {
         cmd.process_group(0);
+        #[cfg(target_os = "linux")]
+        // SAFETY: the closure runs in the forked child before exec and only makes
+        // async-signal-safe syscalls (prctl, getppid).
+        unsafe {
+            let parent = libc::getpid();
+            cmd.pre_exec(move || {
+                // Killed when the spawning thread (a long-lived worker) or the robot dies.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The robot may have died between fork and prctl.
+                if libc::getppid() != parent {
+                    return Err(io::Error::other(
+                        "the robot exited while starting the command",
+                    ));
+                }
+                Ok(())
+            });
+        }
         let child = cmd.spawn()?;
         let pgid = i32::try_from(child.id()).unwrap_or(0);
         Ok((child, Tree { pgid }))
