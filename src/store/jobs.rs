@@ -62,6 +62,10 @@ CREATE INDEX IF NOT EXISTS outbox_by_route ON outbox(route, seq);
 CREATE UNIQUE INDEX IF NOT EXISTS outbox_one_result ON outbox(route, job_id) WHERE kind = 'result';
 ";
 
+/// Log batches (of up to 100 lines) the outbox keeps per route while the orchestrator is away;
+/// older ones are dropped (results are never dropped, progress is one entry per job).
+pub const MAX_LOG_BATCHES: usize = 2000;
+
 /// How long settled job records are kept (duplicates are answered from them meanwhile).
 pub const FINISHED_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -452,7 +456,24 @@ fn push_entry(
         "INSERT OR IGNORE INTO outbox(job_id, route, kind, body, created_at) VALUES(?1, ?2, ?3, ?4, ?5)",
         params![job_id, route.bit(), kind, body, now_secs()],
     )?;
-    Ok((n > 0).then(|| tx.last_insert_rowid()))
+    let seq = (n > 0).then(|| tx.last_insert_rowid());
+    if kind == "log" {
+        // A long outage must not fill the disk with log lines: keep the newest batches.
+        let dropped = tx.execute(
+            "DELETE FROM outbox WHERE route = ?1 AND kind = 'log' AND seq <= (
+                 SELECT seq FROM outbox WHERE route = ?1 AND kind = 'log'
+                 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+            params![route.bit(), MAX_LOG_BATCHES as i64],
+        )?;
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if dropped > 0 && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            log::warn!(
+                "the outbox holds {MAX_LOG_BATCHES} log batches for the {} link; older ones are dropped (said once)",
+                route.as_str()
+            );
+        }
+    }
+    Ok(seq)
 }
 
 /// Settle `job_id` inside `tx`: state, report, checkpoint (dropped; a failed run's is kept for

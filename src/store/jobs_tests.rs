@@ -518,3 +518,30 @@ fn an_in_memory_store_behaves_the_same() {
     ));
     assert_eq!(store.outbox_len(Some(Route::Ws)).unwrap(), 1);
 }
+
+#[test]
+fn log_batches_in_the_outbox_are_bounded_but_results_never_dropped() {
+    let mut store = Store::open_in_memory().unwrap();
+    store
+        .outbox_push(Route::Ws, Some("r"), &complete())
+        .unwrap();
+    for i in 0..(MAX_LOG_BATCHES + 5) {
+        let logs = vec![crate::link::protocol::LogEntry {
+            message: format!("line {i}"),
+            ..Default::default()
+        }];
+        store
+            .outbox_push(Route::Ws, None, &Report::Logs { logs })
+            .unwrap();
+    }
+    assert_eq!(
+        store.outbox_len(Some(Route::Ws)).unwrap(),
+        MAX_LOG_BATCHES + 1
+    );
+    let first = store.outbox_after(Route::Ws, 0, 2).unwrap();
+    assert_eq!(first[0].report, complete(), "the result stays");
+    match &first[1].report {
+        Report::Logs { logs } => assert_eq!(logs[0].message, "line 5", "the oldest logs went"),
+        other => panic!("{other:?}"),
+    }
+}
