@@ -60,8 +60,6 @@ pub enum RestCommand {
     /// Check the leases of jobs recovered at start-up; answered per job with
     /// [`RestEvent::LeaseKept`] or [`RestEvent::LeaseLost`].
     Verify(Vec<String>),
-    /// Keep renewing this job's lease (it runs or waits to run).
-    Track(String),
     /// Stop renewing it (settled, or held by a shutdown).
     Untrack(String),
     /// The latest progress of a running job.
@@ -320,10 +318,6 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
                 self.capacity = n;
             }
             RestCommand::Verify(ids) => self.verify.extend(ids),
-            RestCommand::Track(id) => {
-                let at = Instant::now() + self.renew_every();
-                self.leases.entry(id).or_insert(at);
-            }
             RestCommand::Untrack(id) => {
                 self.leases.remove(&id);
                 self.progress.remove(&id);
