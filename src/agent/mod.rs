@@ -193,6 +193,8 @@ struct WsDelivery {
     hb_acked: u64,
     /// The outbox may hold entries not sent on this connection.
     backlog: bool,
+    /// The close handshake was started on this connection.
+    close_sent: bool,
 }
 
 /// The daemon's central state machine.
@@ -875,9 +877,14 @@ impl Agent {
         }
     }
 
+    /// Start the close handshake (once per connection).
     fn close_ws(&mut self) {
+        if self.delivery.close_sent {
+            return;
+        }
         if let Some(ws) = &self.ws {
             ws.send(WsCommand::Close);
+            self.delivery.close_sent = true;
         }
     }
 }
