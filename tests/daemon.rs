@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::robot::Robot;
-use support::FakeOrchestrator;
+use support::{chain, FakeOrchestrator};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -26,21 +26,6 @@ fn start_robot(fake: &FakeOrchestrator, extra: Value) -> Robot {
 
 fn workflow(nodes: Value, connections: Value) -> Value {
     json!({"metadata": {"name": "test"}, "nodes": nodes, "connections": connections})
-}
-
-fn chain(nodes: &[(&str, &str, Value)]) -> Value {
-    let mut map = serde_json::Map::new();
-    for (id, ty, config) in nodes {
-        map.insert(
-            id.to_string(),
-            json!({"node_id": id, "node_type": ty, "config": config}),
-        );
-    }
-    let conns: Vec<Value> = nodes
-        .windows(2)
-        .map(|w| json!({"source_node": w[0].0, "source_port": "exec_out", "target_node": w[1].0, "target_port": "exec_in"}))
-        .collect();
-    workflow(Value::Object(map), Value::Array(conns))
 }
 
 fn quick() -> Value {

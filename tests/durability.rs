@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use support::rest::FakeRest;
 use support::robot::Robot;
-use support::FakeOrchestrator;
+use support::{chain, FakeOrchestrator};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -22,32 +22,22 @@ fn seed() -> u64 {
         .unwrap_or(0x5eed_2026)
 }
 
-fn chain(nodes: &[(&str, &str, Value)]) -> Value {
-    let mut map = serde_json::Map::new();
-    for (id, ty, config) in nodes {
-        map.insert(
-            id.to_string(),
-            json!({"node_id": id, "node_type": ty, "config": config}),
-        );
-    }
-    let conns: Vec<Value> = nodes
-        .windows(2)
-        .map(|w| json!({"source_node": w[0].0, "source_port": "exec_out", "target_node": w[1].0, "target_port": "exec_in"}))
-        .collect();
-    json!({"metadata": {"name": "durability"}, "nodes": Value::Object(map), "connections": conns})
-}
-
-/// A job that draws a random token first (a fingerprint: a run from scratch draws another one,
-/// a resumed run keeps it), then works for about `steps × step` seconds.
-fn fingerprinted(steps: usize, step: f64) -> Value {
-    let mut nodes = vec![
+/// Two nodes that draw a random token into the variable `token`: a fingerprint of the run (a
+/// run from scratch draws another one, a resumed run keeps it).
+fn token_nodes() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
         ("draw", "RandomStringNode", json!({"length": 24})),
         (
             "token",
             "SetVariableNode",
             json!({"variable_name": "token", "value": "{{draw.result}}"}),
         ),
-    ];
+    ]
+}
+
+/// A job that draws its token first, then works for about `steps × step` seconds.
+fn fingerprinted(steps: usize, step: f64) -> Value {
+    let mut nodes = token_nodes();
     let ids: Vec<(String, String)> = (0..steps)
         .map(|i| (format!("wait{i}"), format!("mark{i}")))
         .collect();
@@ -59,6 +49,13 @@ fn fingerprinted(steps: usize, step: f64) -> Value {
             json!({"variable_name": m, "value": true}),
         ));
     }
+    chain(&nodes)
+}
+
+/// A wait of `secs`, then the token.
+fn waited_token(secs: f64) -> Value {
+    let mut nodes = vec![("wait", "WaitNode", json!({"duration": secs}))];
+    nodes.extend(token_nodes());
     chain(&nodes)
 }
 
@@ -374,13 +371,8 @@ fn websocket_outage_mid_run_results_arrive_after_it_returns_in_order_once() {
     }
     let before = fake.received().len();
     fake.kill();
-    // The jobs finish while the orchestrator is away (about 2 s).
-    std::thread::sleep(Duration::from_millis(2200));
-    assert!(
-        robot.output().contains("job o3 completed"),
-        "{}",
-        robot.output()
-    );
+    // The jobs finish while the orchestrator is away.
+    robot.wait_for_output("job o3 completed", WAIT);
     fake.restart();
     let last = fake
         .wait_until(WAIT, |m| m["type"] == "job_complete" && m["job_id"] == "o3")
@@ -431,12 +423,7 @@ fn rest_outage_mid_run_results_arrive_after_it_returns_in_order_once() {
         .all(|id| f.state(id) == Some("running"))));
     let before = fake.requests().len();
     fake.down();
-    std::thread::sleep(Duration::from_millis(2200));
-    assert!(
-        robot.output().contains("job r3 completed"),
-        "{}",
-        robot.output()
-    );
+    robot.wait_for_output("job r3 completed", WAIT);
     fake.up();
     assert!(
         fake.wait_until(WAIT, |f| ["r1", "r2", "r3"]
@@ -463,15 +450,9 @@ fn a_finished_job_assigned_again_after_a_crash_and_a_torn_wal_is_answered_from_i
     let fake = FakeOrchestrator::start(Dialect::Casare);
     let mut robot = ws_robot(&fake, json!({}));
     fake.wait_for("register", WAIT).expect("registered");
-    let wf = chain(&[
-        ("draw", "RandomStringNode", json!({"length": 24})),
-        (
-            "token",
-            "SetVariableNode",
-            json!({"variable_name": "token", "value": "{{draw.result}}"}),
-        ),
-        ("log", "LogNode", json!({"message": "ran {{token}}"})),
-    ]);
+    let mut nodes = token_nodes();
+    nodes.push(("log", "LogNode", json!({"message": "ran {{token}}"})));
+    let wf = chain(&nodes);
     fake.assign_job("dup", wf.clone(), json!({}), None);
     let first = fake
         .wait_until(WAIT, |m| {
@@ -535,14 +516,7 @@ fn a_lost_lease_stops_the_job_and_nothing_is_reported_for_it() {
     assert!(fake.wait_until(WAIT, |f| f.state("leased") == Some("running")));
     fake.cancel("leased");
     // The next renewal (a third of the 5 s lease) gets 409: the job stops.
-    let start = Instant::now();
-    while !robot
-        .output()
-        .contains("lease was lost; nothing is reported")
-    {
-        assert!(start.elapsed() < WAIT, "{}", robot.output());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    robot.wait_for_output("lease was lost; nothing is reported", WAIT);
     // The robot is free again and takes the next job.
     fake.submit(
         "next",
@@ -585,11 +559,7 @@ fn a_cancelled_job_is_never_resumed_after_a_crash() {
         .expect("accepted");
     std::thread::sleep(Duration::from_millis(300));
     fake.cancel_job("cx", "the user changed their mind");
-    let start = Instant::now();
-    while !robot.output().contains("job cx: cancelling") {
-        assert!(start.elapsed() < WAIT, "{}", robot.output());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    robot.wait_for_output("job cx: cancelling", WAIT);
     // The cancellation is on record; the run has not ended yet. Crash now.
     robot.kill9();
     assert!(of_type(&fake.received(), "job_cancelled", "cx").is_empty());
@@ -615,15 +585,7 @@ fn a_cancelled_job_is_never_resumed_after_a_crash() {
 fn a_job_arriving_on_both_links_runs_once_and_is_reported_on_both() {
     let ws = FakeOrchestrator::start(Dialect::Casare);
     let rest = FakeRest::start();
-    let wf = chain(&[
-        ("wait", "WaitNode", json!({"duration": 0.8})),
-        ("draw", "RandomStringNode", json!({"length": 24})),
-        (
-            "token",
-            "SetVariableNode",
-            json!({"variable_name": "token", "value": "{{draw.result}}"}),
-        ),
-    ]);
+    let wf = waited_token(0.8);
     let robot = Robot::start(json!({
         "orchestrator_url": ws.url(),
         "api_url": rest.url(),
@@ -658,15 +620,7 @@ fn a_job_arriving_on_both_links_runs_once_and_is_reported_on_both() {
         robot.output()
     );
     // The other way round: claimed by REST first, then pushed on the WebSocket while it runs.
-    let wf2 = chain(&[
-        ("wait", "WaitNode", json!({"duration": 1.0})),
-        ("draw", "RandomStringNode", json!({"length": 24})),
-        (
-            "token",
-            "SetVariableNode",
-            json!({"variable_name": "token", "value": "{{draw.result}}"}),
-        ),
-    ]);
+    let wf2 = waited_token(1.0);
     rest.submit("again", wf2.clone(), json!({}));
     assert!(rest.wait_until(WAIT, |f| f.state("again") == Some("running")));
     ws.assign_job("again", wf2, json!({}), None);

@@ -7,6 +7,8 @@
 //! Unix programs (`sh`, `sleep`); Windows has its job-object test in `src/nodes/system.rs`.
 #![cfg_attr(not(unix), allow(dead_code, unused_imports))]
 
+mod support;
+
 use casare_robot::engine::node::NodeLog;
 use casare_robot::engine::runner::{
     self, FailureDisposition, NodeEvent, Observer, RunError, RunOptions, RunOutcome, RunState,
@@ -99,23 +101,9 @@ fn run_in(json: &str, dir: &Path) -> Ran {
     run_with(json, &opts_in(dir), &CancelToken::new())
 }
 
-/// A workflow whose nodes `(id, type, config)` run in a chain.
+/// The shared linear workflow builder, as text for `load_str`.
 fn chain(nodes: &[(&str, &str, serde_json::Value)]) -> String {
-    let mut map = serde_json::Map::new();
-    for (id, ty, config) in nodes {
-        map.insert(
-            (*id).to_string(),
-            json!({"node_id": id, "node_type": ty, "config": config}),
-        );
-    }
-    let conns: Vec<serde_json::Value> = nodes
-        .windows(2)
-        .map(|w| {
-            json!({"source_node": w[0].0, "source_port": "exec_out",
-                   "target_node": w[1].0, "target_port": "exec_in"})
-        })
-        .collect();
-    json!({"metadata": {"name": "test"}, "nodes": map, "connections": conns}).to_string()
+    support::chain(nodes).to_string()
 }
 
 fn one(config: serde_json::Value, dir: &Path) -> Ran {

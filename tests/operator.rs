@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::robot::Robot;
-use support::FakeOrchestrator;
+use support::{chain, FakeOrchestrator};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -20,21 +20,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn chain(nodes: &[(&str, &str, Value)]) -> Value {
-    let mut map = serde_json::Map::new();
-    for (id, ty, config) in nodes {
-        map.insert(
-            id.to_string(),
-            json!({"node_id": id, "node_type": ty, "config": config}),
-        );
-    }
-    let conns: Vec<Value> = nodes
-        .windows(2)
-        .map(|w| json!({"source_node": w[0].0, "source_port": "exec_out", "target_node": w[1].0, "target_port": "exec_in"}))
-        .collect();
-    json!({"metadata": {"name": "operator"}, "nodes": Value::Object(map), "connections": conns})
 }
 
 /// A robot on the fake with `/health` on a free port.

@@ -402,6 +402,26 @@ impl Drop for FakeOrchestrator {
     }
 }
 
+/// A workflow document whose nodes run in a linear exec chain, in the given order; each node
+/// is `(id, type, config)`.
+pub fn chain(nodes: &[(&str, &str, Value)]) -> Value {
+    let mut map = serde_json::Map::new();
+    for (id, ty, config) in nodes {
+        map.insert(
+            id.to_string(),
+            json!({"node_id": id, "node_type": ty, "config": config}),
+        );
+    }
+    let conns: Vec<Value> = nodes
+        .windows(2)
+        .map(|w| {
+            json!({"source_node": w[0].0, "source_port": "exec_out",
+                   "target_node": w[1].0, "target_port": "exec_in"})
+        })
+        .collect();
+    json!({"metadata": {"name": "test"}, "nodes": Value::Object(map), "connections": conns})
+}
+
 /// Polls `cond` until it holds or `within` passes.
 pub fn wait_flag(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;

@@ -92,6 +92,19 @@ impl Robot {
         std::fs::read_to_string(self.dir.path().join("robot.out")).unwrap_or_default()
     }
 
+    /// Wait until the robot's output contains `text`; panics with the output at the deadline.
+    pub fn wait_for_output(&self, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.output().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "the robot never said {text:?}:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Wait for the process to exit.
     pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + within;
