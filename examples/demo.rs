@@ -253,31 +253,15 @@ fn stop(fake: &FakeOrchestrator, child: &mut Child) -> bool {
         return false;
     }
     println!("-> shutdown");
-    fake.shutdown_robot(true);
-    let asked = Instant::now();
-    while asked.elapsed() < EXIT_DEADLINE {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                println!(
-                    "robot exited after {} ms ({status})",
-                    asked.elapsed().as_millis()
-                );
-                return status.success();
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => {
-                eprintln!("demo: cannot wait for the robot: {e}");
-                break;
-            }
+    match fake.shutdown_and_wait(child, EXIT_DEADLINE) {
+        Ok(status) => status.success(),
+        Err(e) => {
+            eprintln!("demo: {e}; killing it");
+            let _ = child.kill();
+            let _ = child.wait();
+            false
         }
     }
-    eprintln!(
-        "demo: the robot did not exit within {} s; killing it",
-        EXIT_DEADLINE.as_secs()
-    );
-    let _ = child.kill();
-    let _ = child.wait();
-    false
 }
 
 /// `text` cut to at most `max` characters, with an ellipsis when cut.

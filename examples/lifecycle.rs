@@ -188,29 +188,12 @@ fn drive(
 
 fn stop(fake: &FakeOrchestrator, child: &mut Child) -> Result<(), String> {
     println!("-> shutdown (graceful)");
-    fake.shutdown_robot(true);
-    let asked = Instant::now();
-    while asked.elapsed() < EXIT_DEADLINE {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                println!(
-                    "robot exited after {} ms ({status})",
-                    asked.elapsed().as_millis()
-                );
-                return if status.success() {
-                    Ok(())
-                } else {
-                    Err(format!("the robot exited with {status}"))
-                };
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => return Err(format!("cannot wait for the robot: {e}")),
-        }
+    let status = fake.shutdown_and_wait(child, EXIT_DEADLINE)?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the robot exited with {status}"))
     }
-    Err(format!(
-        "the robot did not exit within {} s of shutdown",
-        EXIT_DEADLINE.as_secs()
-    ))
 }
 
 fn print_tail(path: &Path, what: &str) {

@@ -211,6 +211,34 @@ impl FakeOrchestrator {
         }
     }
 
+    /// Send `shutdown` (graceful) and wait up to `within` for `child` (the robot) to exit; prints
+    /// how long it took. An error when it does not exit in time (it is left running).
+    pub fn shutdown_and_wait(
+        &self,
+        child: &mut std::process::Child,
+        within: Duration,
+    ) -> Result<std::process::ExitStatus, String> {
+        self.shutdown_robot(true);
+        let asked = Instant::now();
+        while asked.elapsed() < within {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    println!(
+                        "robot exited after {} ms ({status})",
+                        asked.elapsed().as_millis()
+                    );
+                    return Ok(status);
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(format!("cannot wait for the robot: {e}")),
+            }
+        }
+        Err(format!(
+            "the robot did not exit within {} s of shutdown",
+            within.as_secs()
+        ))
+    }
+
     /// Every message the robot sent so far, in arrival order. Frames that were not JSON appear as
     /// `{"type": "_invalid_json", "raw": text}`.
     pub fn received(&self) -> Vec<Value> {
