@@ -14,6 +14,7 @@ use crate::engine::runner::{Both, RunOutcome};
 use crate::engine::{CancelToken, Dict, LoadError, Value, Workflow};
 use crate::progress::ConsoleProgress;
 use crate::store::checkpoint::{self, CheckpointMeta, CheckpointStatus, Checkpointer, ResumePlan};
+use crate::store::jobs::{Finish, NewJob, Recorded, Report, Route};
 use crate::store::Store;
 use std::path::Path;
 use std::sync::Arc;
@@ -741,8 +742,28 @@ fn run_with_checkpoints(
         Ok(n) => log::info!("purged {n} expired checkpoint(s)"),
         Err(e) => log::warn!("cannot purge old checkpoints: {e}"),
     }
-    match store.completed_job(job_id) {
-        Ok(Some((at, result))) => {
+    // The job is recorded like a daemon job (route Local): a completed one is answered from its
+    // record, a failed one runs again (resuming), an interrupted one resumes.
+    let no_vars = serde_json::Map::new();
+    let recorded = store.record_job(&NewJob {
+        job_id,
+        route: Route::Local,
+        workflow: "",
+        variables: &no_vars,
+        timeout: None,
+        attempt: 0,
+        lease_expires_at: None,
+    });
+    match recorded {
+        Ok(Recorded::Known(rec)) if rec.state.is_settled() => {
+            let Some(Report::Complete { result, .. }) = rec.report else {
+                eprintln!(
+                    "error: job {job_id} was cancelled; it is not run again. Use another --job-id, or \
+                     `casare-robot checkpoints clear {job_id}`, to run it again."
+                );
+                return Err(EXIT_CANCELLED);
+            };
+            let at = rec.finished_at.unwrap_or(0.0);
             let when = chrono::DateTime::from_timestamp(at as i64, 0)
                 .map(|t| {
                     t.with_timezone(&chrono::Local)
@@ -756,9 +777,28 @@ fn run_with_checkpoints(
             );
             return Err(print_recorded_result(&result, args.json));
         }
-        Ok(None) => {}
-        Err(e) => log::warn!("job {job_id}: cannot read its completion record: {e}"),
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!(
+                "warning: job {job_id} cannot be recorded ({e}); it runs without checkpoints"
+            );
+            return Ok(runner::run(wf, inputs, opts, cancel, progress));
+        }
     }
+    let epoch = store.begin_epoch().unwrap_or(u64::from(std::process::id()));
+    let token = match store.start_job(job_id, epoch) {
+        Ok(Some(token)) => token,
+        Ok(None) => {
+            eprintln!(
+                "error: job {job_id} is running in another robot process or was cancelled; it is not started"
+            );
+            return Err(EXIT_FAILED);
+        }
+        Err(e) => {
+            eprintln!("warning: job {job_id} cannot be locked ({e}); it runs without checkpoints");
+            return Ok(runner::run(wf, inputs, opts, cancel, progress));
+        }
+    };
     let meta = CheckpointMeta::new(wf, &inputs);
     let plan = checkpoint::plan_resume(&mut store, job_id, wf, &meta);
     let outcome = match plan {
@@ -805,15 +845,25 @@ fn run_with_checkpoints(
             outcome
         }
     };
-    let settled = match outcome.status {
-        RunStatus::Completed => store.complete_job(job_id, &outcome.to_json()),
-        RunStatus::Failed => store.finish_checkpoint(job_id, CheckpointStatus::Failed),
-        RunStatus::Cancelled | RunStatus::TimedOut => {
-            store.finish_checkpoint(job_id, CheckpointStatus::Cancelled)
-        }
+    // The whole result (with node_outputs) is kept: a rerun prints it as this run did. Ctrl+C
+    // (cancelled without a cancellation on record) holds the job for the next run.
+    let report = match outcome.status {
+        RunStatus::Completed => Report::Complete {
+            result: outcome.to_json(),
+            duration_ms: outcome.duration.as_millis() as u64,
+        },
+        _ => Report::from_outcome(&outcome),
     };
-    if let Err(e) = settled {
-        log::warn!("job {job_id}: cannot update its checkpoint: {e}");
+    match store.finish_job(job_id, token, &report) {
+        // Interrupted or timed out: the checkpoint is kept as "cancelled" (purged after
+        // checkpoint_retention_hours); running the job again resumes it.
+        Ok(finish) if finish == Finish::Held || outcome.status == RunStatus::TimedOut => {
+            if let Err(e) = store.finish_checkpoint(job_id, CheckpointStatus::Cancelled) {
+                log::warn!("job {job_id}: cannot update its checkpoint: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => log::warn!("job {job_id}: cannot record its end: {e}"),
     }
     if outcome.status != RunStatus::Completed {
         eprintln!("note: job {job_id} keeps its checkpoint; run it again with --job-id {job_id} to resume");
@@ -919,7 +969,7 @@ fn cmd_checkpoints(args: &CheckpointsArgs) -> u8 {
         },
         CheckpointAction::Clear { job_id } => match store
             .clear_checkpoint(job_id)
-            .and_then(|had| Ok(had | store.forget_completed_job(job_id)?))
+            .and_then(|had| Ok(had | store.forget_job(job_id)?))
         {
             Ok(true) => {
                 println!("cleared the checkpoint of job {job_id}");

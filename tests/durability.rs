@@ -704,3 +704,57 @@ fn heartbeats_report_the_outbox_and_durable_commits() {
     // Recording the job and settling it: two FULL commits (plus the epoch at start-up: none).
     assert_eq!(hb["metrics"]["store"]["full_commits"], 2, "{hb}");
 }
+
+/// An interrupted local `run --job-id` is recorded in the same store, but the daemon leaves it
+/// alone: it resumes when it is run again by hand.
+#[cfg(unix)]
+#[test]
+fn the_daemon_leaves_an_interrupted_local_run_for_the_next_run() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let mut robot = ws_robot(&fake, json!({}));
+    fake.wait_for("register", WAIT).expect("registered");
+    robot.kill9();
+    let wf_path = robot.dir().join("local.json");
+    let mut nodes = token_nodes();
+    nodes.push(("nap", "WaitNode", json!({"duration": 30})));
+    std::fs::write(&wf_path, chain(&nodes).to_string()).unwrap();
+    let (home, data) = (robot.dir().to_path_buf(), robot.data_dir());
+    let local = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_casare-robot"));
+        cmd.args([
+            "run",
+            wf_path.to_str().unwrap(),
+            "--job-id",
+            "loc",
+            "--quiet",
+        ])
+        .args(args)
+        .env_clear()
+        .env("HOME", &home)
+        .env("CASARE_DATA_DIR", &data)
+        .env("CASARE_LOG_DIR", home.join("local-logs"));
+        cmd
+    };
+    let mut run = local(&[])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &run.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "interrupted: cancelled");
+    // The daemon starts on the same store and does not touch it.
+    robot.spawn();
+    // Recovery runs before the robot connects.
+    assert!(fake.wait_connections(2, WAIT));
+    assert!(!robot.output().contains("job loc"), "{}", robot.output());
+    robot.kill9();
+    // Run again by hand: it resumes from its checkpoint.
+    let out = local(&["--json", "--timeout", "0.5"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("resuming job loc"), "{stderr}");
+}

@@ -117,6 +117,10 @@ impl Agent {
         let mut verify = Vec::new();
         for rec in unsettled {
             let id = rec.job_id.clone();
+            if rec.routes.iter().next().is_none() {
+                // An interrupted local `run --job-id`: it resumes when run again, not here.
+                continue;
+            }
             if rec.cancel.is_some() {
                 log::info!("job {id} was cancelled before the restart; settling it");
                 self.acknowledge_cancel(&id);
@@ -305,7 +309,7 @@ impl Agent {
                 duration_ms: 0,
             },
             (Some(report), _) => report,
-            (None, Route::Ws) => Report::Cancelled,
+            (None, Route::Ws | Route::Local) => Report::Cancelled,
         };
         log::info!(
             "job {id} was settled here before: answering from its record, not running it again"

@@ -45,11 +45,6 @@ CREATE TABLE IF NOT EXISTS checkpoints(
     created_at REAL NOT NULL,
     finished_at REAL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS completed_jobs(
-    job_id TEXT PRIMARY KEY,
-    finished_at REAL NOT NULL,
-    result TEXT NOT NULL
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoint_values(
     job_id TEXT NOT NULL,
     kind INTEGER NOT NULL,
@@ -328,54 +323,6 @@ impl Store {
         let n = tx.execute("DELETE FROM checkpoints WHERE job_id = ?1", [job_id])?;
         tx.commit()?;
         Ok(n > 0)
-    }
-
-    /// Record that `job_id` completed with `result` and drop its checkpoint, in one transaction:
-    /// a crash at any moment leaves either the checkpoint (resuming runs nothing twice) or the
-    /// record (a rerun is answered from it), never neither.
-    pub fn complete_job(
-        &mut self,
-        job_id: &str,
-        result: &serde_json::Value,
-    ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM checkpoint_values WHERE job_id = ?1", [job_id])?;
-        tx.execute("DELETE FROM checkpoints WHERE job_id = ?1", [job_id])?;
-        tx.execute(
-            "INSERT OR REPLACE INTO completed_jobs(job_id, finished_at, result) VALUES(?1, ?2, ?3)",
-            params![job_id, now_secs(), result.to_string()],
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// The recorded result of a completed job: `(finished_at, result)`.
-    pub fn completed_job(
-        &self,
-        job_id: &str,
-    ) -> Result<Option<(f64, serde_json::Value)>, StoreError> {
-        let row: Option<(f64, String)> = self
-            .conn
-            .query_row(
-                "SELECT finished_at, result FROM completed_jobs WHERE job_id = ?1",
-                [job_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        match row {
-            None => Ok(None),
-            Some((at, text)) => serde_json::from_str(&text)
-                .map(|v| Some((at, v)))
-                .map_err(|e| StoreError::Corrupt(format!("recorded result of job {job_id}: {e}"))),
-        }
-    }
-
-    /// Forget that `job_id` completed (it may then run again); returns whether it was recorded.
-    pub fn forget_completed_job(&mut self, job_id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .execute("DELETE FROM completed_jobs WHERE job_id = ?1", [job_id])?
-            > 0)
     }
 
     /// Mark a checkpoint as belonging to a failed or cancelled job: it is kept for the retention
@@ -670,10 +617,6 @@ impl Store {
             let rows = stmt.query_map([cutoff], |r| r.get(0))?;
             rows.collect::<Result<_, _>>()?
         };
-        self.conn.execute(
-            "DELETE FROM completed_jobs WHERE finished_at < ?1",
-            [cutoff],
-        )?;
         let mut purged = 0;
         for job in &expired {
             if self.clear_checkpoint(job)? {
@@ -1681,36 +1624,6 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn completing_a_job_swaps_its_checkpoint_for_a_record() {
-        let wf = rich_workflow();
-        let (_dir, mut store) = store();
-        saved(&mut store, &wf, "j");
-        let result = json!({"success": true, "outputs": {"x": 1}});
-        store.complete_job("j", &result).unwrap();
-        assert!(!store.has_checkpoint("j").unwrap());
-        let (at, recorded) = store.completed_job("j").unwrap().unwrap();
-        assert!(at > 0.0);
-        assert_eq!(recorded, result);
-        assert!(store.forget_completed_job("j").unwrap());
-        assert!(store.completed_job("j").unwrap().is_none());
-        store
-            .conn
-            .execute(
-                "INSERT INTO completed_jobs VALUES('k', 1.0, 'not json')",
-                [],
-            )
-            .unwrap();
-        assert!(store.completed_job("k").unwrap_err().is_corrupt());
-        store
-            .purge_checkpoints(Duration::from_secs(60), u64::MAX)
-            .unwrap();
-        assert!(
-            store.completed_job("k").is_ok_and(|r| r.is_none()),
-            "old records are purged"
-        );
     }
 
     #[test]

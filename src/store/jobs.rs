@@ -76,6 +76,8 @@ pub enum Route {
     Ws = 1,
     /// REST polling.
     Rest = 2,
+    /// A local `run --job-id`: recorded like any job, reported to no link.
+    Local = 4,
 }
 
 impl Route {
@@ -87,6 +89,7 @@ impl Route {
         match self {
             Route::Ws => "websocket",
             Route::Rest => "rest",
+            Route::Local => "local",
         }
     }
 }
@@ -100,7 +103,7 @@ impl Routes {
     pub fn has(self, route: Route) -> bool {
         self.0 & route.bit() != 0
     }
-    /// The routes, WebSocket first.
+    /// The orchestrator links among them, WebSocket first (a local run reports to none).
     pub fn iter(self) -> impl Iterator<Item = Route> {
         [Route::Ws, Route::Rest]
             .into_iter()
@@ -287,6 +290,8 @@ pub struct JobRecord {
     pub cancel: Option<(CancelKind, String)>,
     /// The final report, once settled (none for a job whose lease was lost).
     pub report: Option<Report>,
+    /// When it settled (Unix seconds).
+    pub finished_at: Option<f64>,
 }
 
 /// A job to record.
@@ -370,7 +375,7 @@ fn decompress(blob: &[u8]) -> Result<String, StoreError> {
 }
 
 const JOB_COLUMNS: &str = "job_id, routes, workflow, variables, timeout, state, attempt, \
-     fencing_token, lease_expires_at, cancel_kind, cancel_reason, report";
+     fencing_token, lease_expires_at, cancel_kind, cancel_reason, report, finished_at";
 
 fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
     Ok(RawJob {
@@ -386,6 +391,7 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
         cancel_kind: r.get(9)?,
         cancel_reason: r.get(10)?,
         report: r.get(11)?,
+        finished_at: r.get(12)?,
     })
 }
 
@@ -402,6 +408,7 @@ struct RawJob {
     cancel_kind: Option<String>,
     cancel_reason: Option<String>,
     report: Option<String>,
+    finished_at: Option<f64>,
 }
 
 impl RawJob {
@@ -431,6 +438,7 @@ impl RawJob {
                 .as_deref()
                 .map(|k| (CancelKind::parse(k), self.cancel_reason.unwrap_or_default())),
             report,
+            finished_at: self.finished_at,
             routes: Routes(self.routes),
             job_id: self.job_id,
         })
@@ -474,6 +482,47 @@ fn push_entry(
         }
     }
     Ok(seq)
+}
+
+/// Schema 3: the `completed_jobs` table of `run --job-id` (schema 1-2) became `jobs` records of
+/// route `Local`; its results move over, so a completed job id is still answered, not rerun.
+pub(crate) fn migrate_completed_jobs(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let exists = tx
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'completed_jobs'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if !exists {
+        return Ok(());
+    }
+    let rows: Vec<(String, f64, String)> = {
+        let mut stmt = tx.prepare("SELECT job_id, finished_at, result FROM completed_jobs")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let empty = compress("")?;
+    for (job_id, finished_at, result) in rows {
+        let Ok(result) = serde_json::from_str::<Value>(&result) else {
+            continue;
+        };
+        let duration_ms = result["duration_ms"].as_u64().unwrap_or(0);
+        let report = serde_json::to_string(&Report::Complete {
+            result,
+            duration_ms,
+        })
+        .map_err(|e| StoreError::Sql(e.to_string()))?;
+        tx.execute(
+            "INSERT OR IGNORE INTO jobs(job_id, routes, workflow, variables, state, received_at,
+                                        finished_at, report)
+             VALUES(?1, ?2, ?3, '{}', 'finished', ?4, ?4, ?5)",
+            params![job_id, Route::Local.bit(), empty, finished_at, report],
+        )?;
+    }
+    tx.execute_batch("DROP TABLE completed_jobs")?;
+    Ok(())
 }
 
 /// Settle `job_id` inside `tx`: state, report, checkpoint (dropped; a failed run's is kept for
@@ -576,15 +625,18 @@ impl Store {
             if let Some(raw) = existing {
                 let mut rec = raw.decode()?;
                 let failed_before = matches!(rec.report, Some(Report::Failed { .. }));
-                if job.route == Route::Rest
-                    && rec.state == JobState::Finished
-                    && failed_before
-                    && job.attempt > rec.attempt
-                {
+                // A failed job runs again only as a new attempt: the orchestrator's re-queue
+                // (REST `retry_count`) or a person running it locally again.
+                let new_attempt = match job.route {
+                    Route::Rest => job.attempt > rec.attempt,
+                    Route::Local => true,
+                    Route::Ws => false,
+                };
+                if new_attempt && rec.state == JobState::Finished && failed_before {
                     tx.execute(
                         "UPDATE jobs SET routes = routes | ?2, workflow = ?3, variables = ?4, timeout = ?5,
                              state = 'received', received_at = ?6, started_at = NULL, finished_at = NULL,
-                             attempt = ?7, lease_expires_at = ?8, report = NULL, lock_epoch = NULL
+                             attempt = MAX(attempt, ?7), lease_expires_at = ?8, report = NULL, lock_epoch = NULL
                          WHERE job_id = ?1",
                         params![job.job_id, job.route.bit(), workflow, variables, job.timeout,
                                 now_secs(), job.attempt, job.lease_expires_at],
@@ -827,17 +879,14 @@ impl Store {
         Ok(())
     }
 
-    /// Forget a job this robot gave back (REST `release` succeeded): a later claim of the same
-    /// id is a new job.
+    /// Forget a job: its record, checkpoint and outbox entries (a REST job given back with
+    /// `release`; `checkpoints clear ID`). The same id is then a new job.
     pub fn forget_job(&mut self, job_id: &str) -> Result<bool, StoreError> {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM checkpoint_values WHERE job_id = ?1", [job_id])?;
         tx.execute("DELETE FROM checkpoints WHERE job_id = ?1", [job_id])?;
         tx.execute("DELETE FROM outbox WHERE job_id = ?1", [job_id])?;
-        let n = tx.execute(
-            "DELETE FROM jobs WHERE job_id = ?1 AND state IN ('received', 'running')",
-            [job_id],
-        )?;
+        let n = tx.execute("DELETE FROM jobs WHERE job_id = ?1", [job_id])?;
         tx.commit()?;
         Ok(n > 0)
     }

@@ -545,3 +545,78 @@ fn log_batches_in_the_outbox_are_bounded_but_results_never_dropped() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_local_run_is_recorded_like_a_job_and_runs_again_only_after_a_failure() {
+    let mut store = Store::open_in_memory().unwrap();
+    let v = serde_json::Map::new();
+    let local = |id| NewJob {
+        workflow: "",
+        ..new_job(id, Route::Local, &v, 0)
+    };
+    assert_eq!(store.record_job(&local("l")).unwrap(), Recorded::New);
+    let rec = store.job("l").unwrap().unwrap();
+    assert_eq!(
+        rec.routes.iter().count(),
+        0,
+        "a local run reports to no link"
+    );
+    let t = store.start_job("l", 1).unwrap().unwrap();
+    store.finish_job("l", t, &failed()).unwrap();
+    assert_eq!(store.outbox_len(None).unwrap(), 0);
+    // Run again by hand after a failure: a new attempt.
+    assert_eq!(store.record_job(&local("l")).unwrap(), Recorded::Retry);
+    let t = store.start_job("l", 2).unwrap().unwrap();
+    store.finish_job("l", t, &complete()).unwrap();
+    match store.record_job(&local("l")).unwrap() {
+        Recorded::Known(rec) => {
+            assert_eq!(rec.report, Some(complete()));
+            assert!(rec.finished_at.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+    // `checkpoints clear` forgets it: the id is new again.
+    assert!(store.forget_job("l").unwrap());
+    assert_eq!(store.record_job(&local("l")).unwrap(), Recorded::New);
+}
+
+#[test]
+fn completion_records_of_schema_2_become_local_job_records() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .conn
+            .execute_batch(
+                "CREATE TABLE completed_jobs(job_id TEXT PRIMARY KEY, finished_at REAL NOT NULL, result TEXT NOT NULL);
+                 INSERT INTO completed_jobs VALUES('old', 1000.0, '{\"success\": true, \"duration_ms\": 7}');
+                 INSERT INTO completed_jobs VALUES('bad', 1000.0, 'not json');
+                 UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+            )
+            .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let rec = store.job("old").unwrap().unwrap();
+    assert_eq!(rec.state, JobState::Finished);
+    assert_eq!(rec.finished_at, Some(1000.0));
+    assert_eq!(
+        rec.report,
+        Some(Report::Complete {
+            result: json!({"success": true, "duration_ms": 7}),
+            duration_ms: 7
+        })
+    );
+    assert!(
+        store.job("bad").unwrap().is_none(),
+        "a damaged record is dropped"
+    );
+    let left: i64 = store
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'completed_jobs'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
+}

@@ -23,7 +23,7 @@ use std::time::Duration;
 pub const DB_FILE: &str = "casare-robot.db";
 
 /// Current schema version.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// A store failure.
 #[derive(Debug)]
@@ -251,6 +251,7 @@ impl Store {
         self.conn.execute_batch(jobs::SCHEMA)?;
         if version < SCHEMA_VERSION {
             let tx = self.conn.transaction()?;
+            jobs::migrate_completed_jobs(&tx)?;
             tx.execute(
                 "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",
                 [SCHEMA_VERSION.to_string()],
