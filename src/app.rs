@@ -790,7 +790,8 @@ fn run_with_checkpoints(
         Ok(Some(token)) => token,
         Ok(None) => {
             eprintln!(
-                "error: job {job_id} is running in another robot process or was cancelled; it is not started"
+                "error: job {job_id} is running in another robot process or was cancelled; it is not started \
+                 (`casare-robot checkpoints clear {job_id}` forgets it so it can run again)"
             );
             return Err(EXIT_FAILED);
         }
