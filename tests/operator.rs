@@ -196,7 +196,17 @@ fn metrics_travel_in_heartbeats_and_on_the_metrics_endpoint() {
         s["resources"]["process_memory_mb"].as_f64().unwrap() > 0.0,
         "{s}"
     );
-    let (code, text) = get(port, "/metrics").expect("metrics endpoint");
+    // /metrics is republished within 100 ms of a job's end.
+    let deadline = Instant::now() + WAIT;
+    let (code, text) = loop {
+        let (code, text) = get(port, "/metrics").expect("metrics endpoint");
+        if text.contains("casare_robot_jobs_total{result=\"failed\"} 1")
+            || Instant::now() > deadline
+        {
+            break (code, text);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(code, 200);
     assert!(
         text.contains("casare_robot_jobs_total{result=\"failed\"} 1"),

@@ -612,7 +612,7 @@ impl Agent {
                     }
                 }
                 self.on_finished(job_id, &outcome, finish);
-                self.publish_status(false);
+                self.publish_soon();
             }
         }
     }

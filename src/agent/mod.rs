@@ -597,7 +597,7 @@ impl Agent {
                 }
             }
             // The outbox shrank: status readers see it at once.
-            RestEvent::Delivered(_) => self.publish_status(false),
+            RestEvent::Delivered(_) => self.publish_soon(),
         }
     }
 

@@ -88,10 +88,7 @@ impl Agent {
             .collect();
         jobs.sort_by(|a, b| a.job_id.cmp(&b.job_id));
         let queues = self.queues();
-        let (durable, _) = {
-            let store = self.store.lock();
-            (store.is_durable(), ())
-        };
+        let durable = self.store.lock().is_durable();
         StatusSnapshot {
             robot_id: self.settings.robot_id.clone(),
             robot_name: self.settings.robot_name.clone(),
@@ -133,6 +130,13 @@ impl Agent {
             log_file: self.settings.log_file.clone(),
             config_file: self.settings.config_file.clone(),
         }
+    }
+
+    /// Publish within 100 ms: a burst of job ends or deliveries costs one snapshot.
+    pub(super) fn publish_soon(&mut self) {
+        self.next_status = self
+            .next_status
+            .min(Instant::now() + Duration::from_millis(100));
     }
 
     /// Publish the snapshot and the metrics text; write the status file when due (or `force`).
