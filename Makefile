@@ -1,7 +1,7 @@
 # casare-robot: common tasks. `make test` is what CI runs (via .ci/run).
 CARGO ?= cargo
 
-.PHONY: build release test lint fmt bench run demo windows clean
+.PHONY: build release test lint lint-windows fmt bench run demo windows clean
 
 build:
 	$(CARGO) build
@@ -17,6 +17,11 @@ test:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+# The same lint for the main target, Windows (needs `rustup target add x86_64-pc-windows-gnu` and
+# the mingw-w64 C compiler; ../shared/tools/wine/setup.sh installs both).
+lint-windows:
+	$(CARGO) clippy --target x86_64-pc-windows-gnu --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt
