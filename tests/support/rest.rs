@@ -20,6 +20,11 @@
 //! [`no_database`](FakeRest::no_database) (register answers 503, as the real server without a
 //! database). Every request is recorded with its headers and body.
 //!
+//! The job view `GET /api/v1/metrics/jobs/{id}` ([`FakeRest::job_details`]) reads the last
+//! accepted `result` as the real server does: `result.node_executions` must be a list of objects,
+//! each normalised to `{node_id, node_type, duration_ms (integer), success, order, start_time}`;
+//! anything else (the count the robot used to send) is a 500, as the real server answers.
+//!
 //! Why not tiny_http: it cannot drop established keep-alive connections, so after a `down` a
 //! pooled client connection would hang until its timeout instead of failing like a server that went
 //! away. This is a minimal HTTP/1.1 server (Content-Length and chunked bodies, keep-alive) whose
@@ -341,6 +346,13 @@ impl FakeRest {
     pub fn failure_messages(&self, job_id: &str) -> Vec<String> {
         self.with_job(job_id, |j| j.failure_messages.clone())
             .unwrap_or_default()
+    }
+
+    /// The job view (`JobDetails`) of `GET /api/v1/metrics/jobs/{id}`, or the 500 message the
+    /// real server gives when it cannot read the job's result.
+    pub fn job_details(&self, job_id: &str) -> Result<Value, String> {
+        let st = self.shared.state.lock();
+        job_details(&st, job_id)
     }
 
     /// Every progress body for the job, in order.
@@ -726,6 +738,11 @@ fn handle(shared: &Shared, req: Request) -> Answer {
                 .collect();
             Answer::ok(Value::Array(rows))
         }
+        ("GET", ["api", "v1", "metrics", "jobs", id]) => match job_details(&st, id) {
+            Ok(details) => Answer::ok(details),
+            Err(message) if message.contains("not found") => not_found(id),
+            Err(message) => Answer::error(500, "INTERNAL_ERROR", message),
+        },
         ("POST", ["api", "v1", "jobs", "claim"]) => claim(&mut st, &who, &body),
         ("POST", ["api", "v1", "jobs", id, "extend-lease"]) => {
             with_running_job(&mut st, id, &who, |job| {
@@ -890,6 +907,63 @@ fn claim(st: &mut State, who: &str, body: &Value) -> Answer {
         "claimed_at": now_rfc3339(),
         "retry_count": job.retry_count,
         "max_retries": job.max_retries,
+    }))
+}
+
+/// `JobDetails` of a job, reading `node_executions` from its last result the way the real
+/// server does (a list of objects, each normalised); `Err` is the server's 500 message.
+fn job_details(st: &State, id: &str) -> Result<Value, String> {
+    let job = st
+        .jobs
+        .get(id)
+        .ok_or_else(|| format!("job {id} not found"))?;
+    let result = job.results.last().cloned().unwrap_or(Value::Null);
+    let records = match result.get("node_executions") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items.clone(),
+        Some(other) => {
+            return Err(format!(
+                "'{}' object is not iterable",
+                match other {
+                    Value::Number(_) => "int",
+                    Value::String(_) => "str",
+                    Value::Bool(_) => "bool",
+                    _ => "dict",
+                }
+            ))
+        }
+    };
+    let mut node_executions = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let obj = r
+            .as_object()
+            .ok_or_else(|| format!("node_executions[{i}] is not an object"))?;
+        let duration = match obj.get("duration_ms") {
+            None | Some(Value::Null) => 0,
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| format!("node_executions[{i}].duration_ms is not a number"))?
+                as i64,
+        };
+        node_executions.push(json!({
+            "node_id": obj.get("node_id").cloned().unwrap_or(Value::Null),
+            "node_type": obj.get("node_type").cloned().unwrap_or(Value::Null),
+            "duration_ms": duration,
+            "success": obj.get("success").and_then(Value::as_bool).unwrap_or(false),
+            "order": obj.get("order").cloned().unwrap_or(json!(i)),
+            "start_time": obj.get("start_time").cloned().unwrap_or(Value::Null),
+        }));
+    }
+    Ok(json!({
+        "job_id": id,
+        "workflow_id": format!("wf-{id}"),
+        "workflow_name": job.workflow["metadata"]["name"],
+        "robot_id": job.claimer,
+        "status": job.state,
+        "created_at": job.created_at,
+        "duration_ms": result.get("duration_ms").and_then(Value::as_i64),
+        "retry_count": job.retry_count,
+        "node_executions": node_executions,
     }))
 }
 
