@@ -17,8 +17,16 @@
 //! (the next `n` requests get a given status), [`down`](FakeRest::down) / [`up`](FakeRest::up)
 //! (the listener and every open connection go away; `up` listens on the same port again),
 //! [`require_api_key`](FakeRest::require_api_key) (401 without a key, 403 with a wrong one),
-//! [`no_database`](FakeRest::no_database) (register answers 503, as the real server without a
-//! database). Every request is recorded with its headers and body.
+//! [`no_database`](FakeRest::no_database) (register, robot status, heartbeat and job progress
+//! answer 503 "Database not available", as the real server in memory mode). Every request is
+//! recorded with its headers and body.
+//!
+//! Like the real server: `GET /api/v1/metrics/jobs` lists a claimed job as `running` (newest
+//! first, `limit` 1..=500, default 50) and accepts only `pending`, `claimed`, `completed` and
+//! `failed` as a `status` filter (422 otherwise), so `status=claimed` never finds a running job;
+//! the robot registry keeps each robot's status, and a heartbeat turns an `offline` robot
+//! `online` again. A job submitted with a JSON *string* as its workflow is handed out with that
+//! text as `workflow_json` verbatim (to imitate unusable claims).
 //!
 //! The job view `GET /api/v1/metrics/jobs/{id}` ([`FakeRest::job_details`]) reads the last
 //! accepted `result` as the real server does: `result.node_executions` must be a list of objects,
@@ -120,6 +128,10 @@ struct State {
     fail_requeue_delay: Duration,
     no_database: bool,
     n_rate_limited: usize,
+    /// The robot registry: status by robot id.
+    robots: HashMap<String, String>,
+    /// Claim answers carry this `Retry-After` when rate limited (seconds).
+    retry_after: Option<u64>,
 }
 
 struct Shared {
@@ -254,7 +266,8 @@ impl FakeRest {
         self.shared.state.lock().api_key = key.map(str::to_string);
     }
 
-    /// Imitates the orchestrator without a database: `register` answers 503.
+    /// Imitates the orchestrator without a database: `register`, robot status, heartbeat and
+    /// job progress answer 503.
     pub fn no_database(&self, on: bool) {
         self.shared.state.lock().no_database = on;
     }
@@ -386,6 +399,16 @@ impl FakeRest {
         self.with_job(job_id, |j| j.lease_until)
             .flatten()
             .map(|t| t.saturating_duration_since(Instant::now()))
+    }
+
+    /// The `Retry-After` (seconds) of the 429s of [`rate_limit`](Self::rate_limit) (default 1).
+    pub fn set_retry_after(&self, seconds: u64) {
+        self.shared.state.lock().retry_after = Some(seconds);
+    }
+
+    /// The robot's status in the registry (`PUT /status`; a heartbeat makes `offline` `online`).
+    pub fn robot_status(&self, robot_id: &str) -> Option<String> {
+        self.shared.state.lock().robots.get(robot_id).cloned()
     }
 
     /// Number of 429 answers given.
@@ -707,7 +730,8 @@ fn handle(shared: &Shared, req: Request) -> Answer {
     match (req.method.as_str(), segs.as_slice()) {
         ("GET", ["health"]) => Answer::ok(json!({"status": "healthy"})),
         ("GET", ["api", "v1", "metrics", "jobs"]) => {
-            // JobSummary rows; a running job is "claimed" with its claimer as robot_id.
+            // JobSummary rows, newest first; a claimed job is "running" with its claimer as
+            // robot_id, and only the documented statuses are accepted as a filter.
             let param = |name: &str| {
                 req.query.split('&').find_map(|kv| {
                     let (k, v) = kv.split_once('=')?;
@@ -715,25 +739,39 @@ fn handle(shared: &Shared, req: Request) -> Answer {
                 })
             };
             let (robot, status) = (param("robot_id"), param("status"));
-            let rows: Vec<Value> = st
+            if let Some(s) = status.as_deref() {
+                if !matches!(s, "pending" | "claimed" | "completed" | "failed") {
+                    return Answer::error(
+                        422,
+                        "VALIDATION_ERROR",
+                        format!(
+                            "invalid status filter '{s}': pending, claimed, completed or failed"
+                        ),
+                    );
+                }
+            }
+            let limit = match param("limit").map(|l| l.parse::<usize>()) {
+                None => 50,
+                Some(Ok(n)) if (1..=500).contains(&n) => n,
+                Some(_) => return Answer::error(422, "VALIDATION_ERROR", "limit must be 1..=500"),
+            };
+            let mut rows: Vec<(&String, &Job)> = st
                 .jobs
                 .iter()
-                .map(|(id, job)| {
-                    let status = match job.state {
-                        "running" => "claimed",
-                        other => other,
-                    };
-                    (id, job, status)
-                })
-                .filter(|(_, job, s)| {
+                .filter(|(_, job)| {
                     robot
                         .as_deref()
                         .is_none_or(|r| job.claimer.as_deref() == Some(r))
-                        && status.as_deref().is_none_or(|want| want == *s)
+                        && status.as_deref().is_none_or(|want| want == job.state)
                 })
-                .map(|(id, job, s)| {
+                .collect();
+            rows.sort_by(|a, b| b.1.created_at.cmp(&a.1.created_at));
+            let rows: Vec<Value> = rows
+                .into_iter()
+                .take(limit)
+                .map(|(id, job)| {
                     json!({"job_id": id, "workflow_id": "wf", "robot_id": job.claimer,
-                           "status": s, "created_at": job.created_at})
+                           "status": job.state, "created_at": job.created_at})
                 })
                 .collect();
             Answer::ok(Value::Array(rows))
@@ -751,6 +789,7 @@ fn handle(shared: &Shared, req: Request) -> Answer {
                 Answer::ok(json!({"job_id": id, "extended": true}))
             })
         }
+        ("PUT", ["api", "v1", "jobs", _, "progress"]) if st.no_database => no_database(),
         ("PUT", ["api", "v1", "jobs", id, "progress"]) => match st.jobs.get_mut(*id) {
             None => not_found(id),
             Some(job) => {
@@ -833,7 +872,14 @@ fn handle(shared: &Shared, req: Request) -> Answer {
                 "metrics": {},
             }))
         }
+        ("POST" | "PUT", ["api", "v1", "robots", _, "heartbeat" | "status"]) if st.no_database => {
+            no_database()
+        }
         ("POST", ["api", "v1", "robots", id, "heartbeat"]) => {
+            let status = st.robots.entry(id.to_string()).or_default();
+            if status.is_empty() || status == "offline" {
+                *status = "online".to_string();
+            }
             Answer::ok(json!({"robot_id": id, "last_heartbeat": now_rfc3339()}))
         }
         ("PUT", ["api", "v1", "robots", id, "status"]) => {
@@ -844,6 +890,7 @@ fn handle(shared: &Shared, req: Request) -> Answer {
             ) {
                 return Answer::error(422, "VALIDATION_ERROR", format!("bad status '{status}'"));
             }
+            st.robots.insert(id.to_string(), status.to_string());
             Answer::ok(json!({"robot_id": id, "status": status}))
         }
         _ => Answer::error(
@@ -867,7 +914,7 @@ fn claim(st: &mut State, who: &str, body: &Value) -> Answer {
             return Answer {
                 status: 429,
                 body: json!({ "detail": detail }),
-                retry_after: Some(1),
+                retry_after: Some(st.retry_after.unwrap_or(1)),
             };
         }
     }
@@ -899,7 +946,10 @@ fn claim(st: &mut State, who: &str, body: &Value) -> Answer {
         "job_id": id,
         "workflow_id": format!("wf-{id}"),
         "workflow_name": job.workflow["metadata"]["name"].as_str().unwrap_or("workflow"),
-        "workflow_json": serde_json::to_string(&job.workflow).unwrap_or_default(),
+        "workflow_json": match &job.workflow {
+            Value::String(text) => text.clone(),
+            workflow => serde_json::to_string(workflow).unwrap_or_default(),
+        },
         "priority": 10,
         "environment": body["environment"].as_str().unwrap_or("default"),
         "variables": job.variables,
@@ -984,6 +1034,11 @@ fn with_running_job(
             format!("job {id} is {} and not held by {who}", job.state),
         ),
     }
+}
+
+/// The real server's answer to robot calls when it runs without a database.
+fn no_database() -> Answer {
+    Answer::error(503, "SERVICE_UNAVAILABLE", "Database not available")
 }
 
 fn not_found(id: &str) -> Answer {
