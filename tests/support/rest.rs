@@ -70,6 +70,8 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     /// The body as JSON (`null` when empty, a string when not JSON).
     pub body: Value,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 impl RecordedRequest {
@@ -701,6 +703,7 @@ fn handle(shared: &Shared, req: Request) -> Answer {
         path: req.path.clone(),
         headers: req.headers.clone(),
         body: body.clone(),
+        at: Instant::now(),
     });
     if let Some(status) = st.injected.pop_front() {
         return Answer::error(status, "INJECTED", format!("injected {status}"));

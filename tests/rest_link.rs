@@ -1,0 +1,342 @@
+//! The REST link of the real binary against the fake REST orchestrator: a refused API key, an
+//! orchestrator without a database (503 on robot status, heartbeat and progress), rate limiting
+//! with a huge `Retry-After`, unusable claimed jobs, and the last word of a graceful stop. Every
+//! wait has a deadline.
+
+mod support;
+
+use casare_robot::observe::audit::{read_dir, AuditEvent, AuditQuery};
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::chain;
+use support::rest::FakeRest;
+use support::robot::Robot;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A REST-only robot on the fake, polling fast.
+fn rest_robot(fake: &FakeRest, extra: Value) -> Robot {
+    let mut config = json!({
+        "api_url": fake.url(),
+        "poll_interval": 0.1,
+        "poll_max_interval": 0.3,
+        "lease_seconds": 5,
+    });
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        config[k] = v;
+    }
+    Robot::start(config)
+}
+
+/// `GET /health` → (status, body); None while nothing listens.
+fn health(port: u16) -> Option<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut r = agent
+        .get(&format!("http://127.0.0.1:{port}/health"))
+        .call()
+        .ok()?;
+    let code = r.status().as_u16();
+    Some((code, r.body_mut().read_to_string().unwrap_or_default()))
+}
+
+/// Waits until `/health` answers `code` with a body containing `text`.
+fn health_becomes(port: u16, code: u16, text: &str, robot: &Robot) -> String {
+    let deadline = Instant::now() + WAIT;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some((c, body)) = health(port) {
+            if c == code && body.contains(text) {
+                return body;
+            }
+            last = Some((c, body));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "/health never answered {code} with {text:?}; last {last:?}\n{}",
+        robot.output()
+    );
+}
+
+/// `casare-robot status` for the robot (text).
+fn status_text(robot: &Robot) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_casare-robot"))
+        .arg("status")
+        .args([
+            "--config",
+            robot.dir().join("robot_config.json").to_str().unwrap(),
+        ])
+        .env_clear()
+        .env("HOME", robot.dir())
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Waits until `casare-robot status` says `text`.
+fn status_says(robot: &Robot, text: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = status_text(robot);
+        if out.contains(text) {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never said {text:?}; last:\n{out}\n{}",
+            robot.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn claims(fake: &FakeRest) -> Vec<Instant> {
+    fake.requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/api/v1/jobs/claim")
+        .map(|r| r.at)
+        .collect()
+}
+
+fn set_x() -> Value {
+    chain(&[(
+        "set",
+        "SetVariableNode",
+        json!({"variable_name": "x", "value": 1}),
+    )])
+}
+
+#[test]
+fn a_refused_key_is_unauthorized_until_the_orchestrator_accepts_it() {
+    let fake = FakeRest::start();
+    fake.require_api_key(Some("the-right-key-0123456789"));
+    let port = free_port();
+    let robot = rest_robot(
+        &fake,
+        json!({"api_key": "a-wrong-key-0123456789", "health_port": port}),
+    );
+    let body = health_becomes(port, 503, "credentials", &robot);
+    assert!(!body.contains("a-wrong-key"), "{body}");
+    let status = status_says(&robot, "rest unauthorized");
+    assert!(
+        status.to_lowercase().contains("credentials refused"),
+        "{status}"
+    );
+    // Several refused claims: one log line, claims no closer than poll_max_interval.
+    assert!(
+        fake.wait_until(WAIT, |f| claims(f).len() >= 4),
+        "{}",
+        robot.output()
+    );
+    let at = claims(&fake);
+    for pair in at.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(300),
+            "claims {:?} apart while refused",
+            pair[1] - pair[0]
+        );
+    }
+    let out = robot.output();
+    assert_eq!(
+        out.matches("refuses this robot's API key").count(),
+        1,
+        "{out}"
+    );
+    assert!(!out.contains("a-wrong-key"), "{out}");
+
+    // The orchestrator takes the key after all: the link is reachable again and jobs run.
+    fake.require_api_key(Some("a-wrong-key-0123456789"));
+    fake.submit("after", set_x(), json!({}));
+    assert!(
+        fake.wait_until(WAIT, |f| f.state("after") == Some("completed")),
+        "{}",
+        robot.output()
+    );
+    health_becomes(port, 200, "\"rest\":\"reachable\"", &robot);
+    assert!(robot
+        .output()
+        .contains("accepts this robot's API key again"));
+
+    let entries = read_dir(
+        &robot.dir().join("logs").join("audit"),
+        &AuditQuery {
+            limit: 1000,
+            ..AuditQuery::default()
+        },
+    )
+    .expect("audit files");
+    let denied: Vec<_> = entries
+        .iter()
+        .filter(|e| e.event_type == AuditEvent::AccessDenied)
+        .collect();
+    assert_eq!(denied.len(), 1, "one access_denied per outage: {denied:?}");
+}
+
+#[test]
+fn an_orchestrator_without_a_database_keeps_the_link_reachable_and_is_asked_once() {
+    let fake = FakeRest::start();
+    fake.no_database(true);
+    let robot = rest_robot(&fake, json!({}));
+    let wf = chain(&[
+        (
+            "a",
+            "SetVariableNode",
+            json!({"variable_name": "x", "value": 1}),
+        ),
+        ("nap", "WaitNode", json!({"duration": 1.5})),
+        (
+            "b",
+            "SetVariableNode",
+            json!({"variable_name": "y", "value": 2}),
+        ),
+    ]);
+    fake.submit("no-db", wf, json!({}));
+    assert!(
+        fake.wait_until(WAIT, |f| f.state("no-db") == Some("completed")),
+        "{}",
+        robot.output()
+    );
+    // Heartbeats are due every second: wait for claims spanning a few of them.
+    let first = claims(&fake)[0];
+    assert!(
+        fake.wait_until(WAIT, |f| claims(f)
+            .last()
+            .is_some_and(|t| *t - first > Duration::from_secs(4))),
+        "{}",
+        robot.output()
+    );
+    let count = |method: &str, suffix: &str| {
+        fake.requests()
+            .iter()
+            .filter(|r| r.method == method && r.path.ends_with(suffix))
+            .count()
+    };
+    assert_eq!(
+        count("POST", "/heartbeat"),
+        1,
+        "asked once, then left alone"
+    );
+    assert_eq!(count("PUT", "/status"), 1);
+    assert!(count("PUT", "/progress") <= 1);
+    let out = robot.output();
+    assert!(!out.contains("unreachable"), "{out}");
+    assert_eq!(
+        out.matches("does not support robot heartbeats").count(),
+        1,
+        "{out}"
+    );
+    let status = status_says(&robot, "rest reachable");
+    assert!(!status.contains("unreachable"), "{status}");
+}
+
+#[test]
+fn a_huge_retry_after_is_capped_and_rate_limiting_is_not_an_outage() {
+    let fake = FakeRest::start();
+    fake.rate_limit(Some(1));
+    fake.set_retry_after(99_999_999_999);
+    let robot = rest_robot(&fake, json!({}));
+    robot.wait_for_output("the longest wait the robot honours", WAIT);
+    let out = robot.output();
+    assert!(out.contains("wait 99999999999 s"), "{out}");
+    assert!(out.contains("waiting 300 s"), "{out}");
+    assert!(!out.contains("unreachable"), "{out}");
+    status_says(&robot, "rest reachable");
+}
+
+#[test]
+fn unusable_claimed_jobs_are_failed_on_the_orchestrator_with_what_is_wrong() {
+    let fake = FakeRest::start();
+    // A workflow given as a string is handed out verbatim as `workflow_json`.
+    fake.submit("not-json", json!("{not json"), json!({}));
+    fake.submit("an-array", json!("[]"), json!({}));
+    fake.submit("list-vars", set_x(), json!(["a", "b"]));
+    fake.submit("fine", set_x(), json!({}));
+    let robot = rest_robot(&fake, json!({}));
+    assert!(
+        fake.wait_until(WAIT, |f| f.state("fine") == Some("completed")
+            && ["not-json", "an-array", "list-vars"]
+                .iter()
+                .all(|id| f.state(id) == Some("failed"))),
+        "{}",
+        robot.output()
+    );
+    for (job, text) in [
+        ("not-json", "workflow_json of job not-json is not json"),
+        (
+            "an-array",
+            "workflow of job an-array must be an object, got an array",
+        ),
+        (
+            "list-vars",
+            "variables of job list-vars must be an object, got an array",
+        ),
+    ] {
+        let messages = fake.failure_messages(job);
+        assert_eq!(messages.len(), 4, "every attempt answered: {messages:?}");
+        assert!(messages[0].contains(text), "{messages:?}");
+        assert!(
+            robot.output().contains(&format!("WARN")),
+            "{}",
+            robot.output()
+        );
+        assert!(
+            robot
+                .output()
+                .contains(&format!("job {job} was claimed but cannot run")),
+            "{}",
+            robot.output()
+        );
+    }
+}
+
+#[test]
+fn a_stopped_rest_only_robot_is_left_offline() {
+    let fake = FakeRest::start();
+    let mut robot = rest_robot(&fake, json!({"robot_id": "r-stop"}));
+    assert!(
+        fake.wait_until(WAIT, |f| f
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/api/v1/robots/r-stop/heartbeat")
+            .count()
+            >= 2),
+        "{}",
+        robot.output()
+    );
+    assert_eq!(fake.robot_status("r-stop").as_deref(), Some("idle"));
+    robot.interrupt();
+    assert!(
+        robot.wait_exit(WAIT).is_some_and(|s| s.success()),
+        "{}",
+        robot.output()
+    );
+    let robot_calls: Vec<(String, String, Value)> = fake
+        .calls()
+        .into_iter()
+        .filter(|(_, path, _)| path.starts_with("/api/v1/robots/"))
+        .collect();
+    let last = robot_calls.last().expect("robot calls");
+    assert_eq!(
+        (last.0.as_str(), last.1.as_str(), &last.2["status"]),
+        ("PUT", "/api/v1/robots/r-stop/status", &json!("offline")),
+        "{robot_calls:?}"
+    );
+    assert_eq!(fake.robot_status("r-stop").as_deref(), Some("offline"));
+}
