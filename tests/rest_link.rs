@@ -340,3 +340,36 @@ fn a_stopped_rest_only_robot_is_left_offline() {
     );
     assert_eq!(fake.robot_status("r-stop").as_deref(), Some("offline"));
 }
+
+#[test]
+fn a_result_refused_for_its_key_waits_in_the_outbox_until_the_key_is_accepted() {
+    let fake = FakeRest::start();
+    fake.require_api_key(Some("key-one-0123456789"));
+    let robot = rest_robot(&fake, json!({"api_key": "key-one-0123456789"}));
+    let wf = chain(&[("nap", "WaitNode", json!({"duration": 1.0}))]);
+    fake.submit("held", wf, json!({}));
+    assert!(
+        fake.wait_until(WAIT, |f| f.state("held") == Some("running")),
+        "{}",
+        robot.output()
+    );
+    // The key is revoked while the job runs: its completion is refused (403)...
+    fake.require_api_key(Some("key-two-0123456789"));
+    assert!(
+        fake.wait_until(WAIT, |f| f
+            .requests()
+            .iter()
+            .any(|r| r.path == "/api/v1/jobs/held/complete")),
+        "{}",
+        robot.output()
+    );
+    assert_eq!(fake.completions("held"), 0);
+    // ...and delivered once the key is accepted again.
+    fake.require_api_key(Some("key-one-0123456789"));
+    assert!(
+        fake.wait_until(WAIT, |f| f.completions("held") == 1),
+        "{}",
+        robot.output()
+    );
+    assert!(!robot.output().contains("for good"), "{}", robot.output());
+}

@@ -14,7 +14,8 @@
 //! - **answers unusable claims**: a claimed job whose workflow or variables cannot be read is
 //!   failed on the orchestrator (`fail`, naming what is wrong), never left `running` there;
 //! - **delivers** the REST outbox in order (complete/fail/progress; 2xx or 409 delivered, a 4xx
-//!   other than 409/429 refused for good, anything else retried with backoff and jitter);
+//!   other than 401/403/409/429 refused for good, anything else retried with backoff and jitter:
+//!   a refused key keeps the reports until it is accepted);
 //! - sends **progress** of running jobs at most once a second per job (latest value only);
 //! - **registers** the robot and sends **heartbeats** and status changes (a 503 register — an
 //!   orchestrator without a database — is tolerated). Robot status, heartbeat and job progress
@@ -757,7 +758,8 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
         }
         match r {
             Ok(()) => Delivery::Accepted,
-            Err(e) if e.is_retryable() => {
+            // A refused key may be fixed: the report waits in the outbox, as on the WebSocket.
+            Err(e) if e.is_retryable() || e.is_auth() => {
                 log::debug!(
                     "outbox entry #{} for job {job_id} not delivered: {e}",
                     entry.seq
