@@ -9,6 +9,7 @@ use casare_robot::link::protocol::Dialect;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
+use support::probe::rest_robot;
 use support::rest::FakeRest;
 use support::robot::Robot;
 use support::{chain, FakeOrchestrator};
@@ -61,19 +62,6 @@ fn waited_token(secs: f64) -> Value {
 
 fn ws_robot(fake: &FakeOrchestrator, extra: Value) -> Robot {
     let mut config = json!({"orchestrator_url": fake.url()});
-    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-        config[k] = v;
-    }
-    Robot::start(config)
-}
-
-fn rest_robot(fake: &FakeRest, extra: Value) -> Robot {
-    let mut config = json!({
-        "api_url": fake.url(),
-        "poll_interval": 0.1,
-        "poll_max_interval": 0.3,
-        "lease_seconds": 5,
-    });
     for (k, v) in extra.as_object().cloned().unwrap_or_default() {
         config[k] = v;
     }
@@ -789,23 +777,18 @@ fn openapi_node_executions_schemas() -> Vec<Value> {
 #[test]
 fn the_rest_result_lists_node_executions_as_the_orchestrator_job_view_reads_them() {
     let fake = FakeRest::start();
-    let wf = chain(&[
-        (
-            "a",
-            "SetVariableNode",
-            json!({"variable_name": "x", "value": 1}),
-        ),
-        (
-            "b",
-            "SetVariableNode",
-            json!({"variable_name": "y", "value": 2}),
-        ),
-        (
-            "c",
-            "SetVariableNode",
-            json!({"variable_name": "z", "value": 3}),
-        ),
-    ]);
+    let steps: Vec<(&str, &str, Value)> = ["a", "b", "c"]
+        .into_iter()
+        .zip(1..)
+        .map(|(id, n)| {
+            (
+                id,
+                "SetVariableNode",
+                json!({"variable_name": id, "value": n}),
+            )
+        })
+        .collect();
+    let wf = chain(&steps);
     fake.submit("view", wf.clone(), json!({}));
     fake.submit("capped", wf, json!({}));
     let robot = rest_robot(

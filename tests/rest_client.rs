@@ -14,7 +14,7 @@ use casare_robot::link::rest::{
     ClaimedJob, LeaseOutcome, PollInterval, PollOutcome, Registration, RestClient, RestError,
     RestSettings, Settled, MAX_ERROR_MESSAGE_CHARS,
 };
-use rest_fake::FakeRest;
+use rest_fake::{FakeRest, UNUSABLE_JOBS};
 use serde_json::{json, Map, Value};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -621,22 +621,9 @@ fn a_running_job_belongs_to_its_claimer_alone() {
 #[test]
 fn a_claim_naming_an_unusable_job_is_a_bad_job_error_with_its_id() {
     let fake = FakeRest::start();
-    // A workflow given as a string is handed out verbatim as `workflow_json`.
-    fake.submit("not-json", json!("{not json"), json!({}));
-    fake.submit("an-array", json!("[1, 2]"), json!({}));
-    fake.submit("list-vars", workflow("ok"), json!([1, 2]));
+    fake.submit_unusable();
     let c = client(&fake, "robot-a");
-    for (job, text) in [
-        ("not-json", "workflow_json of job not-json is not json"),
-        (
-            "an-array",
-            "workflow of job an-array must be an object, got an array",
-        ),
-        (
-            "list-vars",
-            "variables of job list-vars must be an object, got an array",
-        ),
-    ] {
+    for (job, text) in UNUSABLE_JOBS {
         let err = c.claim(LEASE).expect_err("an unusable job");
         match &err {
             RestError::BadJob { job_id, detail, .. } => {

@@ -59,6 +59,19 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request body accepted.
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
+/// The jobs of [`FakeRest::submit_unusable`], each with what a robot's error about it says.
+pub const UNUSABLE_JOBS: [(&str, &str); 3] = [
+    ("not-json", "workflow_json of job not-json is not json"),
+    (
+        "an-array",
+        "workflow of job an-array must be an object, got an array",
+    ),
+    (
+        "list-vars",
+        "variables of job list-vars must be an object, got an array",
+    ),
+];
+
 /// One request as the fake saw it.
 #[derive(Clone, Debug)]
 pub struct RecordedRequest {
@@ -222,6 +235,18 @@ impl FakeRest {
             "job {job_id} submitted twice"
         );
         st.queue.push_back(job_id.to_string());
+    }
+
+    /// Submits the jobs of [`UNUSABLE_JOBS`]: one whose `workflow_json` is not JSON, one whose is
+    /// a JSON array, one whose `variables` are a list.
+    pub fn submit_unusable(&self) {
+        self.submit(UNUSABLE_JOBS[0].0, json!("{not json"), json!({}));
+        self.submit(UNUSABLE_JOBS[1].0, json!("[1, 2]"), json!({}));
+        self.submit(
+            UNUSABLE_JOBS[2].0,
+            json!({"metadata": {"name": "list-vars"}, "nodes": {}}),
+            json!([1, 2]),
+        );
     }
 
     /// Cancels a pending or running job: its next lease renewal, completion or failure gets 409.
