@@ -490,13 +490,12 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
     }
 
     /// Note the result of a call: reachability and, for errors, whether to retry. A refused key
-    /// is cleared only by an accepted claim (other calls may not check the key), and a 429
-    /// changes nothing (the server answered; the caller waits).
+    /// is set and cleared by claims only (other calls may check the key differently, and the
+    /// state must not flap), and a 429 changes nothing (the server answered; the caller waits).
     fn observe<T>(&mut self, r: &Result<T, RestError>) {
         let refused = self.link == Some(RestLink::Refused);
         match r {
-            Err(e) if e.is_auth() => self.set_link(RestLink::Refused, Some(e)),
-            Err(RestError::RateLimited { .. }) => {}
+            Err(RestError::Auth { .. } | RestError::RateLimited { .. }) => {}
             _ if refused => {}
             Ok(_) => self.set_link(RestLink::Reachable, None),
             Err(e) if e.is_retryable() => self.set_link(RestLink::Unreachable, Some(e)),
@@ -870,7 +869,10 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
                 }
                 self.rate_limited = true;
             }
-            Err(e) if e.is_auth() => wait = wait.max(self.settings.poll_max_interval),
+            Err(e) if e.is_auth() => {
+                self.set_link(RestLink::Refused, Some(e));
+                wait = wait.max(self.settings.poll_max_interval);
+            }
             _ => {}
         }
         let jitter = wait.mul_f64(0.1 * self.rng.f64());
