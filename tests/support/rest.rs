@@ -25,7 +25,9 @@
 //! first, `limit` 1..=500, default 50) and accepts only `pending`, `claimed`, `completed` and
 //! `failed` as a `status` filter (422 otherwise), so `status=claimed` never finds a running job;
 //! the robot registry keeps each robot's status, and a heartbeat turns an `offline` robot
-//! `online` again. A job submitted with a JSON *string* as its workflow is handed out with that
+//! `online` again. [`fixed_visibility`](FakeRest::fixed_visibility) imitates the in-memory
+//! queue: every lease lasts that long whatever the robot asks, and a job whose lease ran out is
+//! handed to the next claimer (the PostgreSQL queue never does that). A job submitted with a JSON *string* as its workflow is handed out with that
 //! text as `workflow_json` verbatim (to imitate unusable claims).
 //!
 //! The job view `GET /api/v1/metrics/jobs/{id}` ([`FakeRest::job_details`]) reads the last
@@ -147,6 +149,8 @@ struct State {
     robots: HashMap<String, String>,
     /// Claim answers carry this `Retry-After` when rate limited (seconds).
     retry_after: Option<u64>,
+    /// The in-memory queue's fixed visibility, when imitated.
+    fixed_visibility: Option<Duration>,
 }
 
 struct Shared {
@@ -286,6 +290,12 @@ impl FakeRest {
     /// lost: the connection drops without one (a crash or network cut after the server acted).
     pub fn lose_next_answers(&self, path: &str, n: usize) {
         self.shared.state.lock().lose_answers = Some((path.to_string(), n));
+    }
+
+    /// Imitates the in-memory queue: leases last `visibility` whatever the robot asks, and an
+    /// expired job is claimable again (by anyone).
+    pub fn fixed_visibility(&self, visibility: Option<Duration>) {
+        self.shared.state.lock().fixed_visibility = visibility;
     }
 
     /// Requires this API key on `/api/v1/...` (401 without a key, 403 with a wrong one).
@@ -811,9 +821,11 @@ fn handle(shared: &Shared, req: Request) -> Answer {
         },
         ("POST", ["api", "v1", "jobs", "claim"]) => claim(&mut st, &who, &body),
         ("POST", ["api", "v1", "jobs", id, "extend-lease"]) => {
+            let fixed = st.fixed_visibility;
+            requeue_expired(&mut st);
             with_running_job(&mut st, id, &who, |job| {
-                let secs = body["extension_seconds"].as_u64().unwrap_or(30);
-                job.lease_until = Some(Instant::now() + Duration::from_secs(secs));
+                let asked = Duration::from_secs(body["extension_seconds"].as_u64().unwrap_or(30));
+                job.lease_until = Some(Instant::now() + fixed.unwrap_or(asked));
                 Answer::ok(json!({"job_id": id, "extended": true}))
             })
         }
@@ -951,7 +963,9 @@ fn claim(st: &mut State, who: &str, body: &Value) -> Answer {
         // The real server takes `limit` jobs and returns one, stranding the rest: refuse instead.
         return Answer::error(400, "BAD_LIMIT", "this fake only supports limit: 1");
     }
-    let lease = body["visibility_timeout_seconds"].as_u64().unwrap_or(30);
+    let asked = Duration::from_secs(body["visibility_timeout_seconds"].as_u64().unwrap_or(30));
+    let lease = st.fixed_visibility.unwrap_or(asked);
+    requeue_expired(st);
     let now = Instant::now();
     let pos = st.queue.iter().position(|id| {
         st.jobs
@@ -967,7 +981,7 @@ fn claim(st: &mut State, who: &str, body: &Value) -> Answer {
     let job = st.jobs.get_mut(&id).expect("queued job exists");
     job.state = "running";
     job.claimer = Some(who.to_string());
-    job.lease_until = Some(now + Duration::from_secs(lease));
+    job.lease_until = Some(now + lease);
     job.not_before = None;
     job.n_claims += 1;
     Answer::ok(json!({
@@ -1043,6 +1057,29 @@ fn job_details(st: &State, id: &str) -> Result<Value, String> {
         "retry_count": job.retry_count,
         "node_executions": node_executions,
     }))
+}
+
+/// With a fixed visibility (the in-memory queue), running jobs whose lease ran out are pending
+/// again, first in line.
+fn requeue_expired(st: &mut State) {
+    if st.fixed_visibility.is_none() {
+        return;
+    }
+    let now = Instant::now();
+    let expired: Vec<String> = st
+        .jobs
+        .iter()
+        .filter(|(_, j)| j.state == "running" && j.lease_until.is_some_and(|t| t <= now))
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in expired {
+        if let Some(job) = st.jobs.get_mut(&id) {
+            job.state = "pending";
+            job.claimer = None;
+            job.lease_until = None;
+        }
+        st.queue.push_front(id);
+    }
 }
 
 /// Runs `f` on the job when it is `running` and held by `who`; 404 for an unknown job, 409
