@@ -1641,4 +1641,18 @@ mod tests {
         assert_eq!(hostname(&env_of(&[("COMPUTERNAME", "WIN-PC")])), "WIN-PC");
         assert_eq!(hostname(&env_of(&[("COMPUTERNAME", " ")])), "test-host");
     }
+
+    #[test]
+    fn node_executions_max_comes_from_file_or_env_and_is_bounded() {
+        let config = load(Some("{}"), &[], &[]).expect("defaults");
+        assert_eq!(config.node_executions_max, 200);
+        let config = load(Some(r#"{"node_executions_max": 0}"#), &[], &[]).expect("valid");
+        assert_eq!(config.node_executions_max, 0);
+        let config = load(Some("{}"), &[("CASARE_NODE_EXECUTIONS_MAX", "50")], &[]).expect("env");
+        assert_eq!(config.node_executions_max, 50);
+        assert_eq!(
+            messages(r#"{"node_executions_max": 100001}"#, &[], &[]),
+            ["node_executions_max = 100001 (from /x/robot_config.json): must be an integer from 0 to 100000"]
+        );
+    }
 }
