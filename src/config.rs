@@ -70,6 +70,7 @@ pub const ALL_KEYS: &[&str] = &[
     "audit_enabled",
     "audit_max_mb",
     "audit_backups",
+    "node_executions_max",
 ];
 
 /// Keys that are also read from an unprefixed env var (`ROBOT_ID`, …), after `CASARE_<KEY>`.
@@ -525,6 +526,8 @@ pub struct RobotConfig {
     pub audit_max_mb: u64,
     /// Rotated audit files kept.
     pub audit_backups: u32,
+    /// Node executions listed in a job's result (`node_executions`); the rest are only counted.
+    pub node_executions_max: usize,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
     sources: IndexMap<&'static str, Source>,
@@ -713,6 +716,7 @@ impl RobotConfig {
             "audit_enabled" => self.audit_enabled.to_string(),
             "audit_max_mb" => self.audit_max_mb.to_string(),
             "audit_backups" => self.audit_backups.to_string(),
+            "node_executions_max" => self.node_executions_max.to_string(),
             _ => "(unknown key)".to_string(),
         }
     }
@@ -1156,6 +1160,12 @@ fn validate(raw: &RawConfig, env: EnvLookup) -> (RobotConfig, Vec<ConfigError>) 
         audit_enabled: v.bool("audit_enabled", true),
         audit_max_mb: v.int("audit_max_mb", 10, 1, 100_000),
         audit_backups: v.int("audit_backups", 5, 0, 1000) as u32,
+        node_executions_max: v.int(
+            "node_executions_max",
+            crate::engine::runner::DEFAULT_MAX_NODE_RECORDS as u64,
+            0,
+            100_000,
+        ) as usize,
         config_file: None,
         sources: IndexMap::new(),
     };
@@ -1630,5 +1640,19 @@ mod tests {
         assert!(!is_valid_robot_id("") && !is_valid_robot_id(&"a".repeat(65)));
         assert_eq!(hostname(&env_of(&[("COMPUTERNAME", "WIN-PC")])), "WIN-PC");
         assert_eq!(hostname(&env_of(&[("COMPUTERNAME", " ")])), "test-host");
+    }
+
+    #[test]
+    fn node_executions_max_comes_from_file_or_env_and_is_bounded() {
+        let config = load(Some("{}"), &[], &[]).expect("defaults");
+        assert_eq!(config.node_executions_max, 200);
+        let config = load(Some(r#"{"node_executions_max": 0}"#), &[], &[]).expect("valid");
+        assert_eq!(config.node_executions_max, 0);
+        let config = load(Some("{}"), &[("CASARE_NODE_EXECUTIONS_MAX", "50")], &[]).expect("env");
+        assert_eq!(config.node_executions_max, 50);
+        assert_eq!(
+            messages(r#"{"node_executions_max": 100001}"#, &[], &[]),
+            ["node_executions_max = 100001 (from /x/robot_config.json): must be an integer from 0 to 100000"]
+        );
     }
 }

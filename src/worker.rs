@@ -298,6 +298,7 @@ fn failed_outcome(wf: &Workflow, err: RunError) -> RunOutcome {
         node_outputs: Dict::new(),
         executed_nodes: 0,
         node_executions: 0,
+        node_records: Vec::new(),
         total_nodes: wf.total_nodes,
         duration: Duration::ZERO,
         recovered: false,

@@ -9,6 +9,7 @@ use casare_robot::link::protocol::Dialect;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
+use support::probe::rest_robot;
 use support::rest::FakeRest;
 use support::robot::Robot;
 use support::{chain, FakeOrchestrator};
@@ -61,19 +62,6 @@ fn waited_token(secs: f64) -> Value {
 
 fn ws_robot(fake: &FakeOrchestrator, extra: Value) -> Robot {
     let mut config = json!({"orchestrator_url": fake.url()});
-    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-        config[k] = v;
-    }
-    Robot::start(config)
-}
-
-fn rest_robot(fake: &FakeRest, extra: Value) -> Robot {
-    let mut config = json!({
-        "api_url": fake.url(),
-        "poll_interval": 0.1,
-        "poll_max_interval": 0.3,
-        "lease_seconds": 5,
-    });
     for (k, v) in extra.as_object().cloned().unwrap_or_default() {
         config[k] = v;
     }
@@ -757,4 +745,103 @@ fn the_daemon_leaves_an_interrupted_local_run_for_the_next_run() {
     let out = local(&["--json", "--timeout", "0.5"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("resuming job loc"), "{stderr}");
+}
+
+// ---- results as the orchestrator reads them ----------------------------------------------------
+
+/// `JobDetails.node_executions` of the orchestrator's OpenAPI document
+/// (`head-orchestrator-openapi.json`), verbatim; the document itself is read too when present.
+const OPENAPI_NODE_EXECUTIONS: &str = r#"{"items":{"additionalProperties":true,"type":"object"},"type":"array","title":"Node Executions","description":"Per-node execution breakdown"}"#;
+
+fn openapi_node_executions_schemas() -> Vec<Value> {
+    let mut schemas = vec![serde_json::from_str(OPENAPI_NODE_EXECUTIONS).expect("schema")];
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["../shared", "../../shared"] {
+        let path = root
+            .join(dir)
+            .join("fixtures/casare/orchestrator/head-orchestrator-openapi.json");
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let doc: Value = serde_json::from_str(&text).expect("openapi is json");
+            let schema =
+                doc["components"]["schemas"]["JobDetails"]["properties"]["node_executions"].clone();
+            assert!(
+                schema.is_object(),
+                "the OpenAPI document has JobDetails.node_executions"
+            );
+            schemas.push(schema);
+        }
+    }
+    schemas
+}
+
+#[test]
+fn the_rest_result_lists_node_executions_as_the_orchestrator_job_view_reads_them() {
+    let fake = FakeRest::start();
+    let steps: Vec<(&str, &str, Value)> = ["a", "b", "c"]
+        .into_iter()
+        .zip(1..)
+        .map(|(id, n)| {
+            (
+                id,
+                "SetVariableNode",
+                json!({"variable_name": id, "value": n}),
+            )
+        })
+        .collect();
+    let wf = chain(&steps);
+    fake.submit("view", wf.clone(), json!({}));
+    fake.submit("capped", wf, json!({}));
+    let robot = rest_robot(
+        &fake,
+        json!({"node_executions_max": 2, "max_concurrent_jobs": 1}),
+    );
+    assert!(
+        fake.wait_until(WAIT, |f| f.state("capped") == Some("completed")
+            && f.state("view") == Some("completed")),
+        "{}",
+        robot.output()
+    );
+    let result = fake.results("view").pop().expect("a result");
+    let records = result["node_executions"]
+        .as_array()
+        .expect("a list")
+        .clone();
+    assert_eq!(records.len(), 2, "capped at node_executions_max: {result}");
+    let count = result["node_execution_count"].as_u64().expect("the count");
+    assert!(count >= 3, "{result}");
+    assert_eq!(result["node_executions_omitted"].as_u64(), Some(count - 2));
+    for schema in openapi_node_executions_schemas() {
+        assert_eq!(schema["type"], "array");
+        assert_eq!(schema["items"]["type"], "object");
+        assert!(result["node_executions"].is_array());
+        assert!(records.iter().all(Value::is_object));
+    }
+    let orders: Vec<u64> = records
+        .iter()
+        .map(|r| r["order"].as_u64().expect("order"))
+        .collect();
+    assert_eq!(orders, vec![1, 2], "in execution order");
+    for r in &records {
+        assert!(
+            r["node_id"].is_string() && r["node_type"].is_string(),
+            "{r}"
+        );
+        assert!(r["duration_ms"].is_u64(), "an integer: {r}");
+        assert_eq!(r["success"], true);
+        assert!(
+            r["start_time"]
+                .as_str()
+                .is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()),
+            "{r}"
+        );
+    }
+    // The job view answers (the real server answered 500 for every job of this robot).
+    let details = fake
+        .job_details("view")
+        .expect("the job view reads the result");
+    assert_eq!(details["node_executions"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        details["node_executions"][1]["node_id"],
+        records[1]["node_id"]
+    );
 }

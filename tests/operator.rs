@@ -9,18 +9,11 @@ use casare_robot::link::protocol::Dialect;
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::probe::{audit_entries, free_port, get, health_becomes, status};
 use support::robot::Robot;
 use support::{chain, FakeOrchestrator};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A robot on the fake with `/health` on a free port.
 fn robot_with_health(fake: &FakeOrchestrator, extra: Value) -> (Robot, u16) {
@@ -30,40 +23,6 @@ fn robot_with_health(fake: &FakeOrchestrator, extra: Value) -> (Robot, u16) {
         config[k] = v;
     }
     (Robot::start(config), port)
-}
-
-/// GET `http://127.0.0.1:port/path` → (status, body); None while nothing listens.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    let mut r = agent
-        .get(&format!("http://127.0.0.1:{port}{path}"))
-        .call()
-        .ok()?;
-    let code = r.status().as_u16();
-    Some((code, r.body_mut().read_to_string().unwrap_or_default()))
-}
-
-/// Wait until `/health` answers `code` with a body containing `text`; returns the body.
-fn health_becomes(port: u16, code: u16, text: &str, robot: &Robot) -> String {
-    let deadline = Instant::now() + WAIT;
-    let mut last = None;
-    while Instant::now() < deadline {
-        if let Some((c, body)) = get(port, "/health") {
-            if c == code && body.contains(text) {
-                return body;
-            }
-            last = Some((c, body));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "/health never answered {code} with {text:?}; last {last:?}\n{}",
-        robot.output()
-    );
 }
 
 #[test]
@@ -222,26 +181,6 @@ fn metrics_travel_in_heartbeats_and_on_the_metrics_endpoint() {
     );
     assert!(text.contains("casare_robot_link_up 1"), "{text}");
     drop(robot);
-}
-
-fn status(robot: &Robot, json_out: bool) -> (i32, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_casare-robot"));
-    cmd.arg("status").args([
-        "--config",
-        robot.dir().join("robot_config.json").to_str().unwrap(),
-    ]);
-    if json_out {
-        cmd.arg("--json");
-    }
-    let out = cmd.env_clear().env("HOME", robot.dir()).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 #[test]
@@ -403,7 +342,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[cfg(unix)]
 #[test]
 fn audit_trail_and_supabase_broadcasts_after_a_scripted_set_of_jobs() {
-    use casare_robot::observe::audit::{read_dir, AuditEvent, AuditQuery, Severity};
+    use casare_robot::observe::audit::{AuditEvent, Severity};
     use support::recorder::Server;
     const SB_KEY: &str = "sb-test-key-0123456789-SECRET";
     let supabase = Server::ok();
@@ -447,14 +386,7 @@ fn audit_trail_and_supabase_broadcasts_after_a_scripted_set_of_jobs() {
         robot.output()
     );
 
-    let entries = read_dir(
-        &robot.dir().join("logs").join("audit"),
-        &AuditQuery {
-            limit: 1000,
-            ..AuditQuery::default()
-        },
-    )
-    .expect("audit files");
+    let entries = audit_entries(&robot);
     let count = |e: AuditEvent| entries.iter().filter(|x| x.event_type == e).count();
     assert_eq!(count(AuditEvent::RobotStarted), 1);
     assert_eq!(count(AuditEvent::RobotStopped), 1);

@@ -14,7 +14,7 @@ use casare_robot::link::rest::{
     ClaimedJob, LeaseOutcome, PollInterval, PollOutcome, Registration, RestClient, RestError,
     RestSettings, Settled, MAX_ERROR_MESSAGE_CHARS,
 };
-use rest_fake::FakeRest;
+use rest_fake::{FakeRest, UNUSABLE_JOBS};
 use serde_json::{json, Map, Value};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -563,6 +563,8 @@ fn register_tolerates_a_server_without_database_and_robot_calls_use_the_registry
         }
         other => panic!("expected unavailable, got {other:?}"),
     }
+    // Without a database the robot calls answer 503 too; the bodies are checked with one.
+    fake.no_database(false);
     let mut metrics = Map::new();
     metrics.insert("cpu_percent".to_string(), json!(12.5));
     c.heartbeat(RobotStatus::Busy, &metrics).expect("heartbeat");
@@ -617,20 +619,25 @@ fn a_running_job_belongs_to_its_claimer_alone() {
 }
 
 #[test]
-fn a_claim_answer_that_is_not_a_job_is_a_protocol_error() {
+fn a_claim_naming_an_unusable_job_is_a_bad_job_error_with_its_id() {
     let fake = FakeRest::start();
-    // A job whose stored workflow is a plain string: the fake sends it re-encoded, so the
-    // client's parse of `workflow_json` yields a string, not an object.
-    fake.submit("job-bad", json!("not a workflow"), json!({}));
+    fake.submit_unusable();
     let c = client(&fake, "robot-a");
-    let err = c.claim(LEASE).expect_err("not an object");
-    assert!(matches!(err, RestError::Protocol { .. }), "{err:?}");
-    assert!(!err.is_retryable());
-    assert!(
-        err.to_string()
-            .contains("workflow of job job-bad must be an object"),
-        "{err}"
-    );
+    for (job, text) in UNUSABLE_JOBS {
+        let err = c.claim(LEASE).expect_err("an unusable job");
+        match &err {
+            RestError::BadJob { job_id, detail, .. } => {
+                assert_eq!(job_id, job);
+                assert!(detail.contains(text), "{detail}");
+            }
+            other => panic!("expected a bad job, got {other:?}"),
+        }
+        assert!(!err.is_retryable());
+        assert!(
+            err.to_string().contains(&format!("job {job} cannot run")),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -33,7 +33,7 @@ use crate::link::protocol::{
     self, Capabilities, Dialect, HeartbeatInfo, Inbound, LogEntry, Outbound, RobotStatus,
     StatusInfo,
 };
-use crate::link::rest_io::{RestCommand, RestEvent, RestHandle};
+use crate::link::rest_io::{RestCommand, RestEvent, RestHandle, RestLink};
 use crate::link::ws::{Frame, WsCommand, WsEvent, WsHandle};
 use crate::observe::audit::AuditLogger;
 use crate::observe::health::SharedMetricsText;
@@ -211,6 +211,8 @@ pub struct Agent {
     rng: fastrand::Rng,
     connected: bool,
     rest_reachable: Option<bool>,
+    /// The REST orchestrator refuses this robot's API key.
+    rest_refused: bool,
     jobs: HashMap<String, RunningJob>,
     /// Recorded jobs waiting for a free worker.
     waiting: VecDeque<String>,
@@ -280,6 +282,7 @@ impl Agent {
             rng: fastrand::Rng::new(),
             connected: false,
             rest_reachable: None,
+            rest_refused: false,
             jobs: HashMap::new(),
             waiting: VecDeque::new(),
             verifying: HashSet::new(),
@@ -589,12 +592,22 @@ impl Agent {
                 }
             }
             RestEvent::LeaseLost(id) => self.on_lease_lost(&id),
-            RestEvent::Reachable(up) => {
-                self.rest_reachable = Some(up);
+            RestEvent::Link(link) => {
+                self.rest_reachable = Some(link == RestLink::Reachable);
+                self.rest_refused = link == RestLink::Refused;
                 self.note_links();
-                if !up {
-                    self.note_error("the REST orchestrator is unreachable");
+                match link {
+                    RestLink::Reachable => {}
+                    RestLink::Unreachable => {
+                        self.note_error("the REST orchestrator is unreachable")
+                    }
+                    RestLink::Refused => {
+                        self.note_error("the REST orchestrator refuses this robot's API key");
+                        self.audit
+                            .access_denied("the REST orchestrator refused this robot's API key");
+                    }
                 }
+                self.publish_soon();
             }
             // The outbox shrank: status readers see it at once.
             RestEvent::Delivered(_) => self.publish_soon(),

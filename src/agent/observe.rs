@@ -71,9 +71,10 @@ impl Agent {
 
     fn snapshot(&self, now: Instant) -> StatusSnapshot {
         let link = self.conn.as_ref().map(|c| c.snapshot(now));
-        let unauthorized = link
-            .as_ref()
-            .is_some_and(|l| l.state == super::connection::LinkState::Unauthorized);
+        let unauthorized = self.rest_refused
+            || link
+                .as_ref()
+                .is_some_and(|l| l.state == super::connection::LinkState::Unauthorized);
         let mut jobs: Vec<JobStatus> = self
             .jobs
             .iter()
@@ -105,6 +106,7 @@ impl Agent {
                 breaker: link.as_ref().map(|l| l.breaker.state.as_str().to_string()),
                 rest: self.rest.as_ref().map(|_| {
                     match self.rest_reachable {
+                        _ if self.rest_refused => "unauthorized",
                         Some(true) => "reachable",
                         Some(false) => "unreachable",
                         None => "unknown",

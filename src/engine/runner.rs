@@ -10,6 +10,12 @@
 //! All state that resuming needs lives in [`RunState`] (serde-serializable): queue, executed set,
 //! variables, node outputs, input port values, loop and try states. An [`Observer`] sees every
 //! node start, completion (with the state, for checkpoints), failure and log line.
+//!
+//! A run also lists its node executions ([`NodeRecord`], in execution order, one per attempt, at
+//! most [`RunOptions::max_node_records`]): the per-node breakdown the orchestrator's job view
+//! reads from `result.node_executions`. The list lives in memory only (not in checkpoints), so a
+//! resumed run lists the executions since the resume; [`RunOutcome::node_records_omitted`] counts
+//! the rest.
 
 use super::model::Workflow;
 use super::node::{Flow, NodeCtx, NodeError, NodeKind, NodeLog};
@@ -46,6 +52,30 @@ pub struct RunOptions {
     /// When a job is cancelled, how long its child processes get to stop after a polite request
     /// (SIGTERM on Unix) before they are killed.
     pub cancel_grace: Duration,
+    /// Node executions listed in the result (`node_executions`); later ones are only counted
+    /// (default [`DEFAULT_MAX_NODE_RECORDS`]).
+    pub max_node_records: usize,
+}
+
+/// Default of [`RunOptions::max_node_records`].
+pub const DEFAULT_MAX_NODE_RECORDS: usize = 200;
+
+/// One node execution (one attempt) as the orchestrator's job view lists it in
+/// `result.node_executions`: the fields its parser normalises each record to.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeRecord {
+    /// The node's id.
+    pub node_id: String,
+    /// Its type.
+    pub node_type: String,
+    /// How long the attempt took, in whole milliseconds.
+    pub duration_ms: u64,
+    /// Whether the attempt succeeded.
+    pub success: bool,
+    /// Its place among the run's node executions, from 1 (loop iterations and retries counted).
+    pub order: u64,
+    /// When the attempt started (RFC 3339, UTC).
+    pub start_time: String,
 }
 
 impl Default for RunOptions {
@@ -59,6 +89,7 @@ impl Default for RunOptions {
             seed: None,
             safety: super::safety::Safety::default(),
             cancel_grace: Duration::from_secs(10),
+            max_node_records: DEFAULT_MAX_NODE_RECORDS,
         }
     }
 }
@@ -250,6 +281,9 @@ pub struct RunState {
     /// Set when a node changed a variable (lets checkpoints skip unchanged variables).
     #[serde(skip)]
     pub vars_changed: bool,
+    /// Node executions of this process's part of the run (not checkpointed).
+    #[serde(skip)]
+    pub node_records: Vec<NodeRecord>,
 }
 
 impl RunState {
@@ -277,6 +311,7 @@ impl RunState {
                 .seed
                 .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
             vars_changed: true,
+            node_records: Vec::new(),
         }
     }
 
@@ -425,6 +460,8 @@ pub struct RunOutcome {
     pub executed_nodes: usize,
     /// Node executions (loop iterations counted).
     pub node_executions: u64,
+    /// The first node executions, in order (at most [`RunOptions::max_node_records`]).
+    pub node_records: Vec<NodeRecord>,
     /// Nodes in the workflow.
     pub total_nodes: usize,
     /// Wall time of execution proper (including time before a resume).
@@ -450,12 +487,22 @@ impl RunOutcome {
             .collect()
     }
 
+    /// Node executions not in [`node_records`](Self::node_records): over the cap, or run before
+    /// a resume.
+    pub fn node_records_omitted(&self) -> u64 {
+        self.node_executions
+            .saturating_sub(self.node_records.len() as u64)
+    }
+
     /// The error text: `"<node_id> (<NodeType>): <message>"`.
     pub fn error_text(&self) -> Option<String> {
         self.error.as_ref().map(|e| e.to_string())
     }
 
     /// The result object of `protocol.md` ("Results"), plus `status` and `node_outputs`.
+    /// `node_executions` is the list of [`NodeRecord`]s (what the orchestrator's job view reads),
+    /// `node_execution_count` the number of node executions and `node_executions_omitted` how
+    /// many of them the list leaves out.
     pub fn to_json(&self) -> serde_json::Value {
         let duration_ms = self.duration.as_millis() as u64;
         let mut obj = serde_json::json!({
@@ -463,7 +510,9 @@ impl RunOutcome {
             "status": self.status,
             "outputs": Value::dict(self.outputs()).to_json(),
             "executed_nodes": self.executed_nodes,
-            "node_executions": self.node_executions,
+            "node_executions": self.node_records,
+            "node_execution_count": self.node_executions,
+            "node_executions_omitted": self.node_records_omitted(),
             "total_nodes": self.total_nodes,
             "duration_ms": duration_ms,
             "recovered": self.recovered,
@@ -527,7 +576,7 @@ fn execute(
     let started = Instant::now();
     let prior = Duration::from_millis(state.prior_elapsed_ms);
     let job_deadline = started + opts.job_timeout.saturating_sub(prior);
-    let finish = |state: RunState, status: RunStatus, error: Option<RunError>| -> RunOutcome {
+    let finish = |mut state: RunState, status: RunStatus, error: Option<RunError>| -> RunOutcome {
         let duration = prior + started.elapsed();
         let mut node_outputs = Dict::new();
         for (i, out) in state.outputs.iter().enumerate() {
@@ -546,6 +595,7 @@ fn execute(
                 .filter(|(i, v)| **v && wf.nodes[*i].id != super::model::AUTO_START_ID)
                 .count(),
             node_executions: state.executions,
+            node_records: std::mem::take(&mut state.node_records),
             total_nodes: wf.total_nodes,
             duration,
             recovered,
@@ -611,6 +661,7 @@ fn execute(
             0
         };
         let result = loop {
+            let attempt_start = (Instant::now(), chrono::Utc::now());
             let (result, outputs, logs) = run_one(
                 wf,
                 idx,
@@ -620,6 +671,18 @@ fn execute(
                 node_deadline,
                 job_deadline,
             );
+            if state.node_records.len() < opts.max_node_records {
+                state.node_records.push(NodeRecord {
+                    node_id: node.id.clone(),
+                    node_type: node.def.node_type.to_string(),
+                    duration_ms: attempt_start.0.elapsed().as_millis() as u64,
+                    success: result.is_ok(),
+                    order: state.executions,
+                    start_time: attempt_start
+                        .1
+                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                });
+            }
             let ev = NodeEvent {
                 elapsed: node_started.elapsed(),
                 ..ev
@@ -999,6 +1062,68 @@ mod tests {
         assert_eq!(out.status, RunStatus::Failed);
         assert_eq!(out.error_text().unwrap(), "f (FlakyNode): attempt 2 failed");
         assert_eq!(out.error.unwrap().error_type, "ConnectionError");
+    }
+
+    #[test]
+    fn node_records_list_every_attempt_in_order_up_to_the_cap() {
+        let wf = with_node(json!({"fail_times": 2}), "f", &FLAKY);
+        let out = run(
+            &wf,
+            Dict::new(),
+            &fast_retries(2),
+            &CancelToken::new(),
+            &mut NoObserver,
+        );
+        assert!(out.success(), "{:?}", out.error);
+        let seen: Vec<(&str, &str, bool, u64)> = out
+            .node_records
+            .iter()
+            .map(|r| (r.node_id.as_str(), r.node_type.as_str(), r.success, r.order))
+            .collect();
+        let start = (
+            wf.nodes[wf.start].id.as_str(),
+            wf.nodes[wf.start].def.node_type,
+        );
+        assert_eq!(
+            seen,
+            vec![
+                (start.0, start.1, true, 1),
+                ("f", "FlakyNode", false, 2),
+                ("f", "FlakyNode", false, 3),
+                ("f", "FlakyNode", true, 4),
+                ("after", "SetVariableNode", true, 5),
+            ]
+        );
+        assert_eq!(out.node_records_omitted(), 0);
+        for r in &out.node_records {
+            assert!(
+                chrono::DateTime::parse_from_rfc3339(&r.start_time).is_ok(),
+                "{}",
+                r.start_time
+            );
+        }
+        let json = out.to_json();
+        assert_eq!(json["node_execution_count"], 5);
+        assert_eq!(json["node_executions"][1]["node_id"], "f");
+        assert!(json["node_executions"][1]["duration_ms"].is_u64());
+
+        let capped = RunOptions {
+            max_node_records: 2,
+            ..fast_retries(2)
+        };
+        let out = run(
+            &wf,
+            Dict::new(),
+            &capped,
+            &CancelToken::new(),
+            &mut NoObserver,
+        );
+        assert_eq!(out.node_records.len(), 2);
+        assert_eq!(out.node_records[1].order, 2);
+        assert_eq!(out.node_records_omitted(), 3);
+        let json = out.to_json();
+        assert_eq!(json["node_executions_omitted"], 3);
+        assert_eq!(json["node_execution_count"], 5);
     }
 
     #[test]

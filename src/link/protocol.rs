@@ -720,6 +720,10 @@ pub fn to_value(msg: &Outbound, dialect: Dialect, robot_id: &str, now: DateTime<
                     "total_nodes": field("total_nodes", json!(0)),
                     "duration_ms": duration_ms,
                     "recovered": field("recovered", json!(false)),
+                    // The per-node list, as in the REST result (the orchestrator's job view).
+                    "node_executions": field("node_executions", json!([])),
+                    "node_execution_count": field("node_execution_count", json!(0)),
+                    "node_executions_omitted": field("node_executions_omitted", json!(0)),
                     // The names the upstream Python robot used (seen in the captures).
                     "nodes_executed": executed,
                     "variables": outputs,
@@ -1146,7 +1150,11 @@ mod tests {
             Outbound::JobComplete {
                 job_id: "j1".into(),
                 result: json!({"success": true, "status": "completed", "outputs": {"total": 3, "_x": 1},
-                               "executed_nodes": 4, "node_executions": 9, "total_nodes": 5,
+                               "executed_nodes": 4, "total_nodes": 5,
+                               "node_executions": [{"node_id": "n1", "node_type": "LogNode",
+                                   "duration_ms": 1, "success": true, "order": 1,
+                                   "start_time": "2026-11-26T04:20:05.000000Z"}],
+                               "node_execution_count": 9, "node_executions_omitted": 8,
                                "duration_ms": 12, "recovered": true, "node_outputs": {"n1": {}}}),
                 duration_ms: 12,
             },
@@ -1298,11 +1306,17 @@ mod tests {
                 "total_nodes",
                 "duration_ms",
                 "recovered",
+                "node_executions",
+                "node_execution_count",
+                "node_executions_omitted",
                 "nodes_executed",
                 "variables",
                 "error"
             ]
         );
+        assert_eq!(result["node_executions"][0]["node_id"], json!("n1"));
+        assert_eq!(result["node_execution_count"], json!(9));
+        assert_eq!(result["node_executions_omitted"], json!(8));
         assert_eq!(result["success"], json!(true));
         assert_eq!(result["executed_nodes"], json!(4));
         assert_eq!(result["total_nodes"], json!(5));

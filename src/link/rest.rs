@@ -27,6 +27,9 @@
 //! body cannot be read is a protocol error. A 409 is an answer, not an error, where the protocol
 //! gives it a meaning: a lost lease for `extend-lease`, "already settled" (= delivered) for
 //! `complete` and `fail`. A 429 carries the server's `Retry-After` so no caller spins on it.
+//! A claim answer that names a job the robot cannot run (its `workflow_json` is not JSON or not
+//! an object, its `variables` not an object) is a [`RestError::BadJob`] carrying the job id, so
+//! the caller can answer it with `fail` instead of leaving it `running` on the server.
 //! Messages are lowercase, name the call (`POST /api/v1/jobs/claim`) and never contain the API
 //! key (a server message echoing it is redacted). Headers are never logged; the process's log
 //! set-up silences ureq's own trace output, which would print them.
@@ -262,9 +265,16 @@ impl RestClient {
         if value.is_null() {
             return Ok(None);
         }
-        let mut job = ClaimedJob::from_value(&value).map_err(|detail| RestError::Protocol {
-            call: call.clone(),
-            detail,
+        let mut job = ClaimedJob::from_value(&value).map_err(|detail| match job_id_of(&value) {
+            Some(job_id) => RestError::BadJob {
+                call: call.clone(),
+                job_id,
+                detail,
+            },
+            None => RestError::Protocol {
+                call: call.clone(),
+                detail,
+            },
         })?;
         if job.lease_expires_at.is_none() {
             job.lease_expires_at = Some(sent_at + chrono::Duration::seconds(seconds as i64));
@@ -388,12 +398,16 @@ impl RestClient {
         Ok(())
     }
 
-    /// `GET /api/v1/metrics/jobs?robot_id=<this robot>&status=claimed`: the ids of the jobs the
-    /// orchestrator believes this robot holds (at most 500). A robot that finds one it has no
-    /// record of (a claim whose answer was lost to a crash or a network error) releases it.
+    /// `GET /api/v1/metrics/jobs?robot_id=<this robot>&limit=500`: the ids of the jobs the
+    /// orchestrator believes this robot holds (of its 500 newest jobs). A robot that finds one it
+    /// has no record of (a claim whose answer was lost to a crash or a network error) releases it.
+    ///
+    /// No `status` filter is sent: the real server marks a claimed job `running`, so
+    /// `status=claimed` finds nothing, and it refuses `status=running` as a filter. The rows are
+    /// filtered here instead: status `running` or `claimed`, held by this robot.
     pub fn claimed_jobs(&self) -> Result<Vec<String>, RestError> {
         let path = format!(
-            "/api/v1/metrics/jobs?robot_id={}&status=claimed&limit=500",
+            "/api/v1/metrics/jobs?robot_id={}&limit=500",
             encode_segment(&self.robot_id)
         );
         let reply = self.call(Method::Get, &path, None)?;
@@ -406,6 +420,7 @@ impl RestClient {
         Ok(rows
             .iter()
             .filter(|r| r["status"] == "claimed" || r["status"] == "running")
+            .filter(|r| r["robot_id"].as_str().is_none_or(|id| id == self.robot_id))
             .filter_map(|r| r["job_id"].as_str().map(str::to_string))
             .collect())
     }
@@ -689,6 +704,32 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(delta.to_std().unwrap_or(Duration::ZERO))
 }
 
+/// The longest wait between two lease renewals.
+///
+/// The robot asks for `lease_seconds` at claim and at each renewal, but a server may keep a job
+/// invisible for less than it was asked: the orchestrator's in-memory queue fixes its visibility
+/// at 30 s whatever the robot asks, and re-queues the job to another robot once that passes. So
+/// a lease is renewed every third of it, but at least every 10 s: well inside 30 s even when one
+/// renewal fails and is retried.
+pub const MAX_RENEWAL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How often a lease of `lease` is renewed: a third of it, at most [`MAX_RENEWAL_INTERVAL`], at
+/// least 0.5 s.
+pub fn lease_renewal_interval(lease: Duration) -> Duration {
+    (lease / 3)
+        .min(MAX_RENEWAL_INTERVAL)
+        .max(Duration::from_millis(500))
+}
+
+/// The job id of a claim answer, when it names one.
+fn job_id_of(value: &Value) -> Option<String> {
+    match value.get("job_id") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// Whole seconds within the server's lease bounds.
 fn lease_seconds(d: Duration) -> u64 {
     d.as_secs().clamp(LEASE_SECONDS_MIN, LEASE_SECONDS_MAX)
@@ -740,10 +781,8 @@ impl ClaimedJob {
         let obj = value
             .as_object()
             .ok_or_else(|| format!("a claimed job must be an object, got {}", kind(value)))?;
-        let job_id = match obj.get("job_id") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => return Err("claimed job has no job_id".to_string()),
+        let Some(job_id) = job_id_of(value) else {
+            return Err("claimed job has no job_id".to_string());
         };
         let raw_workflow = ["workflow_json", "workflow_data", "workflow"]
             .iter()
@@ -868,6 +907,16 @@ pub enum RestError {
         /// HTTP status.
         status: u16,
     },
+    /// A claim answer naming a job this robot cannot run (its workflow or variables are
+    /// unusable). Not retryable: answer the job with `fail`.
+    BadJob {
+        /// `METHOD /path`.
+        call: String,
+        /// The job's id.
+        job_id: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// A successful status with a body that cannot be understood, or an unexpected status.
     Protocol {
         /// `METHOD /path`.
@@ -892,6 +941,12 @@ impl RestError {
     /// 401 or 403: retrying will not help until the key is fixed.
     pub fn is_auth(&self) -> bool {
         matches!(self, RestError::Auth { .. })
+    }
+
+    /// 503: the server is there but the service is not (the orchestrator without a database
+    /// answers it to robot status, heartbeat and job progress).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, RestError::Server { status: 503, .. })
     }
 
     /// The HTTP status, when the server answered.
@@ -944,6 +999,11 @@ impl fmt::Display for RestError {
                 f,
                 "{call}: not authorised ({status}): check the robot's api key"
             ),
+            RestError::BadJob {
+                call,
+                job_id,
+                detail,
+            } => write!(f, "{call}: job {job_id} cannot run: {detail}"),
             RestError::Protocol { call, detail } => write!(f, "{call}: bad answer: {detail}"),
             RestError::Config(detail) => write!(f, "rest client settings: {detail}"),
         }
@@ -990,7 +1050,9 @@ impl PollOutcome {
 /// grows it ×1.5 up to `poll_max_interval`; a successful claim resets it and asks for the next
 /// claim at once (the queue likely holds more); a 429 waits at least the server's `Retry-After`
 /// (or [`rate_limited_default`](Self::with_rate_limited_default), 60 s, when it gave none), so a
-/// rate-limited robot never spins. No clock, no randomness: jitter is the caller's.
+/// rate-limited robot never spins, but at most [`retry_after_cap`](Self::retry_after_cap): the
+/// larger of [`MAX_RETRY_AFTER`] and `poll_max_interval`, so a huge `Retry-After` cannot stop
+/// claiming for a day. No clock, no randomness: jitter is the caller's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PollInterval {
     base: Duration,
@@ -998,6 +1060,10 @@ pub struct PollInterval {
     current: Duration,
     rate_limited_default: Duration,
 }
+
+/// The longest `Retry-After` honoured (unless `poll_max_interval` is longer): five minutes, well
+/// above the real server's 60 s.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 impl PollInterval {
     /// `poll_interval` is the first and shortest idle wait; `poll_max_interval` the longest (raised
@@ -1022,6 +1088,11 @@ impl PollInterval {
         self.current
     }
 
+    /// The longest wait a 429 gets, whatever its `Retry-After` says.
+    pub fn retry_after_cap(&self) -> Duration {
+        MAX_RETRY_AFTER.max(self.max)
+    }
+
     /// How long to wait before the next claim, given the outcome of the last one.
     pub fn next(&mut self, outcome: PollOutcome) -> Duration {
         match outcome {
@@ -1036,7 +1107,10 @@ impl PollInterval {
             }
             PollOutcome::RateLimited(retry_after) => {
                 let asked = retry_after.unwrap_or(self.rate_limited_default);
-                asked.max(self.current).max(self.base)
+                asked
+                    .min(self.retry_after_cap())
+                    .max(self.current)
+                    .max(self.base)
             }
         }
     }
@@ -1082,6 +1156,44 @@ mod tests {
         assert_eq!(p.next(PollOutcome::RateLimited(None)), secs(7.0));
         // 429 neither grows nor resets the idle interval.
         assert_eq!(p.next(PollOutcome::Empty), secs(1.0));
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_capped() {
+        let mut p = PollInterval::new(secs(1.0), secs(30.0));
+        assert_eq!(p.retry_after_cap(), MAX_RETRY_AFTER);
+        assert_eq!(
+            p.next(PollOutcome::RateLimited(Some(secs(99_999_999_999.0)))),
+            MAX_RETRY_AFTER
+        );
+        assert_eq!(
+            parse_retry_after("99999999999").map(|d| d.min(p.retry_after_cap())),
+            Some(MAX_RETRY_AFTER)
+        );
+        // A longer poll_max_interval raises the cap.
+        let mut p = PollInterval::new(secs(1.0), secs(900.0));
+        assert_eq!(
+            p.next(PollOutcome::RateLimited(Some(secs(86_400.0)))),
+            secs(900.0)
+        );
+    }
+
+    #[test]
+    fn leases_are_renewed_every_third_but_at_least_every_ten_seconds() {
+        let check = |lease: f64, expected: f64| {
+            assert_eq!(
+                lease_renewal_interval(secs(lease)),
+                secs(expected),
+                "{lease}"
+            );
+        };
+        // The in-memory queue re-queues a job after 30 s whatever the robot asks.
+        check(120.0, 10.0);
+        check(3600.0, 10.0);
+        check(60.0, 10.0);
+        check(15.0, 5.0);
+        check(1.0, 0.5);
+        assert_eq!(lease_renewal_interval(secs(5.0)), secs(5.0) / 3);
     }
 
     #[test]

@@ -8,23 +8,39 @@
 //!   to the agent. A job that cannot be recorded (disk full) is released at once;
 //! - **verifies** the leases of jobs recovered at start-up before they resume (extend-lease:
 //!   200 → resume, 409 → the job is no longer ours);
-//! - **renews** the lease of every running REST job at a third of the lease; a 409 means the job
-//!   was cancelled or taken away: the agent stops it and nothing is reported;
+//! - **renews** the lease of every running REST job at a third of the lease, but at least every
+//!   10 s ([`lease_renewal_interval`]: a server may hold a job for less than it was asked); a 409
+//!   means the job was cancelled or taken away: the agent stops it and nothing is reported;
+//! - **answers unusable claims**: a claimed job whose workflow or variables cannot be read is
+//!   failed on the orchestrator (`fail`, naming what is wrong), never left `running` there;
 //! - **delivers** the REST outbox in order (complete/fail/progress; 2xx or 409 delivered, a 4xx
-//!   other than 409/429 refused for good, anything else retried with backoff and jitter);
+//!   other than 401/403/409/429 refused for good, anything else retried with backoff and jitter:
+//!   a refused key keeps the reports until it is accepted);
 //! - sends **progress** of running jobs at most once a second per job (latest value only);
 //! - **registers** the robot and sends **heartbeats** and status changes (a 503 register — an
-//!   orchestrator without a database — is tolerated);
+//!   orchestrator without a database — is tolerated). Robot status, heartbeat and job progress
+//!   are optional: a 503 on one of them means "not supported by this orchestrator" (its
+//!   in-memory mode answers "Database not available"): it is noted once, the call is left alone
+//!   for [`UNSUPPORTED_FOR`], and the link stays reachable. On a stop, the last robot call is the
+//!   `offline` status: a heartbeat after it would flip the robot back to online;
 //! - **reconciles orphans** before the first claim and after a claim whose answer may have been
 //!   lost: a job the orchestrator lists as claimed by this robot (`GET /api/v1/metrics/jobs`) but
 //!   that the store has no record of was claimed by a request whose answer never arrived (a crash
 //!   between the answer and the record, a dropped connection); it is released so it runs
 //!   (the server never recovers an expired lease, so without this it would hang forever);
 //! - on `Stop`, flushes the outbox until its deadline and ends.
+//!
+//! **Link state** ([`RestLink`], reported on change): `Reachable` while the server answers;
+//! `Unreachable` on network errors and 502/503/504 of the calls that matter (one warn line per
+//! outage); `Refused` when the server answers 401/403 to a claim: one error line and a
+//! `security.access_denied` audit per outage, and claims only every `poll_max_interval` until a
+//! claim is accepted again. A 429 is neither: the robot is rate limited, waits the server's
+//! `Retry-After` (capped, see [`PollInterval`]) and says so once per episode.
 
 use crate::link::protocol::{Capabilities, RobotStatus};
 use crate::link::rest::{
-    ClaimedJob, LeaseOutcome, PollInterval, PollOutcome, Registration, RestClient, RestError,
+    lease_renewal_interval, ClaimedJob, LeaseOutcome, PollInterval, PollOutcome, Registration,
+    RestClient, RestError,
 };
 use crate::store::jobs::{Delivery, NewJob, OfflineQueue, OutboxEntry, Recorded, Report, Route};
 use crate::store::SharedStore;
@@ -40,7 +56,8 @@ pub struct RestIoSettings {
     pub poll_interval: Duration,
     /// Longest wait between claims.
     pub poll_max_interval: Duration,
-    /// The lease asked for at claim and on each renewal (renewed at a third of it).
+    /// The lease asked for at claim and on each renewal (renewed at a third of it, at least
+    /// every 10 s).
     pub lease: Duration,
     /// Sent with `register`.
     pub capabilities: Capabilities,
@@ -105,11 +122,43 @@ pub enum RestEvent {
     LeaseKept(String),
     /// The job's lease is lost (409): stop it, report nothing.
     LeaseLost(String),
-    /// The orchestrator became reachable (true) or unreachable (false).
-    Reachable(bool),
+    /// The state of the REST link changed.
+    Link(RestLink),
     /// Outbox entries were delivered (the agent refreshes its counts).
     Delivered(usize),
 }
+
+/// The state of the REST link, as the rest-io thread sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestLink {
+    /// The orchestrator answers.
+    Reachable,
+    /// Network errors or 502/503/504: retried with backoff.
+    Unreachable,
+    /// The orchestrator refuses this robot's API key (401/403 on claim).
+    Refused,
+}
+
+/// An optional call: a 503 means the orchestrator does not support it (no database).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Optional {
+    Status,
+    Heartbeat,
+    Progress,
+}
+
+impl Optional {
+    fn name(self) -> &'static str {
+        match self {
+            Optional::Status => "robot status updates",
+            Optional::Heartbeat => "robot heartbeats",
+            Optional::Progress => "job progress",
+        }
+    }
+}
+
+/// How long an optional call the orchestrator does not support is left alone.
+pub const UNSUPPORTED_FOR: Duration = Duration::from_secs(600);
 
 /// The agent's handle on the rest-io thread.
 pub struct RestHandle {
@@ -199,8 +248,17 @@ struct RestIo<F: FnMut(RestEvent)> {
     /// Orphan reconciliation: due, and whether the server supports it.
     orphans_due: bool,
     orphans_supported: bool,
-    reachable: Option<bool>,
+    link: Option<RestLink>,
+    /// Optional calls not supported by this orchestrator, until when; and those noted once.
+    unsupported: HashMap<Optional, Instant>,
+    noted_unsupported: Vec<Optional>,
+    /// A 429 episode is in progress (said once).
+    rate_limited: bool,
+    /// Unusable claimed jobs whose `fail` is still to be delivered: (job id, message).
+    bad_jobs: VecDeque<(String, String)>,
     stop_at: Option<Instant>,
+    /// The final `offline` status was sent (or is not to be sent).
+    said_offline: bool,
 }
 
 impl<F: FnMut(RestEvent)> RestIo<F> {
@@ -228,13 +286,18 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
             registered: false,
             orphans_due: true,
             orphans_supported: true,
-            reachable: None,
+            link: None,
+            unsupported: HashMap::new(),
+            noted_unsupported: Vec::new(),
+            rate_limited: false,
+            bad_jobs: VecDeque::new(),
             stop_at: None,
+            said_offline: false,
         }
     }
 
     fn renew_every(&self) -> Duration {
-        (self.settings.lease / 3).max(Duration::from_millis(500))
+        lease_renewal_interval(self.settings.lease)
     }
 
     fn run(&mut self, rx: &Receiver<RestCommand>) {
@@ -256,6 +319,7 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
                 }
             }
             if let Some(deadline) = self.stop_at {
+                self.say_offline();
                 self.flush_outbox(true);
                 if self.outbox_at.is_none() || Instant::now() >= deadline {
                     let left = self.outbox.len().unwrap_or(0);
@@ -397,29 +461,83 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
         }
     }
 
-    fn set_reachable(&mut self, up: bool, why: Option<&RestError>) {
-        if self.reachable == Some(up) {
+    fn set_link(&mut self, link: RestLink, why: Option<&RestError>) {
+        if self.link == Some(link) {
             return;
         }
-        if up {
-            log::info!("REST orchestrator {} reachable", self.client.base_url());
-        } else {
-            log::warn!(
-                "REST orchestrator {} unreachable: {}; retrying with backoff",
+        let why = why.map_or_else(|| "no answer".to_string(), |e| e.to_string());
+        match link {
+            RestLink::Reachable if self.link == Some(RestLink::Refused) => log::info!(
+                "the REST orchestrator {} accepts this robot's API key again",
+                self.client.base_url()
+            ),
+            RestLink::Reachable => {
+                log::info!("REST orchestrator {} reachable", self.client.base_url())
+            }
+            RestLink::Unreachable => log::warn!(
+                "REST orchestrator {} unreachable: {why}; retrying with backoff",
                 self.client.base_url(),
-                why.map_or_else(|| "no answer".to_string(), |e| e.to_string())
-            );
+            ),
+            RestLink::Refused => log::error!(
+                "the REST orchestrator {} refuses this robot's API key ({why}); claiming only \
+                 every {} s until it is accepted",
+                self.client.base_url(),
+                self.settings.poll_max_interval.as_secs_f64()
+            ),
         }
-        self.reachable = Some(up);
-        (self.emit)(RestEvent::Reachable(up));
+        self.link = Some(link);
+        (self.emit)(RestEvent::Link(link));
     }
 
-    /// Note the result of a call: reachability and, for errors, whether to retry.
+    /// Note the result of a call: reachability and, for errors, whether to retry. A refused key
+    /// is set and cleared by claims only (other calls may check the key differently, and the
+    /// state must not flap), and a 429 changes nothing (the server answered; the caller waits).
     fn observe<T>(&mut self, r: &Result<T, RestError>) {
+        let refused = self.link == Some(RestLink::Refused);
         match r {
-            Ok(_) => self.set_reachable(true, None),
-            Err(e) if e.is_retryable() => self.set_reachable(false, Some(e)),
-            Err(_) => self.set_reachable(true, None),
+            Err(RestError::Auth { .. } | RestError::RateLimited { .. }) => {}
+            _ if refused => {}
+            Ok(_) => self.set_link(RestLink::Reachable, None),
+            Err(e) if e.is_retryable() => self.set_link(RestLink::Unreachable, Some(e)),
+            Err(_) => self.set_link(RestLink::Reachable, None),
+        }
+    }
+
+    /// Whether an optional call may be made now (not known to be unsupported).
+    fn supported(&self, call: Optional) -> bool {
+        self.unsupported
+            .get(&call)
+            .is_none_or(|until| Instant::now() >= *until)
+    }
+
+    /// Note the result of an optional call: a 503 means the orchestrator does not support it
+    /// (noted once, left alone for [`UNSUPPORTED_FOR`]; the link stays reachable). True when
+    /// the call was unsupported.
+    fn observe_optional<T>(&mut self, call: Optional, r: &Result<T, RestError>) -> bool {
+        match r {
+            Err(e) if e.is_unavailable() => {
+                if self.noted_unsupported.contains(&call) {
+                    log::debug!("{} still not supported: {e}", call.name());
+                } else {
+                    log::info!(
+                        "the orchestrator does not support {} ({e}); not sending them for {} s \
+                         (jobs are not affected)",
+                        call.name(),
+                        UNSUPPORTED_FOR.as_secs()
+                    );
+                    self.noted_unsupported.push(call);
+                }
+                self.unsupported
+                    .insert(call, Instant::now() + UNSUPPORTED_FOR);
+                if self.link != Some(RestLink::Refused) {
+                    self.set_link(RestLink::Reachable, None);
+                }
+                true
+            }
+            _ => {
+                self.observe(r);
+                false
+            }
         }
     }
 
@@ -520,6 +638,9 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
                 slot.current_node.clone(),
                 slot.message.clone(),
             );
+            if !self.supported(Optional::Progress) {
+                continue;
+            }
             // Progress is lossy: a failure is not retried (the next update replaces it).
             let r = self
                 .client
@@ -527,7 +648,7 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
             if let Err(e) = &r {
                 log::debug!("job {id}: progress not delivered: {e}");
             }
-            self.observe(&r);
+            self.observe_optional(Optional::Progress, &r);
         }
     }
 
@@ -556,18 +677,49 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
                 }
             }
         }
-        if self.last_status != Some(status) {
-            let r = self.client.update_status(status);
-            if r.is_ok() {
-                self.last_status = Some(status);
+        // Stopping: the heartbeat goes first and the `offline` status last (a heartbeat after
+        // it would flip the robot back to online).
+        if status != RobotStatus::Stopping {
+            self.send_status(status);
+        }
+        if self.supported(Optional::Heartbeat) {
+            let r = self.client.heartbeat(status, metrics);
+            if let Err(e) = &r {
+                log::debug!("REST heartbeat failed: {e}");
             }
-            self.observe(&r);
+            self.observe_optional(Optional::Heartbeat, &r);
         }
-        let r = self.client.heartbeat(status, metrics);
-        if let Err(e) = &r {
-            log::debug!("REST heartbeat failed: {e}");
+        if status == RobotStatus::Stopping {
+            self.last_status = None;
+            self.send_status(status);
+            self.said_offline = true;
         }
-        self.observe(&r);
+    }
+
+    /// `PUT /status` when the status changed (and the orchestrator supports it).
+    fn send_status(&mut self, status: RobotStatus) {
+        if self.last_status == Some(status) || !self.supported(Optional::Status) {
+            return;
+        }
+        let r = self.client.update_status(status);
+        if r.is_ok() {
+            self.last_status = Some(status);
+        }
+        self.observe_optional(Optional::Status, &r);
+    }
+
+    /// Once, when the thread is asked to stop: the robot's last word to the registry is
+    /// `offline` (a heartbeat still pending is dropped: it would say online again).
+    fn say_offline(&mut self) {
+        if self.said_offline {
+            return;
+        }
+        self.said_offline = true;
+        self.heartbeat = None;
+        if self.registered {
+            self.last_status = None;
+            self.send_status(RobotStatus::Stopping);
+        }
     }
 
     fn deliver(&mut self, entry: &OutboxEntry) -> Delivery {
@@ -581,19 +733,32 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
                 progress,
                 current_node,
                 message,
-            } => self.client.progress(
-                job_id,
-                *progress,
-                current_node.as_deref(),
-                message.as_deref(),
-            ),
+            } => {
+                if !self.supported(Optional::Progress) {
+                    return Delivery::Accepted;
+                }
+                let r = self.client.progress(
+                    job_id,
+                    *progress,
+                    current_node.as_deref(),
+                    message.as_deref(),
+                );
+                // Progress is lossy: an unsupported one is dropped.
+                if self.observe_optional(Optional::Progress, &r) {
+                    return Delivery::Accepted;
+                }
+                r
+            }
             // Neither has a REST call: nothing to deliver.
             Report::Cancelled | Report::Logs { .. } => return Delivery::Accepted,
         };
-        self.observe(&r);
+        if !matches!(entry.report, Report::Progress { .. }) {
+            self.observe(&r);
+        }
         match r {
             Ok(()) => Delivery::Accepted,
-            Err(e) if e.is_retryable() => {
+            // A refused key may be fixed: the report waits in the outbox, as on the WebSocket.
+            Err(e) if e.is_retryable() || e.is_auth() => {
                 log::debug!(
                     "outbox entry #{} for job {job_id} not delivered: {e}",
                     entry.seq
@@ -675,16 +840,56 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
     }
 
     fn claim(&mut self) {
+        self.fail_bad_jobs();
         let r = self.client.claim(self.settings.lease);
+        if r.is_ok() {
+            // An accepted claim is what clears a refused key.
+            self.set_link(RestLink::Reachable, None);
+        }
         self.observe(&r);
-        let wait = self.poll.next(PollOutcome::of(&r));
+        let mut wait = self.poll.next(PollOutcome::of(&r));
+        if !matches!(r, Err(RestError::RateLimited { .. })) {
+            self.rate_limited = false;
+        }
+        match &r {
+            Err(RestError::RateLimited { retry_after, .. }) => {
+                let cap = self.poll.retry_after_cap();
+                if retry_after.is_some_and(|asked| asked > cap) {
+                    log::warn!(
+                        "the orchestrator asked this robot to wait {} s before claiming again \
+                         (Retry-After); waiting {} s, the longest wait the robot honours",
+                        retry_after.map_or(0, |d| d.as_secs()),
+                        cap.as_secs()
+                    );
+                } else if !self.rate_limited {
+                    log::info!(
+                        "the orchestrator rate-limits this robot's claims (429); next claim in {:.0} s",
+                        wait.as_secs_f64()
+                    );
+                }
+                self.rate_limited = true;
+            }
+            Err(e) if e.is_auth() => {
+                self.set_link(RestLink::Refused, Some(e));
+                wait = wait.max(self.settings.poll_max_interval);
+            }
+            _ => {}
+        }
         let jitter = wait.mul_f64(0.1 * self.rng.f64());
         self.next_claim = Instant::now() + wait + jitter;
         match r {
             Ok(Some(job)) => self.record(job),
             Ok(None) => {}
-            Err(e) if e.is_auth() => {
-                log::error!("the orchestrator refuses this robot's API key on claim: {e}")
+            Err(e) if e.is_auth() || matches!(e, RestError::RateLimited { .. }) => {
+                log::debug!("claim failed: {e}")
+            }
+            Err(RestError::BadJob { job_id, detail, .. }) => {
+                log::warn!(
+                    "job {job_id} was claimed but cannot run ({detail}); failing it on the orchestrator"
+                );
+                self.bad_jobs
+                    .push_back((job_id, format!("the robot cannot run this job: {detail}")));
+                self.fail_bad_jobs();
             }
             Err(e) => {
                 // The server may have claimed a job whose answer was lost.
@@ -693,6 +898,26 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
                 }
                 log::debug!("claim failed: {e}");
             }
+        }
+    }
+
+    /// Answers unusable claimed jobs with `fail`; one that cannot be delivered now is tried
+    /// again before the next claim.
+    fn fail_bad_jobs(&mut self) {
+        while let Some((job_id, message)) = self.bad_jobs.front().cloned() {
+            let r = self.client.fail(&job_id, &message);
+            self.observe(&r);
+            match r {
+                Ok(_) => {
+                    log::info!("job {job_id}: failed on the orchestrator ({message})");
+                }
+                Err(e) if e.is_retryable() => {
+                    log::debug!("job {job_id}: fail not delivered yet: {e}");
+                    return;
+                }
+                Err(e) => log::warn!("job {job_id}: the orchestrator refused its fail: {e}"),
+            }
+            self.bad_jobs.pop_front();
         }
     }
 

@@ -37,7 +37,8 @@ pub struct ConnectionStatus {
     pub websocket: Option<String>,
     /// Circuit breaker state of the WebSocket link (`closed`, `open`, `half_open`).
     pub breaker: Option<String>,
-    /// REST link: `reachable`, `unreachable` or `unknown`; None without REST.
+    /// REST link: `reachable`, `unreachable`, `unauthorized` (the API key is refused) or
+    /// `unknown`; None without REST.
     pub rest: Option<String>,
     /// The credentials were refused.
     pub unauthorized: bool,

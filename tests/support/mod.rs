@@ -13,6 +13,7 @@
 //! nothing blocks forever. Dropping the fake stops and joins every thread.
 #![allow(dead_code)]
 
+pub mod probe;
 pub mod recorder;
 pub mod rest;
 pub mod robot;

@@ -17,8 +17,23 @@
 //! (the next `n` requests get a given status), [`down`](FakeRest::down) / [`up`](FakeRest::up)
 //! (the listener and every open connection go away; `up` listens on the same port again),
 //! [`require_api_key`](FakeRest::require_api_key) (401 without a key, 403 with a wrong one),
-//! [`no_database`](FakeRest::no_database) (register answers 503, as the real server without a
-//! database). Every request is recorded with its headers and body.
+//! [`no_database`](FakeRest::no_database) (register, robot status, heartbeat and job progress
+//! answer 503 "Database not available", as the real server in memory mode). Every request is
+//! recorded with its headers and body.
+//!
+//! Like the real server: `GET /api/v1/metrics/jobs` lists a claimed job as `running` (newest
+//! first, `limit` 1..=500, default 50) and accepts only `pending`, `claimed`, `completed` and
+//! `failed` as a `status` filter (422 otherwise), so `status=claimed` never finds a running job;
+//! the robot registry keeps each robot's status, and a heartbeat turns an `offline` robot
+//! `online` again. [`fixed_visibility`](FakeRest::fixed_visibility) imitates the in-memory
+//! queue: every lease lasts that long whatever the robot asks, and a job whose lease ran out is
+//! handed to the next claimer (the PostgreSQL queue never does that). A job submitted with a JSON *string* as its workflow is handed out with that
+//! text as `workflow_json` verbatim (to imitate unusable claims).
+//!
+//! The job view `GET /api/v1/metrics/jobs/{id}` ([`FakeRest::job_details`]) reads the last
+//! accepted `result` as the real server does: `result.node_executions` must be a list of objects,
+//! each normalised to `{node_id, node_type, duration_ms (integer), success, order, start_time}`;
+//! anything else (the count the robot used to send) is a 500, as the real server answers.
 //!
 //! Why not tiny_http: it cannot drop established keep-alive connections, so after a `down` a
 //! pooled client connection would hang until its timeout instead of failing like a server that went
@@ -46,6 +61,19 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request body accepted.
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
+/// The jobs of [`FakeRest::submit_unusable`], each with what a robot's error about it says.
+pub const UNUSABLE_JOBS: [(&str, &str); 3] = [
+    ("not-json", "workflow_json of job not-json is not json"),
+    (
+        "an-array",
+        "workflow of job an-array must be an object, got an array",
+    ),
+    (
+        "list-vars",
+        "variables of job list-vars must be an object, got an array",
+    ),
+];
+
 /// One request as the fake saw it.
 #[derive(Clone, Debug)]
 pub struct RecordedRequest {
@@ -57,6 +85,8 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     /// The body as JSON (`null` when empty, a string when not JSON).
     pub body: Value,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 impl RecordedRequest {
@@ -115,6 +145,12 @@ struct State {
     fail_requeue_delay: Duration,
     no_database: bool,
     n_rate_limited: usize,
+    /// The robot registry: status by robot id.
+    robots: HashMap<String, String>,
+    /// Claim answers carry this `Retry-After` when rate limited (seconds).
+    retry_after: Option<u64>,
+    /// The in-memory queue's fixed visibility, when imitated.
+    fixed_visibility: Option<Duration>,
 }
 
 struct Shared {
@@ -205,6 +241,18 @@ impl FakeRest {
         st.queue.push_back(job_id.to_string());
     }
 
+    /// Submits the jobs of [`UNUSABLE_JOBS`]: one whose `workflow_json` is not JSON, one whose is
+    /// a JSON array, one whose `variables` are a list.
+    pub fn submit_unusable(&self) {
+        self.submit(UNUSABLE_JOBS[0].0, json!("{not json"), json!({}));
+        self.submit(UNUSABLE_JOBS[1].0, json!("[1, 2]"), json!({}));
+        self.submit(
+            UNUSABLE_JOBS[2].0,
+            json!({"metadata": {"name": "list-vars"}, "nodes": {}}),
+            json!([1, 2]),
+        );
+    }
+
     /// Cancels a pending or running job: its next lease renewal, completion or failure gets 409.
     pub fn cancel(&self, job_id: &str) {
         let mut st = self.shared.state.lock();
@@ -244,12 +292,19 @@ impl FakeRest {
         self.shared.state.lock().lose_answers = Some((path.to_string(), n));
     }
 
+    /// Imitates the in-memory queue: leases last `visibility` whatever the robot asks, and an
+    /// expired job is claimable again (by anyone).
+    pub fn fixed_visibility(&self, visibility: Option<Duration>) {
+        self.shared.state.lock().fixed_visibility = visibility;
+    }
+
     /// Requires this API key on `/api/v1/...` (401 without a key, 403 with a wrong one).
     pub fn require_api_key(&self, key: Option<&str>) {
         self.shared.state.lock().api_key = key.map(str::to_string);
     }
 
-    /// Imitates the orchestrator without a database: `register` answers 503.
+    /// Imitates the orchestrator without a database: `register`, robot status, heartbeat and
+    /// job progress answer 503.
     pub fn no_database(&self, on: bool) {
         self.shared.state.lock().no_database = on;
     }
@@ -343,6 +398,13 @@ impl FakeRest {
             .unwrap_or_default()
     }
 
+    /// The job view (`JobDetails`) of `GET /api/v1/metrics/jobs/{id}`, or the 500 message the
+    /// real server gives when it cannot read the job's result.
+    pub fn job_details(&self, job_id: &str) -> Result<Value, String> {
+        let st = self.shared.state.lock();
+        job_details(&st, job_id)
+    }
+
     /// Every progress body for the job, in order.
     pub fn progress(&self, job_id: &str) -> Vec<Value> {
         self.with_job(job_id, |j| j.progress.clone())
@@ -374,6 +436,16 @@ impl FakeRest {
         self.with_job(job_id, |j| j.lease_until)
             .flatten()
             .map(|t| t.saturating_duration_since(Instant::now()))
+    }
+
+    /// The `Retry-After` (seconds) of the 429s of [`rate_limit`](Self::rate_limit) (default 1).
+    pub fn set_retry_after(&self, seconds: u64) {
+        self.shared.state.lock().retry_after = Some(seconds);
+    }
+
+    /// The robot's status in the registry (`PUT /status`; a heartbeat makes `offline` `online`).
+    pub fn robot_status(&self, robot_id: &str) -> Option<String> {
+        self.shared.state.lock().robots.get(robot_id).cloned()
     }
 
     /// Number of 429 answers given.
@@ -666,6 +738,7 @@ fn handle(shared: &Shared, req: Request) -> Answer {
         path: req.path.clone(),
         headers: req.headers.clone(),
         body: body.clone(),
+        at: Instant::now(),
     });
     if let Some(status) = st.injected.pop_front() {
         return Answer::error(status, "INJECTED", format!("injected {status}"));
@@ -695,7 +768,8 @@ fn handle(shared: &Shared, req: Request) -> Answer {
     match (req.method.as_str(), segs.as_slice()) {
         ("GET", ["health"]) => Answer::ok(json!({"status": "healthy"})),
         ("GET", ["api", "v1", "metrics", "jobs"]) => {
-            // JobSummary rows; a running job is "claimed" with its claimer as robot_id.
+            // JobSummary rows, newest first; a claimed job is "running" with its claimer as
+            // robot_id, and only the documented statuses are accepted as a filter.
             let param = |name: &str| {
                 req.query.split('&').find_map(|kv| {
                     let (k, v) = kv.split_once('=')?;
@@ -703,37 +777,59 @@ fn handle(shared: &Shared, req: Request) -> Answer {
                 })
             };
             let (robot, status) = (param("robot_id"), param("status"));
-            let rows: Vec<Value> = st
+            if let Some(s) = status.as_deref() {
+                if !matches!(s, "pending" | "claimed" | "completed" | "failed") {
+                    return Answer::error(
+                        422,
+                        "VALIDATION_ERROR",
+                        format!(
+                            "invalid status filter '{s}': pending, claimed, completed or failed"
+                        ),
+                    );
+                }
+            }
+            let limit = match param("limit").map(|l| l.parse::<usize>()) {
+                None => 50,
+                Some(Ok(n)) if (1..=500).contains(&n) => n,
+                Some(_) => return Answer::error(422, "VALIDATION_ERROR", "limit must be 1..=500"),
+            };
+            let mut rows: Vec<(&String, &Job)> = st
                 .jobs
                 .iter()
-                .map(|(id, job)| {
-                    let status = match job.state {
-                        "running" => "claimed",
-                        other => other,
-                    };
-                    (id, job, status)
-                })
-                .filter(|(_, job, s)| {
+                .filter(|(_, job)| {
                     robot
                         .as_deref()
                         .is_none_or(|r| job.claimer.as_deref() == Some(r))
-                        && status.as_deref().is_none_or(|want| want == *s)
+                        && status.as_deref().is_none_or(|want| want == job.state)
                 })
-                .map(|(id, job, s)| {
+                .collect();
+            rows.sort_by(|a, b| b.1.created_at.cmp(&a.1.created_at));
+            let rows: Vec<Value> = rows
+                .into_iter()
+                .take(limit)
+                .map(|(id, job)| {
                     json!({"job_id": id, "workflow_id": "wf", "robot_id": job.claimer,
-                           "status": s, "created_at": job.created_at})
+                           "status": job.state, "created_at": job.created_at})
                 })
                 .collect();
             Answer::ok(Value::Array(rows))
         }
+        ("GET", ["api", "v1", "metrics", "jobs", id]) => match job_details(&st, id) {
+            Ok(details) => Answer::ok(details),
+            Err(message) if message.contains("not found") => not_found(id),
+            Err(message) => Answer::error(500, "INTERNAL_ERROR", message),
+        },
         ("POST", ["api", "v1", "jobs", "claim"]) => claim(&mut st, &who, &body),
         ("POST", ["api", "v1", "jobs", id, "extend-lease"]) => {
+            let fixed = st.fixed_visibility;
+            requeue_expired(&mut st);
             with_running_job(&mut st, id, &who, |job| {
-                let secs = body["extension_seconds"].as_u64().unwrap_or(30);
-                job.lease_until = Some(Instant::now() + Duration::from_secs(secs));
+                let asked = Duration::from_secs(body["extension_seconds"].as_u64().unwrap_or(30));
+                job.lease_until = Some(Instant::now() + fixed.unwrap_or(asked));
                 Answer::ok(json!({"job_id": id, "extended": true}))
             })
         }
+        ("PUT", ["api", "v1", "jobs", _, "progress"]) if st.no_database => no_database(),
         ("PUT", ["api", "v1", "jobs", id, "progress"]) => match st.jobs.get_mut(*id) {
             None => not_found(id),
             Some(job) => {
@@ -816,7 +912,14 @@ fn handle(shared: &Shared, req: Request) -> Answer {
                 "metrics": {},
             }))
         }
+        ("POST" | "PUT", ["api", "v1", "robots", _, "heartbeat" | "status"]) if st.no_database => {
+            no_database()
+        }
         ("POST", ["api", "v1", "robots", id, "heartbeat"]) => {
+            let status = st.robots.entry(id.to_string()).or_default();
+            if status.is_empty() || status == "offline" {
+                *status = "online".to_string();
+            }
             Answer::ok(json!({"robot_id": id, "last_heartbeat": now_rfc3339()}))
         }
         ("PUT", ["api", "v1", "robots", id, "status"]) => {
@@ -827,6 +930,7 @@ fn handle(shared: &Shared, req: Request) -> Answer {
             ) {
                 return Answer::error(422, "VALIDATION_ERROR", format!("bad status '{status}'"));
             }
+            st.robots.insert(id.to_string(), status.to_string());
             Answer::ok(json!({"robot_id": id, "status": status}))
         }
         _ => Answer::error(
@@ -850,7 +954,7 @@ fn claim(st: &mut State, who: &str, body: &Value) -> Answer {
             return Answer {
                 status: 429,
                 body: json!({ "detail": detail }),
-                retry_after: Some(1),
+                retry_after: Some(st.retry_after.unwrap_or(1)),
             };
         }
     }
@@ -859,7 +963,9 @@ fn claim(st: &mut State, who: &str, body: &Value) -> Answer {
         // The real server takes `limit` jobs and returns one, stranding the rest: refuse instead.
         return Answer::error(400, "BAD_LIMIT", "this fake only supports limit: 1");
     }
-    let lease = body["visibility_timeout_seconds"].as_u64().unwrap_or(30);
+    let asked = Duration::from_secs(body["visibility_timeout_seconds"].as_u64().unwrap_or(30));
+    let lease = st.fixed_visibility.unwrap_or(asked);
+    requeue_expired(st);
     let now = Instant::now();
     let pos = st.queue.iter().position(|id| {
         st.jobs
@@ -875,14 +981,17 @@ fn claim(st: &mut State, who: &str, body: &Value) -> Answer {
     let job = st.jobs.get_mut(&id).expect("queued job exists");
     job.state = "running";
     job.claimer = Some(who.to_string());
-    job.lease_until = Some(now + Duration::from_secs(lease));
+    job.lease_until = Some(now + lease);
     job.not_before = None;
     job.n_claims += 1;
     Answer::ok(json!({
         "job_id": id,
         "workflow_id": format!("wf-{id}"),
         "workflow_name": job.workflow["metadata"]["name"].as_str().unwrap_or("workflow"),
-        "workflow_json": serde_json::to_string(&job.workflow).unwrap_or_default(),
+        "workflow_json": match &job.workflow {
+            Value::String(text) => text.clone(),
+            workflow => serde_json::to_string(workflow).unwrap_or_default(),
+        },
         "priority": 10,
         "environment": body["environment"].as_str().unwrap_or("default"),
         "variables": job.variables,
@@ -891,6 +1000,86 @@ fn claim(st: &mut State, who: &str, body: &Value) -> Answer {
         "retry_count": job.retry_count,
         "max_retries": job.max_retries,
     }))
+}
+
+/// `JobDetails` of a job, reading `node_executions` from its last result the way the real
+/// server does (a list of objects, each normalised); `Err` is the server's 500 message.
+fn job_details(st: &State, id: &str) -> Result<Value, String> {
+    let job = st
+        .jobs
+        .get(id)
+        .ok_or_else(|| format!("job {id} not found"))?;
+    let result = job.results.last().cloned().unwrap_or(Value::Null);
+    let records = match result.get("node_executions") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items.clone(),
+        Some(other) => {
+            return Err(format!(
+                "'{}' object is not iterable",
+                match other {
+                    Value::Number(_) => "int",
+                    Value::String(_) => "str",
+                    Value::Bool(_) => "bool",
+                    _ => "dict",
+                }
+            ))
+        }
+    };
+    let mut node_executions = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let obj = r
+            .as_object()
+            .ok_or_else(|| format!("node_executions[{i}] is not an object"))?;
+        let duration = match obj.get("duration_ms") {
+            None | Some(Value::Null) => 0,
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| format!("node_executions[{i}].duration_ms is not a number"))?
+                as i64,
+        };
+        node_executions.push(json!({
+            "node_id": obj.get("node_id").cloned().unwrap_or(Value::Null),
+            "node_type": obj.get("node_type").cloned().unwrap_or(Value::Null),
+            "duration_ms": duration,
+            "success": obj.get("success").and_then(Value::as_bool).unwrap_or(false),
+            "order": obj.get("order").cloned().unwrap_or(json!(i)),
+            "start_time": obj.get("start_time").cloned().unwrap_or(Value::Null),
+        }));
+    }
+    Ok(json!({
+        "job_id": id,
+        "workflow_id": format!("wf-{id}"),
+        "workflow_name": job.workflow["metadata"]["name"],
+        "robot_id": job.claimer,
+        "status": job.state,
+        "created_at": job.created_at,
+        "duration_ms": result.get("duration_ms").and_then(Value::as_i64),
+        "retry_count": job.retry_count,
+        "node_executions": node_executions,
+    }))
+}
+
+/// With a fixed visibility (the in-memory queue), running jobs whose lease ran out are pending
+/// again, first in line.
+fn requeue_expired(st: &mut State) {
+    if st.fixed_visibility.is_none() {
+        return;
+    }
+    let now = Instant::now();
+    let expired: Vec<String> = st
+        .jobs
+        .iter()
+        .filter(|(_, j)| j.state == "running" && j.lease_until.is_some_and(|t| t <= now))
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in expired {
+        if let Some(job) = st.jobs.get_mut(&id) {
+            job.state = "pending";
+            job.claimer = None;
+            job.lease_until = None;
+        }
+        st.queue.push_front(id);
+    }
 }
 
 /// Runs `f` on the job when it is `running` and held by `who`; 404 for an unknown job, 409
@@ -910,6 +1099,11 @@ fn with_running_job(
             format!("job {id} is {} and not held by {who}", job.state),
         ),
     }
+}
+
+/// The real server's answer to robot calls when it runs without a database.
+fn no_database() -> Answer {
+    Answer::error(503, "SERVICE_UNAVAILABLE", "Database not available")
 }
 
 fn not_found(id: &str) -> Answer {

@@ -1,0 +1,303 @@
+//! The REST link of the real binary against the fake REST orchestrator: a refused API key, an
+//! orchestrator without a database (503 on robot status, heartbeat and progress), rate limiting
+//! with a huge `Retry-After`, unusable claimed jobs, and the last word of a graceful stop. Every
+//! wait has a deadline.
+
+mod support;
+
+use casare_robot::observe::audit::AuditEvent;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::chain;
+use support::probe::{audit_entries, free_port, health_becomes, rest_robot, status};
+use support::rest::{FakeRest, UNUSABLE_JOBS};
+use support::robot::Robot;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Waits until `casare-robot status` says `text`.
+fn status_says(robot: &Robot, text: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = status(robot, false).1;
+        if out.contains(text) {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never said {text:?}; last:\n{out}\n{}",
+            robot.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn claims(fake: &FakeRest) -> Vec<Instant> {
+    fake.requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/api/v1/jobs/claim")
+        .map(|r| r.at)
+        .collect()
+}
+
+fn set_x() -> Value {
+    chain(&[(
+        "set",
+        "SetVariableNode",
+        json!({"variable_name": "x", "value": 1}),
+    )])
+}
+
+#[test]
+fn a_refused_key_is_unauthorized_until_the_orchestrator_accepts_it() {
+    let fake = FakeRest::start();
+    fake.require_api_key(Some("the-right-key-0123456789"));
+    let port = free_port();
+    let robot = rest_robot(
+        &fake,
+        json!({"api_key": "a-wrong-key-0123456789", "health_port": port}),
+    );
+    let body = health_becomes(port, 503, "credentials", &robot);
+    assert!(!body.contains("a-wrong-key"), "{body}");
+    let status = status_says(&robot, "rest unauthorized");
+    assert!(
+        status.to_lowercase().contains("credentials refused"),
+        "{status}"
+    );
+    // Several refused claims: one log line, claims no closer than poll_max_interval.
+    assert!(
+        fake.wait_until(WAIT, |f| claims(f).len() >= 4),
+        "{}",
+        robot.output()
+    );
+    let at = claims(&fake);
+    for pair in at.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(300),
+            "claims {:?} apart while refused",
+            pair[1] - pair[0]
+        );
+    }
+    let out = robot.output();
+    assert_eq!(
+        out.matches("refuses this robot's API key").count(),
+        1,
+        "{out}"
+    );
+    assert!(!out.contains("a-wrong-key"), "{out}");
+
+    // The orchestrator takes the key after all: the link is reachable again and jobs run.
+    fake.require_api_key(Some("a-wrong-key-0123456789"));
+    fake.submit("after", set_x(), json!({}));
+    assert!(
+        fake.wait_until(WAIT, |f| f.state("after") == Some("completed")),
+        "{}",
+        robot.output()
+    );
+    health_becomes(port, 200, "\"rest\":\"reachable\"", &robot);
+    assert!(robot
+        .output()
+        .contains("accepts this robot's API key again"));
+
+    let entries = audit_entries(&robot);
+    let denied: Vec<_> = entries
+        .iter()
+        .filter(|e| e.event_type == AuditEvent::AccessDenied)
+        .collect();
+    assert_eq!(denied.len(), 1, "one access_denied per outage: {denied:?}");
+}
+
+#[test]
+fn an_orchestrator_without_a_database_keeps_the_link_reachable_and_is_asked_once() {
+    let fake = FakeRest::start();
+    fake.no_database(true);
+    let robot = rest_robot(&fake, json!({}));
+    let wf = chain(&[
+        (
+            "a",
+            "SetVariableNode",
+            json!({"variable_name": "x", "value": 1}),
+        ),
+        ("nap", "WaitNode", json!({"duration": 1.5})),
+        (
+            "b",
+            "SetVariableNode",
+            json!({"variable_name": "y", "value": 2}),
+        ),
+    ]);
+    fake.submit("no-db", wf, json!({}));
+    assert!(
+        fake.wait_until(WAIT, |f| f.state("no-db") == Some("completed")),
+        "{}",
+        robot.output()
+    );
+    // Heartbeats are due every second: wait for claims spanning a few of them.
+    let first = claims(&fake)[0];
+    assert!(
+        fake.wait_until(WAIT, |f| claims(f)
+            .last()
+            .is_some_and(|t| *t - first > Duration::from_secs(4))),
+        "{}",
+        robot.output()
+    );
+    let count = |method: &str, suffix: &str| {
+        fake.requests()
+            .iter()
+            .filter(|r| r.method == method && r.path.ends_with(suffix))
+            .count()
+    };
+    assert_eq!(
+        count("POST", "/heartbeat"),
+        1,
+        "asked once, then left alone"
+    );
+    assert_eq!(count("PUT", "/status"), 1);
+    assert!(count("PUT", "/progress") <= 1);
+    let out = robot.output();
+    assert!(!out.contains("unreachable"), "{out}");
+    assert_eq!(
+        out.matches("does not support robot heartbeats").count(),
+        1,
+        "{out}"
+    );
+    let status = status_says(&robot, "rest reachable");
+    assert!(!status.contains("unreachable"), "{status}");
+}
+
+#[test]
+fn a_huge_retry_after_is_capped_and_rate_limiting_is_not_an_outage() {
+    let fake = FakeRest::start();
+    fake.rate_limit(Some(1));
+    fake.set_retry_after(99_999_999_999);
+    let robot = rest_robot(&fake, json!({}));
+    robot.wait_for_output("the longest wait the robot honours", WAIT);
+    let out = robot.output();
+    assert!(out.contains("wait 99999999999 s"), "{out}");
+    assert!(out.contains("waiting 300 s"), "{out}");
+    assert!(!out.contains("unreachable"), "{out}");
+    status_says(&robot, "rest reachable");
+}
+
+#[test]
+fn unusable_claimed_jobs_are_failed_on_the_orchestrator_with_what_is_wrong() {
+    let fake = FakeRest::start();
+    fake.submit_unusable();
+    fake.submit("fine", set_x(), json!({}));
+    let robot = rest_robot(&fake, json!({}));
+    assert!(
+        fake.wait_until(WAIT, |f| f.state("fine") == Some("completed")
+            && UNUSABLE_JOBS
+                .iter()
+                .all(|(id, _)| f.state(id) == Some("failed"))),
+        "{}",
+        robot.output()
+    );
+    for (job, text) in UNUSABLE_JOBS {
+        let messages = fake.failure_messages(job);
+        assert_eq!(messages.len(), 4, "every attempt answered: {messages:?}");
+        assert!(messages[0].contains(text), "{messages:?}");
+        let out = robot.output();
+        let warned = out.lines().any(|l| {
+            l.contains("[WARN") && l.contains(&format!("job {job} was claimed but cannot run"))
+        });
+        assert!(warned, "{out}");
+    }
+}
+
+#[test]
+fn a_stopped_rest_only_robot_is_left_offline() {
+    let fake = FakeRest::start();
+    let mut robot = rest_robot(&fake, json!({"robot_id": "r-stop"}));
+    assert!(
+        fake.wait_until(WAIT, |f| f
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/api/v1/robots/r-stop/heartbeat")
+            .count()
+            >= 2),
+        "{}",
+        robot.output()
+    );
+    assert_eq!(fake.robot_status("r-stop").as_deref(), Some("idle"));
+    robot.interrupt();
+    assert!(
+        robot.wait_exit(WAIT).is_some_and(|s| s.success()),
+        "{}",
+        robot.output()
+    );
+    let robot_calls: Vec<(String, String, Value)> = fake
+        .calls()
+        .into_iter()
+        .filter(|(_, path, _)| path.starts_with("/api/v1/robots/"))
+        .collect();
+    let last = robot_calls.last().expect("robot calls");
+    assert_eq!(
+        (last.0.as_str(), last.1.as_str(), &last.2["status"]),
+        ("PUT", "/api/v1/robots/r-stop/status", &json!("offline")),
+        "{robot_calls:?}"
+    );
+    assert_eq!(fake.robot_status("r-stop").as_deref(), Some("offline"));
+}
+
+#[test]
+fn a_result_refused_for_its_key_waits_in_the_outbox_until_the_key_is_accepted() {
+    let fake = FakeRest::start();
+    fake.require_api_key(Some("key-one-0123456789"));
+    let robot = rest_robot(&fake, json!({"api_key": "key-one-0123456789"}));
+    let wf = chain(&[("nap", "WaitNode", json!({"duration": 1.0}))]);
+    fake.submit("held", wf, json!({}));
+    assert!(
+        fake.wait_until(WAIT, |f| f.state("held") == Some("running")),
+        "{}",
+        robot.output()
+    );
+    // The key is revoked while the job runs: its completion is refused (403)...
+    fake.require_api_key(Some("key-two-0123456789"));
+    assert!(
+        fake.wait_until(WAIT, |f| f
+            .requests()
+            .iter()
+            .any(|r| r.path == "/api/v1/jobs/held/complete")),
+        "{}",
+        robot.output()
+    );
+    assert_eq!(fake.completions("held"), 0);
+    // ...and delivered once the key is accepted again.
+    fake.require_api_key(Some("key-one-0123456789"));
+    assert!(
+        fake.wait_until(WAIT, |f| f.completions("held") == 1),
+        "{}",
+        robot.output()
+    );
+    assert!(!robot.output().contains("for good"), "{}", robot.output());
+}
+
+#[test]
+fn a_lease_is_renewed_before_an_in_memory_queue_hands_the_job_to_another_robot() {
+    let fake = FakeRest::start();
+    // The in-memory queue keeps a job 30 s whatever the robot asks (here 14 s, still longer than
+    // the 10 s renewal bound); the robot asks for 120 s.
+    fake.fixed_visibility(Some(Duration::from_secs(14)));
+    let first = rest_robot(&fake, json!({"robot_id": "r-one", "lease_seconds": 120}));
+    fake.submit(
+        "long",
+        chain(&[("nap", "WaitNode", json!({"duration": 16}))]),
+        json!({}),
+    );
+    assert!(
+        fake.wait_until(WAIT, |f| f.state("long") == Some("running")),
+        "{}",
+        first.output()
+    );
+    let second = rest_robot(&fake, json!({"robot_id": "r-two", "lease_seconds": 120}));
+    assert!(
+        fake.wait_until(Duration::from_secs(40), |f| f.state("long")
+            == Some("completed")),
+        "{}\n{}",
+        first.output(),
+        second.output()
+    );
+    assert_eq!(fake.claims("long"), 1, "{}", second.output());
+    assert_eq!(fake.claimer("long").as_deref(), Some("r-one"));
+    assert_eq!(fake.completions("long"), 1);
+}
