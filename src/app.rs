@@ -1,7 +1,8 @@
 //! Command implementations: what `casare-robot <command>` does, returning an exit code.
 //!
 //! Exit codes: 0 success, 1 the workflow failed, 2 invalid input (workflow, variables, config,
-//! usage), 3 cancelled (Ctrl+C), 4 timed out.
+//! usage), 3 cancelled (Ctrl+C), 4 timed out, 141 stdout or stderr closed by its reader (see
+//! `output`).
 
 use crate::cli::{
     CheckpointAction, CheckpointsArgs, Cli, Command, ConfigArgs, NodesArgs, RunArgs, StartArgs,

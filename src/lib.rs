@@ -12,6 +12,7 @@ pub mod link;
 pub mod logging;
 pub mod nodes;
 pub mod observe;
+pub mod output;
 pub mod progress;
 pub mod resilience;
 pub mod store;

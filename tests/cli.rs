@@ -429,3 +429,58 @@ fn the_tray_is_a_clear_error_off_windows() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("requires a subcommand"));
 }
+
+/// Run the binary with stdout on a pipe whose reader is already gone (`... | head` after head
+/// exited): every command exits quietly, without a panic.
+fn run_into_closed_pipe(cmd: &mut Command) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = cmd
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_pipe_ends_every_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // A status file as a running robot leaves it, so `status --json` has something to print.
+    let snapshot = casare_robot::observe::status::StatusSnapshot {
+        pid: std::process::id(),
+        state: "idle".into(),
+        ..Default::default()
+    };
+    std::fs::write(
+        data.join(casare_robot::observe::status::STATUS_FILE),
+        serde_json::to_string(&snapshot).unwrap(),
+    )
+    .unwrap();
+    let hello = example("hello.json");
+    let commands: [&[&str]; 5] = [
+        &["nodes"],
+        &["nodes", "--json"],
+        &["validate-config"],
+        &["status", "--json"],
+        &["run", hello.to_str().unwrap(), "--json", "--quiet"],
+    ];
+    for args in commands {
+        let out = run_into_closed_pipe(
+            bin()
+                .args(args)
+                .env("CASARE_DATA_DIR", &data)
+                .env("CASARE_LOG_DIR", dir.path().join("logs")),
+        );
+        let stderr = text(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+    }
+}
