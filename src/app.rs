@@ -63,6 +63,17 @@ pub enum WorkflowFileError {
     Invalid(LoadError),
 }
 
+impl WorkflowFileError {
+    /// The error as `run` and `validate` print it: a load problem is prefixed with the file
+    /// (a read error already names it).
+    pub fn describe(&self, path: &Path) -> String {
+        match self {
+            WorkflowFileError::Io(m) => m.clone(),
+            WorkflowFileError::Invalid(e) => format!("{}: {e}", path.display()),
+        }
+    }
+}
+
 impl std::fmt::Display for WorkflowFileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -215,10 +226,11 @@ fn load_inputs(args: &RunArgs) -> Result<Dict, String> {
             }
             Err(e) => {
                 return Err(format!(
-                    "--vars-file {}: invalid JSON at line {}, column {}: {e}",
+                    "--vars-file {}: invalid JSON at line {}, column {}: {}",
                     file.display(),
                     e.line(),
-                    e.column()
+                    e.column(),
+                    model::json_error_reason(&e)
                 ))
             }
         }
@@ -251,6 +263,7 @@ fn cmd_run(args: &RunArgs) -> u8 {
     let wf = match read_workflow(&args.workflow) {
         Ok(wf) => wf,
         Err(e) => {
+            let e = e.describe(&args.workflow);
             log::info!("run refused: {e}");
             eprintln!("error: {e}");
             return EXIT_INVALID;
@@ -1048,7 +1061,7 @@ fn cmd_validate(args: &ValidateArgs) -> u8 {
                 let report = serde_json::json!({"valid": false, "problems": problems, "unsupported_types": unsupported});
                 println!("{report}");
             } else {
-                eprintln!("error: {}: {e}", args.workflow.display());
+                eprintln!("error: {}", e.describe(&args.workflow));
             }
             EXIT_INVALID
         }

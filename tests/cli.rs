@@ -183,11 +183,17 @@ fn malformed_json_reports_line_and_column() {
     );
     let out = run(&["run", wf.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    // The file is named, and the position is said once.
     assert!(
-        text(&out.stderr).contains("invalid JSON at line 4, column 3"),
-        "{}",
-        text(&out.stderr)
+        stderr.contains(&format!("error: {}: invalid workflow", wf.display())),
+        "{stderr}"
     );
+    assert!(
+        stderr.contains("invalid JSON at line 4, column 3"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("line 4").count(), 1, "{stderr}");
     let out = run(&["run", "/definitely/not/here.json"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("cannot read workflow /definitely/not/here.json"));
