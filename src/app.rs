@@ -520,15 +520,21 @@ fn cmd_start(args: &StartArgs) -> u8 {
     let (tx, rx) = agent::channel();
     let signal_tx = tx.clone();
     let seen = std::sync::atomic::AtomicBool::new(false);
-    if let Err(e) = ctrlc::set_handler(move || {
+    if let Err(e) = crate::interrupt::set_handler(move |interrupt| {
         if seen.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            eprintln!("interrupted again: exiting now (the store is consistent)");
+            eprintln!(
+                "{} again: exiting now (the store is consistent)",
+                interrupt.name()
+            );
             std::process::exit(130);
         }
-        eprintln!("stopping: running jobs get graceful_shutdown_seconds to finish (Ctrl+C again to exit now)");
+        let by = interrupt.name();
+        eprintln!(
+            "stopping ({by}): running jobs get graceful_shutdown_seconds to finish ({by} again to exit now)"
+        );
         let _ = signal_tx.send(Event::Shutdown {
             graceful: true,
-            source: "Ctrl+C",
+            source: interrupt.name(),
         });
     }) {
         log::warn!("cannot install the Ctrl+C handler: {e}");
@@ -1002,17 +1008,18 @@ fn cmd_checkpoints(args: &CheckpointsArgs) -> u8 {
     }
 }
 
-/// First Ctrl+C cancels the run at the next node boundary (waits are interrupted); a second one
-/// exits at once.
+/// The first Ctrl+C (or SIGTERM, SIGHUP: named as what it was) cancels the run at the next node
+/// boundary (waits are interrupted); a second one exits at once.
 fn install_ctrlc(cancel: &CancelToken) {
     let token = cancel.clone();
-    let result = ctrlc::set_handler(move || {
+    let result = crate::interrupt::set_handler(move |interrupt| {
+        let by = interrupt.name();
         if token.is_cancelled() {
-            eprintln!("interrupted again: exiting now");
+            eprintln!("interrupted again ({by}): exiting now");
             std::process::exit(130);
         }
-        eprintln!("interrupted: stopping at the next node (Ctrl+C again to exit now)");
-        token.cancel("interrupted by Ctrl+C");
+        eprintln!("interrupted ({by}): stopping at the next node ({by} again to exit now)");
+        token.cancel(format!("interrupted by {by}"));
     });
     if let Err(e) = result {
         log::debug!("cannot install the Ctrl+C handler: {e}");

@@ -8,6 +8,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod interrupt;
 pub mod link;
 pub mod logging;
 pub mod nodes;

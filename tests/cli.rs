@@ -298,6 +298,21 @@ fn timeout_flag_stops_a_long_run_with_exit_4() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_cancels_a_running_wait_with_exit_3() {
+    let err = interrupt_a_waiting_run("-INT");
+    assert!(err.contains("interrupted by Ctrl+C"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_cancels_a_run_and_is_named_as_sigterm() {
+    let err = interrupt_a_waiting_run("-TERM");
+    assert!(err.contains("interrupted by SIGTERM"), "{err}");
+    assert!(!err.contains("by Ctrl+C"), "{err}");
+}
+
+/// Send `signal` to a run waiting in a node; checks exit code 3 and returns its stderr.
+#[cfg(unix)]
+fn interrupt_a_waiting_run(signal: &str) -> String {
     use std::io::Write;
     use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
@@ -337,7 +352,7 @@ fn ctrl_c_cancels_a_running_wait_with_exit_3() {
         }
     }
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -358,6 +373,7 @@ fn ctrl_c_cancels_a_running_wait_with_exit_3() {
     assert!(err.contains("interrupted"), "{err}");
     assert!(!err.contains("never"), "{err}");
     let _ = std::io::stderr().flush();
+    err
 }
 
 #[test]

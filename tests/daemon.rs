@@ -388,6 +388,17 @@ fn sigterm_drains_like_ctrl_c() {
         .expect("the running job finishes");
     let status = robot.wait_exit(WAIT).expect("the robot exits");
     assert!(status.success(), "{}", robot.output());
+    // Named as what it was, not as a Ctrl+C.
+    assert!(
+        robot.output().contains("stopping (SIGTERM)"),
+        "{}",
+        robot.output()
+    );
+    assert!(
+        !robot.output().contains("Ctrl+C again"),
+        "{}",
+        robot.output()
+    );
 }
 
 #[test]
