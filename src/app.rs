@@ -741,6 +741,7 @@ fn run_with_checkpoints(
     progress: &mut ConsoleProgress,
 ) -> Result<RunOutcome, u8> {
     let job_id = args.job_id.as_deref().unwrap_or_default();
+    let run_key = RunKey::new(wf, &inputs);
     if let Err(e) = check_job_id(job_id) {
         eprintln!("error: {e}");
         return Err(EXIT_INVALID);
@@ -783,6 +784,7 @@ fn run_with_checkpoints(
                 );
                 return Err(EXIT_CANCELLED);
             };
+            let recorded_with = RunKey::of_result(&result);
             let at = rec.finished_at.unwrap_or(0.0);
             let when = chrono::DateTime::from_timestamp(at as i64, 0)
                 .map(|t| {
@@ -791,10 +793,26 @@ fn run_with_checkpoints(
                         .to_string()
                 })
                 .unwrap_or_default();
-            eprintln!(
-                "job {job_id} already completed at {when}; it is not run again (its recorded result follows). \
-                 Use another --job-id, or `casare-robot checkpoints clear {job_id}`, to run it again."
-            );
+            let changed = recorded_with
+                .map(|recorded| recorded.differences(&run_key))
+                .unwrap_or_default();
+            if changed.is_empty() {
+                eprintln!(
+                    "job {job_id} already completed at {when}; it is not run again (its recorded result follows). \
+                     Use another --job-id, or `casare-robot checkpoints clear {job_id}`, to run it again."
+                );
+            } else {
+                let what = changed.join(" and ");
+                log::warn!(
+                    "job {job_id} completed before with other {what}; its recorded result is shown"
+                );
+                eprintln!(
+                    "warning: job {job_id} already completed at {when} with other {what} than this run's; \
+                     it is not run again, and the result that follows is the recorded one, not a result \
+                     for these {what}. To run it afresh with them, use another --job-id, or \
+                     `casare-robot checkpoints clear {job_id}` first."
+                );
+            }
             return Err(print_recorded_result(&result, args.json));
         }
         Ok(_) => {}
@@ -870,7 +888,7 @@ fn run_with_checkpoints(
     // (cancelled without a cancellation on record) holds the job for the next run.
     let report = match outcome.status {
         RunStatus::Completed => Report::Complete {
-            result: outcome.to_json(),
+            result: run_key.stamp(outcome.to_json()),
             duration_ms: outcome.duration.as_millis() as u64,
         },
         _ => Report::from_outcome(&outcome),
@@ -892,18 +910,75 @@ fn run_with_checkpoints(
     Ok(outcome)
 }
 
+/// What a local run with `--job-id` ran: the workflow and the inputs, as hashes (inputs may hold
+/// secrets). Kept in the recorded result under [`RunKey::FIELD`] so a rerun of the id can say
+/// that it was given other inputs or another workflow.
+#[derive(Debug, PartialEq)]
+struct RunKey {
+    workflow_hash: String,
+    inputs_hash: String,
+}
+
+impl RunKey {
+    /// The field of a recorded local result that holds the key (never printed).
+    const FIELD: &'static str = "_run_key";
+
+    fn new(wf: &Workflow, inputs: &Dict) -> RunKey {
+        RunKey {
+            workflow_hash: wf.hash.clone(),
+            inputs_hash: checkpoint::inputs_hash(inputs),
+        }
+    }
+
+    /// `result` with the key added.
+    fn stamp(&self, mut result: serde_json::Value) -> serde_json::Value {
+        result[Self::FIELD] = serde_json::json!({
+            "workflow_hash": self.workflow_hash, "inputs_hash": self.inputs_hash,
+        });
+        result
+    }
+
+    /// The key a recorded result carries (none for results recorded before keys were kept).
+    fn of_result(result: &serde_json::Value) -> Option<RunKey> {
+        let key = result.get(Self::FIELD)?;
+        Some(RunKey {
+            workflow_hash: key["workflow_hash"].as_str()?.to_string(),
+            inputs_hash: key["inputs_hash"].as_str()?.to_string(),
+        })
+    }
+
+    /// What differs from `other`: "inputs", "workflow".
+    fn differences(&self, other: &RunKey) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.inputs_hash != other.inputs_hash {
+            changed.push("inputs");
+        }
+        if self.workflow_hash != other.workflow_hash {
+            changed.push("workflow");
+        }
+        changed
+    }
+}
+
 /// Print a stored result as `run` would have printed it; returns the exit code it had.
 fn print_recorded_result(result: &serde_json::Value, json_output: bool) -> u8 {
+    let mut result = result.clone();
+    if let Some(obj) = result.as_object_mut() {
+        obj.remove(RunKey::FIELD);
+    }
     if json_output {
         println!(
             "{}",
-            serde_json::to_string_pretty(result).unwrap_or_default()
+            serde_json::to_string_pretty(&result).unwrap_or_default()
         );
     } else {
         println!(
             "status: {} (recorded)",
             result["status"].as_str().unwrap_or("completed")
         );
+        if let Some(secs) = result["duration_s"].as_f64() {
+            println!("duration: {:.3} ms", secs * 1000.0);
+        }
         if let Some(outputs) = result["outputs"].as_object() {
             if !outputs.is_empty() {
                 println!("outputs:");

@@ -66,6 +66,14 @@ fn run_json_with_vars_gives_the_result_object() {
     assert_eq!(v["outputs"]["verdict"], "that is a long name");
     assert_eq!(v["recovered"], false);
     assert!(v["duration_ms"].is_u64());
+    // The precise figure beside the integer one.
+    let precise = v["duration_s"].as_f64().expect("duration_s is a number");
+    let whole_ms = v["duration_ms"].as_u64().unwrap() as f64;
+    assert!(precise > 0.0, "{v}");
+    assert!(
+        (0.0..1.0).contains(&(precise * 1000.0 - whole_ms)),
+        "{precise} s vs {whole_ms} ms"
+    );
     assert!(
         !text(&out.stderr).contains("ok   ["),
         "--quiet hides node lines"

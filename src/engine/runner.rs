@@ -466,10 +466,14 @@ impl RunOutcome {
             "node_executions": self.node_executions,
             "total_nodes": self.total_nodes,
             "duration_ms": duration_ms,
+            // duration_ms stays an integer (the orchestrator's JobDetails schema); this is the
+            // precise figure, which fast runs need (they show 0 ms).
+            "duration_s": self.duration.as_secs_f64(),
             "recovered": self.recovered,
         });
         if let Some(e) = &self.error {
             obj["error"] = serde_json::Value::String(e.to_string());
+            // The orchestrator's name for the same text (JobDetails, JobFailRequest, job_failed).
             obj["error_message"] = serde_json::Value::String(e.to_string());
             obj["error_type"] = serde_json::Value::String(e.error_type.clone());
             obj["failed_node"] = if e.node_id.is_empty() {
