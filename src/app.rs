@@ -121,6 +121,58 @@ pub fn parse_var(arg: &str) -> Result<(String, Value), String> {
     Ok((name.to_string(), value))
 }
 
+/// A warning per `--var` that names no variable the workflow declares or refers to (a typo
+/// such as `--var nmae=Bob` would otherwise add a variable nobody reads), with the closest
+/// declared name when one is near. A name counts as referred to when it appears as a whole word
+/// in any node's config (templates, expressions, variable names).
+pub fn unknown_var_warnings(wf: &Workflow, vars: &[String]) -> Vec<String> {
+    let configs: Vec<String> = wf
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.config
+                .iter()
+                .map(|(_, entry)| entry.raw.to_json().to_string())
+        })
+        .collect();
+    let mentioned = |name: &str| {
+        configs.iter().any(|text| {
+            text.match_indices(name).any(|(at, _)| {
+                let word = |c: char| c.is_alphanumeric() || c == '_';
+                let before = text[..at].chars().next_back();
+                let after = text[at + name.len()..].chars().next();
+                !before.is_some_and(word) && !after.is_some_and(word)
+            })
+        })
+    };
+    let mut warnings = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (name, _) in vars.iter().filter_map(|arg| parse_var(arg).ok()) {
+        if wf.variables.contains_key(&name) || mentioned(&name) || !seen.insert(name.clone()) {
+            continue;
+        }
+        let near = wf
+            .variables
+            .keys()
+            .map(|known| (model::edit_distance(&name, known), known))
+            .filter(|(d, _)| *d <= 2)
+            .min();
+        let hint = match near {
+            Some((_, known)) => format!(" (did you mean {known:?}?)"),
+            None if wf.variables.is_empty() => String::new(),
+            None => {
+                let declared: Vec<&str> = wf.variables.keys().map(String::as_str).collect();
+                format!(" (it declares: {})", declared.join(", "))
+            }
+        };
+        warnings.push(format!(
+            "--var {name}: the workflow declares no variable {name:?} and no node refers to it; \
+             it is passed anyway{hint}"
+        ));
+    }
+    warnings
+}
+
 /// Engine options from the robot configuration.
 pub fn run_options(config: &RobotConfig) -> RunOptions {
     RunOptions {
@@ -203,11 +255,27 @@ fn log_rotation(config: &RobotConfig) -> crate::logging::Rotation {
     }
 }
 
+/// The configuration, with a warning on stderr per unknown `CASARE_*` variable.
 fn load_config(path: Option<&Path>) -> Result<RobotConfig, u8> {
+    let config = read_config(path)?;
+    for unknown in unknown_env_vars() {
+        eprintln!("warning: {unknown}");
+    }
+    Ok(config)
+}
+
+/// The configuration (a clear error on stderr when invalid).
+fn read_config(path: Option<&Path>) -> Result<RobotConfig, u8> {
     RobotConfig::load_from_process_env(path, &[]).map_err(|errors| {
         eprintln!("error: invalid robot configuration:\n{errors}");
         EXIT_INVALID
     })
+}
+
+/// The process's `CASARE_*` variables that name no configuration key.
+fn unknown_env_vars() -> Vec<crate::config::UnknownEnvVar> {
+    let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    crate::config::unknown_env_vars(names)
 }
 
 fn load_inputs(args: &RunArgs) -> Result<Dict, String> {
@@ -276,6 +344,10 @@ fn cmd_run(args: &RunArgs) -> u8 {
             return EXIT_INVALID;
         }
     };
+    for warning in unknown_var_warnings(&wf, &args.vars) {
+        log::warn!("{warning}");
+        eprintln!("warning: {warning}");
+    }
     let mut opts = run_options(&config);
     opts.seed = args.seed;
     if let Some(secs) = args.timeout {
@@ -407,7 +479,8 @@ fn cmd_start(args: &StartArgs) -> u8 {
         Ok(tray_start) => tray_start,
         Err(code) => return code,
     };
-    let config = match load_config(args.config.as_deref()) {
+    // Unknown CASARE_* variables are logged (file and stderr) once logging is set up.
+    let config = match read_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -433,6 +506,9 @@ fn cmd_start(args: &StartArgs) -> u8 {
             None
         }
     };
+    for unknown in unknown_env_vars() {
+        log::warn!("{unknown}");
+    }
     // Tray mode (#7): one tray robot per data_dir and session.
     if let Err(code) = tray_start.configured(&config) {
         return code;
@@ -1222,6 +1298,30 @@ fn cmd_nodes(args: &NodesArgs) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn var_flags_naming_nothing_the_workflow_uses_are_warned_about() {
+        let wf = model::load_str(
+            r#"{"nodes": {"a": {"node_id": "a", "node_type": "LogNode",
+                                 "config": {"message": "hi {{who}}, {{count_2}}"}}},
+                "variables": {"limit": 3}}"#,
+        )
+        .unwrap();
+        let check = |vars: &[&str], expected: &[&str]| {
+            let vars: Vec<String> = vars.iter().map(|v| v.to_string()).collect();
+            assert_eq!(unknown_var_warnings(&wf, &vars), expected, "{vars:?}");
+        };
+        // Declared, or referred to in a config: fine.
+        check(&["limit=4", "who=Bob", "count_2=1"], &[]);
+        // A part of a word is not a reference; the closest declared name is offered.
+        check(
+            &["count=1", "limt=9", "limt=10"],
+            &[
+                "--var count: the workflow declares no variable \"count\" and no node refers to it; it is passed anyway (it declares: limit)",
+                "--var limt: the workflow declares no variable \"limt\" and no node refers to it; it is passed anyway (did you mean \"limit\"?)",
+            ],
+        );
+    }
 
     #[test]
     fn var_values_are_json_when_valid() {

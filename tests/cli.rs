@@ -514,3 +514,54 @@ fn a_closed_stdout_pipe_ends_every_command_quietly() {
         assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn typos_in_env_vars_and_var_flags_are_warned_about() {
+    // An unknown CASARE_* variable: a warning naming it and the closest key; the command runs.
+    let out = bin()
+        .args(["validate-config"])
+        .env("CASARE_HEARTBEAT_INTERVALL", "5")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            "warning: environment variable CASARE_HEARTBEAT_INTERVALL names no configuration key \
+             and is ignored (did you mean CASARE_HEARTBEAT_INTERVAL?)"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    // --var naming nothing the workflow declares or refers to: a warning with the closest name.
+    let hello = example("hello.json");
+    let out = run(&[
+        "run",
+        hello.to_str().unwrap(),
+        "--quiet",
+        "--var",
+        "nmae=Bob",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            "warning: --var nmae: the workflow declares no variable \"nmae\" and no node refers to it; \
+             it is passed anyway (did you mean \"name\"?)"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    // Declared or referred-to names are not warned about.
+    let out = run(&[
+        "run",
+        hello.to_str().unwrap(),
+        "--quiet",
+        "--var",
+        "name=Bob",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+}

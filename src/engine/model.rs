@@ -661,7 +661,7 @@ fn unsupported_message(node_type: &str) -> String {
 }
 
 /// Levenshtein distance (short ASCII names only).
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
