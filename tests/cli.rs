@@ -47,6 +47,9 @@ fn run_hello_prints_progress_and_result() {
         "{stderr}"
     );
     assert!(stderr.contains("ok   ["), "a line per node: {stderr}");
+    // Branches not taken are never visited; the last node still reports the run complete.
+    let last_node_line = stderr.lines().rfind(|l| l.contains("ok   [")).unwrap();
+    assert!(last_node_line.contains("[100%]"), "{stderr}");
 }
 
 #[test]

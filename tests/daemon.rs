@@ -99,6 +99,16 @@ fn registers_heartbeats_and_runs_a_job_to_completion() {
         "internal names are not outputs"
     );
     assert_eq!(done["result"]["recovered"], false);
+    assert!(done["result"]["duration_s"].is_f64(), "{done}");
+    // Progress reaches 100 % before the result: the last node's completion is never throttled.
+    let received = fake.received();
+    let last_progress = received
+        .iter()
+        .take_while(|m| !(m["job_id"] == "job-1" && m["type"] == "job_complete"))
+        .filter(|m| m["job_id"] == "job-1" && m["type"] == "job_progress")
+        .last()
+        .expect("progress before the result");
+    assert_eq!(last_progress["progress"], 100, "{last_progress}");
     let logs: Vec<Value> = fake
         .received()
         .into_iter()
