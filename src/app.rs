@@ -1067,78 +1067,110 @@ fn print_recorded_result(result: &serde_json::Value, json_output: bool) -> u8 {
     EXIT_OK
 }
 
+/// Print the answer to `checkpoints list` (rows of `inspect::list_row`) or `show` (a description,
+/// or null) as the command does; returns the exit code.
+fn print_checkpoints(action: &CheckpointAction, value: &serde_json::Value, data_dir: &Path) -> u8 {
+    match action {
+        CheckpointAction::List { json: true } => println!("{value}"),
+        CheckpointAction::List { json: false } => {
+            let rows = value.as_array().map(Vec::as_slice).unwrap_or_default();
+            if rows.is_empty() {
+                println!(
+                    "no checkpoints in {}",
+                    data_dir.join(crate::store::DB_FILE).display()
+                );
+            } else {
+                println!(
+                    "{:<24} {:<10} {:>7} {:>9}  {:<19}  last completed node",
+                    "job", "status", "saves", "bytes", "saved"
+                );
+                for c in rows {
+                    let saved = c["saved_at"]
+                        .as_f64()
+                        .and_then(|at| chrono::DateTime::from_timestamp(at as i64, 0))
+                        .map(|t| {
+                            t.with_timezone(&chrono::Local)
+                                .format("%Y-%m-%d %H:%M:%S")
+                                .to_string()
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "{:<24} {:<10} {:>7} {:>9}  {:<19}  {}",
+                        c["job_id"].as_str().unwrap_or(""),
+                        c["status"].as_str().unwrap_or(""),
+                        c["seq"],
+                        c["bytes"],
+                        saved,
+                        c["last_completed_node"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        CheckpointAction::Show { job_id } => {
+            if value.is_null() {
+                eprintln!("error: no checkpoint for job {job_id}");
+                return EXIT_INVALID;
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            );
+        }
+        CheckpointAction::Clear { .. } => {}
+    }
+    EXIT_OK
+}
+
 fn cmd_checkpoints(args: &CheckpointsArgs) -> u8 {
+    use crate::observe::inspect::{self, Query};
     let config = match load_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let query = match &args.action {
+        CheckpointAction::List { .. } => Some(Query::List),
+        CheckpointAction::Show { job_id } => Some(Query::Show(job_id.clone())),
+        CheckpointAction::Clear { .. } => None,
+    };
     let mut store = match Store::open(&config.data_dir) {
         Ok(s) => s,
+        // A running robot owns the store: reading commands ask it, over files in data_dir.
+        Err(crate::store::StoreError::Busy(_)) if query.is_some() => {
+            let query = query.unwrap_or(Query::List);
+            let answer = inspect::ask(&config.data_dir, &query, Duration::from_secs(5));
+            return match answer {
+                Ok(value) => print_checkpoints(&args.action, &value, &config.data_dir),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    EXIT_FAILED
+                }
+            };
+        }
+        Err(e @ crate::store::StoreError::Busy(_)) => {
+            eprintln!(
+                "error: {e}; a running robot owns the store in {}: stop it to clear checkpoints",
+                config.data_dir.display()
+            );
+            return EXIT_FAILED;
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_FAILED;
         }
     };
     match &args.action {
-        CheckpointAction::List { json } => match store.list_checkpoints() {
-            Ok(list) => {
-                if *json {
-                    let rows: Vec<serde_json::Value> = list
-                        .iter()
-                        .map(|c| {
-                            serde_json::json!({"job_id": c.job_id, "status": format!("{:?}", c.status).to_lowercase(),
-                                "seq": c.seq, "last_completed_node": c.node_id, "saved_at": c.saved_at,
-                                "bytes": c.bytes, "workflow_hash": c.workflow_hash})
-                        })
-                        .collect();
-                    println!("{}", serde_json::Value::Array(rows));
-                } else if list.is_empty() {
-                    println!("no checkpoints in {}", store.path().display());
-                } else {
-                    println!(
-                        "{:<24} {:<10} {:>7} {:>9}  {:<19}  last completed node",
-                        "job", "status", "saves", "bytes", "saved"
-                    );
-                    for c in &list {
-                        let saved = chrono::DateTime::from_timestamp(c.saved_at as i64, 0)
-                            .map(|t| {
-                                t.with_timezone(&chrono::Local)
-                                    .format("%Y-%m-%d %H:%M:%S")
-                                    .to_string()
-                            })
-                            .unwrap_or_default();
-                        println!(
-                            "{:<24} {:<10} {:>7} {:>9}  {:<19}  {}",
-                            c.job_id,
-                            format!("{:?}", c.status).to_lowercase(),
-                            c.seq,
-                            c.bytes,
-                            saved,
-                            c.node_id
-                        );
+        CheckpointAction::List { .. } | CheckpointAction::Show { .. } => {
+            match inspect::answer(&store, &query.unwrap_or(Query::List)) {
+                serde_json::Value::Object(mut reply) => match reply.remove("ok") {
+                    Some(value) => print_checkpoints(&args.action, &value, &config.data_dir),
+                    None => {
+                        eprintln!("error: {}", reply["error"].as_str().unwrap_or("?"));
+                        EXIT_FAILED
                     }
-                }
-                EXIT_OK
+                },
+                _ => EXIT_FAILED,
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                EXIT_FAILED
-            }
-        },
-        CheckpointAction::Show { job_id } => match checkpoint::describe(&store, job_id) {
-            Ok(Some(v)) => {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-                EXIT_OK
-            }
-            Ok(None) => {
-                eprintln!("error: no checkpoint for job {job_id}");
-                EXIT_INVALID
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                EXIT_FAILED
-            }
-        },
+        }
         CheckpointAction::Clear { job_id } => match store
             .clear_checkpoint(job_id)
             .and_then(|had| Ok(had | store.forget_job(job_id)?))
