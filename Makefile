@@ -40,7 +40,8 @@ windows:
 clean:
 	$(CARGO) clean
 
-# The whole loop on one machine: a local orchestrator stand-in, the daemon, the example jobs.
+# The whole loop on one machine: a local orchestrator stand-in, the daemon, the example jobs, a
+# failing job, a cancelled job and a reconnect.
 demo:
 	$(CARGO) build --release
 	$(CARGO) run --release --example demo

@@ -1,5 +1,8 @@
 //! The whole loop on one machine (`make demo`): a local orchestrator stand-in, the robot daemon, the
-//! example workflows pushed as jobs, their progress and results printed as they arrive.
+//! example workflows pushed as jobs, their progress and results printed as they arrive; then what
+//! the robot does when things go wrong: a job that fails (reported with the failing node), a job
+//! the orchestrator cancels mid-run, and a dropped connection (the robot reconnects, registers
+//! again and takes the next job).
 //!
 //! The stand-in is the fake orchestrator of the integration tests (`tests/support`), speaking the
 //! real CasareRPA orchestrator's flat protocol on `127.0.0.1`. The daemon is the release binary
@@ -20,12 +23,14 @@ use casare_robot::link::protocol::Dialect;
 use serde_json::{json, Value};
 use support::FakeOrchestrator;
 
-/// The example workflows submitted, in order.
+/// The example workflows submitted, in order; each completes.
 const WORKFLOWS: &[&str] = &[
     "examples/hello.json",
     "examples/order_report.json",
     "examples/invoice_reminders.json",
 ];
+/// How a demo job is expected to end (the `job_*` message type without `job_`).
+type End = &'static str;
 /// Launch to `register`.
 const REGISTER_DEADLINE: Duration = Duration::from_secs(20);
 /// Assignment to the last result.
@@ -51,7 +56,7 @@ fn robot_binary() -> PathBuf {
     }
 }
 
-/// Runs the demo; `Ok(true)` when every job completed.
+/// Runs the demo; `Ok(true)` when every job ended as expected.
 fn run() -> Result<bool, String> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let bin = robot_binary();
@@ -76,6 +81,8 @@ fn run() -> Result<bool, String> {
         "data_dir": dir.path().join("data"),
         "log_dir": dir.path().join("logs"),
         "max_concurrent_jobs": 2,
+        // A prompt reconnect for the demo's dropped connection (the default starts at 1 s).
+        "reconnect_delay": 0.2,
     });
     let config_text = serde_json::to_string_pretty(&config).map_err(|e| e.to_string())?;
     std::fs::write(&config_path, config_text)
@@ -102,7 +109,9 @@ fn run() -> Result<bool, String> {
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
 
-    let outcome = drive(&fake, &mut child, manifest, launched);
+    let mut fake = fake;
+    let outcome = drive(&fake, &mut child, manifest, launched)
+        .and_then(|ok| Ok(ok & reconnect(&mut fake, &mut child, manifest)?));
     let exited = stop(&fake, &mut child);
     if outcome.is_err() || !exited {
         print_log_tail(&log_path);
@@ -129,8 +138,8 @@ fn drive(
         register["capabilities"]["max_concurrent_jobs"]
     );
 
-    // job id -> workflow name, and the set of jobs still waiting for a result.
-    let mut names = BTreeMap::new();
+    // job id -> (what it is, how it must end), and the set of jobs still waiting for a result.
+    let mut names: BTreeMap<String, (String, End)> = BTreeMap::new();
     let mut documents: BTreeMap<String, Value> = BTreeMap::new();
     for (idx, rel) in WORKFLOWS.iter().enumerate() {
         let path = manifest.join(rel);
@@ -146,7 +155,45 @@ fn drive(
         }
         println!("-> assigned {job_id} ({rel})");
         documents.insert(job_id.clone(), workflow_for_requeue(&text));
-        names.insert(job_id, rel.to_string());
+        names.insert(job_id, (rel.to_string(), "complete"));
+    }
+    // Things going wrong: a node that fails, and a long job the orchestrator cancels once the
+    // robot has accepted it.
+    let failing = json!({
+        "metadata": {"name": "failing"},
+        "nodes": {
+            "read": {"node_id": "read", "node_type": "SetVariableNode",
+                     "config": {"variable_name": "invoices", "value": []}},
+            "check": {"node_id": "check", "node_type": "AssertNode",
+                      "config": {"condition": "len({{invoices}}) > 0", "message": "no invoices to send"}}
+        },
+        "connections": [{"source_node": "read", "source_port": "exec_out",
+                         "target_node": "check", "target_port": "exec_in"}]
+    });
+    let long = json!({
+        "metadata": {"name": "long"},
+        "nodes": {"wait": {"node_id": "wait", "node_type": "WaitNode", "config": {"duration": 60}}},
+        "connections": []
+    });
+    let cancelled_id = "demo-5-cancelled".to_string();
+    for (job_id, what, workflow, end) in [
+        (
+            "demo-4-failing".to_string(),
+            "a failing AssertNode",
+            failing,
+            "failed",
+        ),
+        (
+            cancelled_id.clone(),
+            "a 60 s wait, cancelled by the orchestrator",
+            long,
+            "cancelled",
+        ),
+    ] {
+        fake.assign_job(&job_id, workflow.clone(), json!({}), Some(60.0));
+        println!("-> assigned {job_id} ({what})");
+        documents.insert(job_id.clone(), workflow);
+        names.insert(job_id, (what.to_string(), end));
     }
 
     let mut pending: Vec<String> = names.keys().cloned().collect();
@@ -175,8 +222,20 @@ fn drive(
             requeue.push(job_id);
             continue;
         }
-        if let Some(ok) = finished {
-            all_ok &= ok;
+        if job_id == cancelled_id && msg["type"] == "job_accept" {
+            fake.cancel_job(&job_id, "cancelled by the operator");
+            println!("-> job_cancel {job_id}");
+        }
+        if let Some(end) = finished {
+            let expected = names.get(&job_id).map_or("complete", |(_, end)| *end);
+            if end == expected {
+                if end != "complete" {
+                    println!("   {job_id}: {end}, as expected");
+                }
+            } else {
+                println!("   {job_id}: expected it to end as {expected}, not {end}");
+                all_ok = false;
+            }
             pending.retain(|id| *id != job_id);
             if let Some(next) = (!requeue.is_empty()).then(|| requeue.remove(0)) {
                 if let Some(workflow) = documents.get(&next) {
@@ -190,12 +249,57 @@ fn drive(
     Ok(all_ok)
 }
 
+/// Drops the robot's connection (the orchestrator goes away), listens again, and waits for the
+/// robot to reconnect and register; then one more job shows that work flows again.
+fn reconnect(
+    fake: &mut FakeOrchestrator,
+    child: &mut Child,
+    manifest: &Path,
+) -> Result<bool, String> {
+    println!("-> the orchestrator drops every connection and restarts");
+    let dropped = Instant::now();
+    fake.kill();
+    fake.restart();
+    fake.wait_while_alive(child, REGISTER_DEADLINE, |m| m["type"] == "register")?
+        .ok_or("the robot did not reconnect within 20 s")?;
+    println!(
+        "<- the robot reconnected and registered again after {} ms",
+        dropped.elapsed().as_millis()
+    );
+    let path = manifest.join("examples/hello.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let job_id = "demo-6-after-reconnect";
+    fake.assign_job(
+        job_id,
+        workflow_for_requeue(&text),
+        json!({"name": "again"}),
+        Some(60.0),
+    );
+    println!("-> assigned {job_id} (examples/hello.json)");
+    let deadline = Instant::now() + JOBS_DEADLINE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = fake
+            .wait_while_alive(child, left, |m| m["job_id"] == job_id)?
+            .ok_or_else(|| {
+                format!(
+                    "no result within {} s for {job_id}",
+                    JOBS_DEADLINE.as_secs()
+                )
+            })?;
+        if let Some(end) = print_job_message(&msg) {
+            return Ok(end == "complete");
+        }
+    }
+}
+
 fn workflow_for_requeue(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
-/// Prints one job message; `Some(success)` when it ends the job.
-fn print_job_message(msg: &Value) -> Option<bool> {
+/// Prints one job message; `Some(how it ended)` when it ends the job.
+fn print_job_message(msg: &Value) -> Option<End> {
     let job_id = msg["job_id"].as_str().unwrap_or("?");
     match msg["type"].as_str().unwrap_or("") {
         "job_accept" => println!("   {job_id}: accepted"),
@@ -209,16 +313,20 @@ fn print_job_message(msg: &Value) -> Option<bool> {
                 "<- {job_id}: REJECTED: {}",
                 msg["reason"].as_str().unwrap_or("?")
             );
-            return Some(false);
+            return Some("reject");
         }
         "job_complete" => {
             let result = &msg["result"];
             let outputs = shorten(&result["outputs"].to_string(), 400);
-            println!(
-                "<- {job_id}: completed in {} ms ({} of {} nodes executed)\n   outputs: {}",
-                result["duration_ms"], result["executed_nodes"], result["total_nodes"], outputs
+            let ms = result["duration_s"].as_f64().map_or_else(
+                || result["duration_ms"].to_string(),
+                |s| format!("{:.1}", s * 1000.0),
             );
-            return Some(true);
+            println!(
+                "<- {job_id}: completed in {ms} ms ({} of {} nodes executed)\n   outputs: {}",
+                result["executed_nodes"], result["total_nodes"], outputs
+            );
+            return Some("complete");
         }
         "job_failed" => {
             println!(
@@ -226,11 +334,11 @@ fn print_job_message(msg: &Value) -> Option<bool> {
                 msg["duration_ms"],
                 msg["error"].as_str().unwrap_or("?")
             );
-            return Some(false);
+            return Some("failed");
         }
         "job_cancelled" => {
             println!("<- {job_id}: cancelled");
-            return Some(false);
+            return Some("cancelled");
         }
         "job_result" => {
             let status = msg["status"].as_str().unwrap_or("?");
@@ -238,7 +346,12 @@ fn print_job_message(msg: &Value) -> Option<bool> {
                 "<- {job_id}: {status} ({} s) outputs: {}",
                 msg["execution_time"], msg["outputs"]
             );
-            return Some(status == "completed");
+            return Some(match status {
+                "completed" => "complete",
+                "failed" => "failed",
+                "cancelled" => "cancelled",
+                _ => "unknown",
+            });
         }
         other => println!("   {job_id}: {other}"),
     }

@@ -1,7 +1,8 @@
 //! Command implementations: what `casare-robot <command>` does, returning an exit code.
 //!
 //! Exit codes: 0 success, 1 the workflow failed, 2 invalid input (workflow, variables, config,
-//! usage), 3 cancelled (Ctrl+C), 4 timed out.
+//! usage), 3 cancelled (Ctrl+C), 4 timed out, 141 stdout or stderr closed by its reader (see
+//! `output`).
 
 use crate::cli::{
     CheckpointAction, CheckpointsArgs, Cli, Command, ConfigArgs, NodesArgs, RunArgs, StartArgs,
@@ -62,6 +63,17 @@ pub enum WorkflowFileError {
     Invalid(LoadError),
 }
 
+impl WorkflowFileError {
+    /// The error as `run` and `validate` print it: a load problem is prefixed with the file
+    /// (a read error already names it).
+    pub fn describe(&self, path: &Path) -> String {
+        match self {
+            WorkflowFileError::Io(m) => m.clone(),
+            WorkflowFileError::Invalid(e) => format!("{}: {e}", path.display()),
+        }
+    }
+}
+
 impl std::fmt::Display for WorkflowFileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -107,6 +119,58 @@ pub fn parse_var(arg: &str) -> Result<(String, Value), String> {
     }
     let value = Value::parse_json(raw).unwrap_or_else(|_| Value::str(raw));
     Ok((name.to_string(), value))
+}
+
+/// A warning per `--var` that names no variable the workflow declares or refers to (a typo
+/// such as `--var nmae=Bob` would otherwise add a variable nobody reads), with the closest
+/// declared name when one is near. A name counts as referred to when it appears as a whole word
+/// in any node's config (templates, expressions, variable names).
+pub fn unknown_var_warnings(wf: &Workflow, vars: &[String]) -> Vec<String> {
+    let configs: Vec<String> = wf
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.config
+                .iter()
+                .map(|(_, entry)| entry.raw.to_json().to_string())
+        })
+        .collect();
+    let mentioned = |name: &str| {
+        configs.iter().any(|text| {
+            text.match_indices(name).any(|(at, _)| {
+                let word = |c: char| c.is_alphanumeric() || c == '_';
+                let before = text[..at].chars().next_back();
+                let after = text[at + name.len()..].chars().next();
+                !before.is_some_and(word) && !after.is_some_and(word)
+            })
+        })
+    };
+    let mut warnings = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (name, _) in vars.iter().filter_map(|arg| parse_var(arg).ok()) {
+        if wf.variables.contains_key(&name) || mentioned(&name) || !seen.insert(name.clone()) {
+            continue;
+        }
+        let near = wf
+            .variables
+            .keys()
+            .map(|known| (model::edit_distance(&name, known), known))
+            .filter(|(d, _)| *d <= 2)
+            .min();
+        let hint = match near {
+            Some((_, known)) => format!(" (did you mean {known:?}?)"),
+            None if wf.variables.is_empty() => String::new(),
+            None => {
+                let declared: Vec<&str> = wf.variables.keys().map(String::as_str).collect();
+                format!(" (it declares: {})", declared.join(", "))
+            }
+        };
+        warnings.push(format!(
+            "--var {name}: the workflow declares no variable {name:?} and no node refers to it; \
+             it is passed anyway{hint}"
+        ));
+    }
+    warnings
 }
 
 /// Engine options from the robot configuration.
@@ -192,11 +256,27 @@ fn log_rotation(config: &RobotConfig) -> crate::logging::Rotation {
     }
 }
 
+/// The configuration, with a warning on stderr per unknown `CASARE_*` variable.
 fn load_config(path: Option<&Path>) -> Result<RobotConfig, u8> {
+    let config = read_config(path)?;
+    for unknown in unknown_env_vars() {
+        eprintln!("warning: {unknown}");
+    }
+    Ok(config)
+}
+
+/// The configuration (a clear error on stderr when invalid).
+fn read_config(path: Option<&Path>) -> Result<RobotConfig, u8> {
     RobotConfig::load_from_process_env(path, &[]).map_err(|errors| {
         eprintln!("error: invalid robot configuration:\n{errors}");
         EXIT_INVALID
     })
+}
+
+/// The process's `CASARE_*` variables that name no configuration key.
+fn unknown_env_vars() -> Vec<crate::config::UnknownEnvVar> {
+    let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    crate::config::unknown_env_vars(names)
 }
 
 fn load_inputs(args: &RunArgs) -> Result<Dict, String> {
@@ -215,10 +295,11 @@ fn load_inputs(args: &RunArgs) -> Result<Dict, String> {
             }
             Err(e) => {
                 return Err(format!(
-                    "--vars-file {}: invalid JSON at line {}, column {}: {e}",
+                    "--vars-file {}: invalid JSON at line {}, column {}: {}",
                     file.display(),
                     e.line(),
-                    e.column()
+                    e.column(),
+                    model::json_error_reason(&e)
                 ))
             }
         }
@@ -251,6 +332,7 @@ fn cmd_run(args: &RunArgs) -> u8 {
     let wf = match read_workflow(&args.workflow) {
         Ok(wf) => wf,
         Err(e) => {
+            let e = e.describe(&args.workflow);
             log::info!("run refused: {e}");
             eprintln!("error: {e}");
             return EXIT_INVALID;
@@ -263,6 +345,10 @@ fn cmd_run(args: &RunArgs) -> u8 {
             return EXIT_INVALID;
         }
     };
+    for warning in unknown_var_warnings(&wf, &args.vars) {
+        log::warn!("{warning}");
+        eprintln!("warning: {warning}");
+    }
     let mut opts = run_options(&config);
     opts.seed = args.seed;
     if let Some(secs) = args.timeout {
@@ -394,7 +480,8 @@ fn cmd_start(args: &StartArgs) -> u8 {
         Ok(tray_start) => tray_start,
         Err(code) => return code,
     };
-    let config = match load_config(args.config.as_deref()) {
+    // Unknown CASARE_* variables are logged (file and stderr) once logging is set up.
+    let config = match read_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -420,6 +507,9 @@ fn cmd_start(args: &StartArgs) -> u8 {
             None
         }
     };
+    for unknown in unknown_env_vars() {
+        log::warn!("{unknown}");
+    }
     // Tray mode (#7): one tray robot per data_dir and session.
     if let Err(code) = tray_start.configured(&config) {
         return code;
@@ -507,15 +597,21 @@ fn cmd_start(args: &StartArgs) -> u8 {
     let (tx, rx) = agent::channel();
     let signal_tx = tx.clone();
     let seen = std::sync::atomic::AtomicBool::new(false);
-    if let Err(e) = ctrlc::set_handler(move || {
+    if let Err(e) = crate::interrupt::set_handler(move |interrupt| {
         if seen.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            eprintln!("interrupted again: exiting now (the store is consistent)");
+            eprintln!(
+                "{} again: exiting now (the store is consistent)",
+                interrupt.name()
+            );
             std::process::exit(130);
         }
-        eprintln!("stopping: running jobs get graceful_shutdown_seconds to finish (Ctrl+C again to exit now)");
+        let by = interrupt.name();
+        eprintln!(
+            "stopping ({by}): running jobs get graceful_shutdown_seconds to finish ({by} again to exit now)"
+        );
         let _ = signal_tx.send(Event::Shutdown {
             graceful: true,
-            source: "Ctrl+C",
+            source: interrupt.name(),
         });
     }) {
         log::warn!("cannot install the Ctrl+C handler: {e}");
@@ -722,6 +818,7 @@ fn run_with_checkpoints(
     progress: &mut ConsoleProgress,
 ) -> Result<RunOutcome, u8> {
     let job_id = args.job_id.as_deref().unwrap_or_default();
+    let run_key = RunKey::new(wf, &inputs);
     if let Err(e) = check_job_id(job_id) {
         eprintln!("error: {e}");
         return Err(EXIT_INVALID);
@@ -764,6 +861,7 @@ fn run_with_checkpoints(
                 );
                 return Err(EXIT_CANCELLED);
             };
+            let recorded_with = RunKey::of_result(&result);
             let at = rec.finished_at.unwrap_or(0.0);
             let when = chrono::DateTime::from_timestamp(at as i64, 0)
                 .map(|t| {
@@ -772,10 +870,26 @@ fn run_with_checkpoints(
                         .to_string()
                 })
                 .unwrap_or_default();
-            eprintln!(
-                "job {job_id} already completed at {when}; it is not run again (its recorded result follows). \
-                 Use another --job-id, or `casare-robot checkpoints clear {job_id}`, to run it again."
-            );
+            let changed = recorded_with
+                .map(|recorded| recorded.differences(&run_key))
+                .unwrap_or_default();
+            if changed.is_empty() {
+                eprintln!(
+                    "job {job_id} already completed at {when}; it is not run again (its recorded result follows). \
+                     Use another --job-id, or `casare-robot checkpoints clear {job_id}`, to run it again."
+                );
+            } else {
+                let what = changed.join(" and ");
+                log::warn!(
+                    "job {job_id} completed before with other {what}; its recorded result is shown"
+                );
+                eprintln!(
+                    "warning: job {job_id} already completed at {when} with other {what} than this run's; \
+                     it is not run again, and the result that follows is the recorded one, not a result \
+                     for these {what}. To run it afresh with them, use another --job-id, or \
+                     `casare-robot checkpoints clear {job_id}` first."
+                );
+            }
             return Err(print_recorded_result(&result, args.json));
         }
         Ok(_) => {}
@@ -851,7 +965,7 @@ fn run_with_checkpoints(
     // (cancelled without a cancellation on record) holds the job for the next run.
     let report = match outcome.status {
         RunStatus::Completed => Report::Complete {
-            result: outcome.to_json(),
+            result: run_key.stamp(outcome.to_json()),
             duration_ms: outcome.duration.as_millis() as u64,
         },
         _ => Report::from_outcome(&outcome),
@@ -873,18 +987,75 @@ fn run_with_checkpoints(
     Ok(outcome)
 }
 
+/// What a local run with `--job-id` ran: the workflow and the inputs, as hashes (inputs may hold
+/// secrets). Kept in the recorded result under [`RunKey::FIELD`] so a rerun of the id can say
+/// that it was given other inputs or another workflow.
+#[derive(Debug, PartialEq)]
+struct RunKey {
+    workflow_hash: String,
+    inputs_hash: String,
+}
+
+impl RunKey {
+    /// The field of a recorded local result that holds the key (never printed).
+    const FIELD: &'static str = "_run_key";
+
+    fn new(wf: &Workflow, inputs: &Dict) -> RunKey {
+        RunKey {
+            workflow_hash: wf.hash.clone(),
+            inputs_hash: checkpoint::inputs_hash(inputs),
+        }
+    }
+
+    /// `result` with the key added.
+    fn stamp(&self, mut result: serde_json::Value) -> serde_json::Value {
+        result[Self::FIELD] = serde_json::json!({
+            "workflow_hash": self.workflow_hash, "inputs_hash": self.inputs_hash,
+        });
+        result
+    }
+
+    /// The key a recorded result carries (none for results recorded before keys were kept).
+    fn of_result(result: &serde_json::Value) -> Option<RunKey> {
+        let key = result.get(Self::FIELD)?;
+        Some(RunKey {
+            workflow_hash: key["workflow_hash"].as_str()?.to_string(),
+            inputs_hash: key["inputs_hash"].as_str()?.to_string(),
+        })
+    }
+
+    /// What differs from `other`: "inputs", "workflow".
+    fn differences(&self, other: &RunKey) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.inputs_hash != other.inputs_hash {
+            changed.push("inputs");
+        }
+        if self.workflow_hash != other.workflow_hash {
+            changed.push("workflow");
+        }
+        changed
+    }
+}
+
 /// Print a stored result as `run` would have printed it; returns the exit code it had.
 fn print_recorded_result(result: &serde_json::Value, json_output: bool) -> u8 {
+    let mut result = result.clone();
+    if let Some(obj) = result.as_object_mut() {
+        obj.remove(RunKey::FIELD);
+    }
     if json_output {
         println!(
             "{}",
-            serde_json::to_string_pretty(result).unwrap_or_default()
+            serde_json::to_string_pretty(&result).unwrap_or_default()
         );
     } else {
         println!(
             "status: {} (recorded)",
             result["status"].as_str().unwrap_or("completed")
         );
+        if let Some(secs) = result["duration_s"].as_f64() {
+            println!("duration: {:.3} ms", secs * 1000.0);
+        }
         if let Some(outputs) = result["outputs"].as_object() {
             if !outputs.is_empty() {
                 println!("outputs:");
@@ -897,78 +1068,110 @@ fn print_recorded_result(result: &serde_json::Value, json_output: bool) -> u8 {
     EXIT_OK
 }
 
+/// Print the answer to `checkpoints list` (rows of `inspect::list_row`) or `show` (a description,
+/// or null) as the command does; returns the exit code.
+fn print_checkpoints(action: &CheckpointAction, value: &serde_json::Value, data_dir: &Path) -> u8 {
+    match action {
+        CheckpointAction::List { json: true } => println!("{value}"),
+        CheckpointAction::List { json: false } => {
+            let rows = value.as_array().map(Vec::as_slice).unwrap_or_default();
+            if rows.is_empty() {
+                println!(
+                    "no checkpoints in {}",
+                    data_dir.join(crate::store::DB_FILE).display()
+                );
+            } else {
+                println!(
+                    "{:<24} {:<10} {:>7} {:>9}  {:<19}  last completed node",
+                    "job", "status", "saves", "bytes", "saved"
+                );
+                for c in rows {
+                    let saved = c["saved_at"]
+                        .as_f64()
+                        .and_then(|at| chrono::DateTime::from_timestamp(at as i64, 0))
+                        .map(|t| {
+                            t.with_timezone(&chrono::Local)
+                                .format("%Y-%m-%d %H:%M:%S")
+                                .to_string()
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "{:<24} {:<10} {:>7} {:>9}  {:<19}  {}",
+                        c["job_id"].as_str().unwrap_or(""),
+                        c["status"].as_str().unwrap_or(""),
+                        c["seq"],
+                        c["bytes"],
+                        saved,
+                        c["last_completed_node"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        CheckpointAction::Show { job_id } => {
+            if value.is_null() {
+                eprintln!("error: no checkpoint for job {job_id}");
+                return EXIT_INVALID;
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            );
+        }
+        CheckpointAction::Clear { .. } => {}
+    }
+    EXIT_OK
+}
+
 fn cmd_checkpoints(args: &CheckpointsArgs) -> u8 {
+    use crate::observe::inspect::{self, Query};
     let config = match load_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let query = match &args.action {
+        CheckpointAction::List { .. } => Some(Query::List),
+        CheckpointAction::Show { job_id } => Some(Query::Show(job_id.clone())),
+        CheckpointAction::Clear { .. } => None,
+    };
     let mut store = match Store::open(&config.data_dir) {
         Ok(s) => s,
+        // A running robot owns the store: reading commands ask it, over files in data_dir.
+        Err(crate::store::StoreError::Busy(_)) if query.is_some() => {
+            let query = query.unwrap_or(Query::List);
+            let answer = inspect::ask(&config.data_dir, &query, Duration::from_secs(5));
+            return match answer {
+                Ok(value) => print_checkpoints(&args.action, &value, &config.data_dir),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    EXIT_FAILED
+                }
+            };
+        }
+        Err(e @ crate::store::StoreError::Busy(_)) => {
+            eprintln!(
+                "error: {e}; a running robot owns the store in {}: stop it to clear checkpoints",
+                config.data_dir.display()
+            );
+            return EXIT_FAILED;
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_FAILED;
         }
     };
     match &args.action {
-        CheckpointAction::List { json } => match store.list_checkpoints() {
-            Ok(list) => {
-                if *json {
-                    let rows: Vec<serde_json::Value> = list
-                        .iter()
-                        .map(|c| {
-                            serde_json::json!({"job_id": c.job_id, "status": format!("{:?}", c.status).to_lowercase(),
-                                "seq": c.seq, "last_completed_node": c.node_id, "saved_at": c.saved_at,
-                                "bytes": c.bytes, "workflow_hash": c.workflow_hash})
-                        })
-                        .collect();
-                    println!("{}", serde_json::Value::Array(rows));
-                } else if list.is_empty() {
-                    println!("no checkpoints in {}", store.path().display());
-                } else {
-                    println!(
-                        "{:<24} {:<10} {:>7} {:>9}  {:<19}  last completed node",
-                        "job", "status", "saves", "bytes", "saved"
-                    );
-                    for c in &list {
-                        let saved = chrono::DateTime::from_timestamp(c.saved_at as i64, 0)
-                            .map(|t| {
-                                t.with_timezone(&chrono::Local)
-                                    .format("%Y-%m-%d %H:%M:%S")
-                                    .to_string()
-                            })
-                            .unwrap_or_default();
-                        println!(
-                            "{:<24} {:<10} {:>7} {:>9}  {:<19}  {}",
-                            c.job_id,
-                            format!("{:?}", c.status).to_lowercase(),
-                            c.seq,
-                            c.bytes,
-                            saved,
-                            c.node_id
-                        );
+        CheckpointAction::List { .. } | CheckpointAction::Show { .. } => {
+            match inspect::answer(&store, &query.unwrap_or(Query::List)) {
+                serde_json::Value::Object(mut reply) => match reply.remove("ok") {
+                    Some(value) => print_checkpoints(&args.action, &value, &config.data_dir),
+                    None => {
+                        eprintln!("error: {}", reply["error"].as_str().unwrap_or("?"));
+                        EXIT_FAILED
                     }
-                }
-                EXIT_OK
+                },
+                _ => EXIT_FAILED,
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                EXIT_FAILED
-            }
-        },
-        CheckpointAction::Show { job_id } => match checkpoint::describe(&store, job_id) {
-            Ok(Some(v)) => {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-                EXIT_OK
-            }
-            Ok(None) => {
-                eprintln!("error: no checkpoint for job {job_id}");
-                EXIT_INVALID
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                EXIT_FAILED
-            }
-        },
+        }
         CheckpointAction::Clear { job_id } => match store
             .clear_checkpoint(job_id)
             .and_then(|had| Ok(had | store.forget_job(job_id)?))
@@ -989,17 +1192,18 @@ fn cmd_checkpoints(args: &CheckpointsArgs) -> u8 {
     }
 }
 
-/// First Ctrl+C cancels the run at the next node boundary (waits are interrupted); a second one
-/// exits at once.
+/// The first Ctrl+C (or SIGTERM, SIGHUP: named as what it was) cancels the run at the next node
+/// boundary (waits are interrupted); a second one exits at once.
 fn install_ctrlc(cancel: &CancelToken) {
     let token = cancel.clone();
-    let result = ctrlc::set_handler(move || {
+    let result = crate::interrupt::set_handler(move |interrupt| {
+        let by = interrupt.name();
         if token.is_cancelled() {
-            eprintln!("interrupted again: exiting now");
+            eprintln!("interrupted again ({by}): exiting now");
             std::process::exit(130);
         }
-        eprintln!("interrupted: stopping at the next node (Ctrl+C again to exit now)");
-        token.cancel("interrupted by Ctrl+C");
+        eprintln!("interrupted ({by}): stopping at the next node ({by} again to exit now)");
+        token.cancel(format!("interrupted by {by}"));
     });
     if let Err(e) = result {
         log::debug!("cannot install the Ctrl+C handler: {e}");
@@ -1048,7 +1252,7 @@ fn cmd_validate(args: &ValidateArgs) -> u8 {
                 let report = serde_json::json!({"valid": false, "problems": problems, "unsupported_types": unsupported});
                 println!("{report}");
             } else {
-                eprintln!("error: {}: {e}", args.workflow.display());
+                eprintln!("error: {}", e.describe(&args.workflow));
             }
             EXIT_INVALID
         }
@@ -1127,6 +1331,30 @@ fn cmd_nodes(args: &NodesArgs) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn var_flags_naming_nothing_the_workflow_uses_are_warned_about() {
+        let wf = model::load_str(
+            r#"{"nodes": {"a": {"node_id": "a", "node_type": "LogNode",
+                                 "config": {"message": "hi {{who}}, {{count_2}}"}}},
+                "variables": {"limit": 3}}"#,
+        )
+        .unwrap();
+        let check = |vars: &[&str], expected: &[&str]| {
+            let vars: Vec<String> = vars.iter().map(|v| v.to_string()).collect();
+            assert_eq!(unknown_var_warnings(&wf, &vars), expected, "{vars:?}");
+        };
+        // Declared, or referred to in a config: fine.
+        check(&["limit=4", "who=Bob", "count_2=1"], &[]);
+        // A part of a word is not a reference; the closest declared name is offered.
+        check(
+            &["count=1", "limt=9", "limt=10"],
+            &[
+                "--var count: the workflow declares no variable \"count\" and no node refers to it; it is passed anyway (it declares: limit)",
+                "--var limt: the workflow declares no variable \"limt\" and no node refers to it; it is passed anyway (did you mean \"limit\"?)",
+            ],
+        );
+    }
 
     #[test]
     fn var_values_are_json_when_valid() {

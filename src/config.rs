@@ -857,6 +857,57 @@ fn read_file_layer(path: &Path, text: &str, raw: &mut RawConfig, errors: &mut Ve
     }
 }
 
+/// A `CASARE_*` environment variable that names no configuration key (a typo such as
+/// `CASARE_HEARTBEAT_INTERVALL` would otherwise be ignored in silence).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownEnvVar {
+    /// The variable.
+    pub name: String,
+    /// The closest `CASARE_<KEY>`, when one is near.
+    pub suggestion: Option<String>,
+}
+
+impl fmt::Display for UnknownEnvVar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "environment variable {} names no configuration key and is ignored",
+            self.name
+        )?;
+        match &self.suggestion {
+            Some(known) => write!(f, " (did you mean {known}?)"),
+            None => write!(f, " (CASARE_<KEY> for a key of robot_config.json)"),
+        }
+    }
+}
+
+/// The `CASARE_*` variables among `names` (the environment's variable names) that name no
+/// configuration key, sorted, each with the closest `CASARE_<KEY>`.
+pub fn unknown_env_vars(names: impl IntoIterator<Item = String>) -> Vec<UnknownEnvVar> {
+    let known: Vec<String> = ALL_KEYS
+        .iter()
+        .map(|key| format!("CASARE_{}", key.to_uppercase()))
+        .collect();
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    let mut unknown: Vec<UnknownEnvVar> = names
+        .into_iter()
+        .filter(|name| name.starts_with("CASARE_") && !known.contains(&name.as_str()))
+        .map(
+            |name| match unknown_key(name, Source::Default, "", &known) {
+                ConfigError::UnknownKey {
+                    key, suggestion, ..
+                } => UnknownEnvVar {
+                    name: key,
+                    suggestion,
+                },
+                other => unreachable!("unknown_key made {other:?}"),
+            },
+        )
+        .collect();
+    unknown.sort_by(|a, b| a.name.cmp(&b.name));
+    unknown
+}
+
 fn read_env_layer(env: EnvLookup, raw: &mut RawConfig) {
     for &key in ALL_KEYS {
         let mut names = vec![format!("CASARE_{}", key.to_uppercase())];
@@ -1240,6 +1291,30 @@ mod tests {
 
     fn file() -> Source {
         Source::File(FILE.into())
+    }
+
+    #[test]
+    fn unknown_casare_env_vars_are_named_with_the_closest_key() {
+        let names = [
+            "CASARE_HEARTBEAT_INTERVALL",
+            "CASARE_HEARTBEAT_INTERVAL",
+            "PATH",
+            "ROBOT_ID",
+            "CASARE_NOTHING_LIKE_IT",
+            "CASARE_LOGLEVEL",
+        ];
+        let found: Vec<String> = unknown_env_vars(names.iter().map(|n| n.to_string()))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "environment variable CASARE_HEARTBEAT_INTERVALL names no configuration key and is ignored (did you mean CASARE_HEARTBEAT_INTERVAL?)",
+                "environment variable CASARE_LOGLEVEL names no configuration key and is ignored (did you mean CASARE_LOG_LEVEL?)",
+                "environment variable CASARE_NOTHING_LIKE_IT names no configuration key and is ignored (CASARE_<KEY> for a key of robot_config.json)",
+            ]
+        );
     }
 
     #[test]

@@ -239,7 +239,8 @@ impl Observer for Reporter<'_> {
             .record(ev.node_type, ev.elapsed.as_secs_f64() * 1000.0, true, false);
         self.live
             .set(ev.node_index, ev.percent, self.started.elapsed());
-        if self.last.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) {
+        // The last node's 100 % is never throttled away: the orchestrator sees the run complete.
+        if ev.percent < 100 && self.last.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) {
             return;
         }
         self.last = Some(Instant::now());

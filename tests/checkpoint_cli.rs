@@ -317,3 +317,41 @@ fn a_completed_job_id_is_answered_from_its_record_not_run_again() {
         .unwrap();
     assert!(!text(&out.stderr).contains("already completed"));
 }
+
+#[test]
+fn a_completed_job_id_rerun_with_other_inputs_says_they_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello.json");
+    let wf = wf.to_str().unwrap();
+    let run = |name: &str| {
+        let var = format!("name={name}");
+        run_json(bin(dir.path()).args([
+            "run", wf, "--job-id", "greet", "--json", "--quiet", "--var", &var,
+        ]))
+    };
+    let (out, first) = run("Ann");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(first["outputs"]["greeting"], "Hello, Ann!");
+    // Same inputs: the plain note, no warning.
+    let (out, _) = run("Ann");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("job greet already completed at"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("other inputs"), "{stderr}");
+    // Other inputs: said, with how to run it afresh; the printed result is the recorded one,
+    // exactly as it was printed the first time (nothing internal added).
+    let (out, again) = run("Bob");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("already completed at") && stderr.contains("with other inputs"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("use another --job-id")
+            && stderr.contains("casare-robot checkpoints clear greet"),
+        "{stderr}"
+    );
+    assert_eq!(again, first);
+}

@@ -47,6 +47,9 @@ fn run_hello_prints_progress_and_result() {
         "{stderr}"
     );
     assert!(stderr.contains("ok   ["), "a line per node: {stderr}");
+    // Branches not taken are never visited; the last node still reports the run complete.
+    let last_node_line = stderr.lines().rfind(|l| l.contains("ok   [")).unwrap();
+    assert!(last_node_line.contains("[100%]"), "{stderr}");
 }
 
 #[test]
@@ -66,6 +69,14 @@ fn run_json_with_vars_gives_the_result_object() {
     assert_eq!(v["outputs"]["verdict"], "that is a long name");
     assert_eq!(v["recovered"], false);
     assert!(v["duration_ms"].is_u64());
+    // The precise figure beside the integer one.
+    let precise = v["duration_s"].as_f64().expect("duration_s is a number");
+    let whole_ms = v["duration_ms"].as_u64().unwrap() as f64;
+    assert!(precise > 0.0, "{v}");
+    assert!(
+        (0.0..1.0).contains(&(precise * 1000.0 - whole_ms)),
+        "{precise} s vs {whole_ms} ms"
+    );
     assert!(
         !text(&out.stderr).contains("ok   ["),
         "--quiet hides node lines"
@@ -183,11 +194,17 @@ fn malformed_json_reports_line_and_column() {
     );
     let out = run(&["run", wf.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    // The file is named, and the position is said once.
     assert!(
-        text(&out.stderr).contains("invalid JSON at line 4, column 3"),
-        "{}",
-        text(&out.stderr)
+        stderr.contains(&format!("error: {}: invalid workflow", wf.display())),
+        "{stderr}"
     );
+    assert!(
+        stderr.contains("invalid JSON at line 4, column 3"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("line 4").count(), 1, "{stderr}");
     let out = run(&["run", "/definitely/not/here.json"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("cannot read workflow /definitely/not/here.json"));
@@ -292,6 +309,21 @@ fn timeout_flag_stops_a_long_run_with_exit_4() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_cancels_a_running_wait_with_exit_3() {
+    let err = interrupt_a_waiting_run("-INT");
+    assert!(err.contains("interrupted by Ctrl+C"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_cancels_a_run_and_is_named_as_sigterm() {
+    let err = interrupt_a_waiting_run("-TERM");
+    assert!(err.contains("interrupted by SIGTERM"), "{err}");
+    assert!(!err.contains("by Ctrl+C"), "{err}");
+}
+
+/// Send `signal` to a run waiting in a node; checks exit code 3 and returns its stderr.
+#[cfg(unix)]
+fn interrupt_a_waiting_run(signal: &str) -> String {
     use std::io::Write;
     use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
@@ -331,7 +363,7 @@ fn ctrl_c_cancels_a_running_wait_with_exit_3() {
         }
     }
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -352,6 +384,7 @@ fn ctrl_c_cancels_a_running_wait_with_exit_3() {
     assert!(err.contains("interrupted"), "{err}");
     assert!(!err.contains("never"), "{err}");
     let _ = std::io::stderr().flush();
+    err
 }
 
 #[test]
@@ -428,4 +461,110 @@ fn the_tray_is_a_clear_error_off_windows() {
     let out = run(&[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("requires a subcommand"));
+}
+
+/// Run the binary with stdout on a pipe whose reader is already gone (`... | head` after head
+/// exited): every command exits quietly, without a panic.
+fn run_into_closed_pipe(cmd: &mut Command) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = cmd
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_pipe_ends_every_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // A status file as a running robot leaves it, so `status --json` has something to print.
+    let snapshot = casare_robot::observe::status::StatusSnapshot {
+        pid: std::process::id(),
+        state: "idle".into(),
+        ..Default::default()
+    };
+    std::fs::write(
+        data.join(casare_robot::observe::status::STATUS_FILE),
+        serde_json::to_string(&snapshot).unwrap(),
+    )
+    .unwrap();
+    let hello = example("hello.json");
+    let commands: [&[&str]; 5] = [
+        &["nodes"],
+        &["nodes", "--json"],
+        &["validate-config"],
+        &["status", "--json"],
+        &["run", hello.to_str().unwrap(), "--json", "--quiet"],
+    ];
+    for args in commands {
+        let out = run_into_closed_pipe(
+            bin()
+                .args(args)
+                .env("CASARE_DATA_DIR", &data)
+                .env("CASARE_LOG_DIR", dir.path().join("logs")),
+        );
+        let stderr = text(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn typos_in_env_vars_and_var_flags_are_warned_about() {
+    // An unknown CASARE_* variable: a warning naming it and the closest key; the command runs.
+    let out = bin()
+        .args(["validate-config"])
+        .env("CASARE_HEARTBEAT_INTERVALL", "5")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            "warning: environment variable CASARE_HEARTBEAT_INTERVALL names no configuration key \
+             and is ignored (did you mean CASARE_HEARTBEAT_INTERVAL?)"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    // --var naming nothing the workflow declares or refers to: a warning with the closest name.
+    let hello = example("hello.json");
+    let out = run(&[
+        "run",
+        hello.to_str().unwrap(),
+        "--quiet",
+        "--var",
+        "nmae=Bob",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            "warning: --var nmae: the workflow declares no variable \"nmae\" and no node refers to it; \
+             it is passed anyway (did you mean \"name\"?)"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    // Declared or referred-to names are not warned about.
+    let out = run(&[
+        "run",
+        hello.to_str().unwrap(),
+        "--quiet",
+        "--var",
+        "name=Bob",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
 }

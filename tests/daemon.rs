@@ -99,6 +99,16 @@ fn registers_heartbeats_and_runs_a_job_to_completion() {
         "internal names are not outputs"
     );
     assert_eq!(done["result"]["recovered"], false);
+    assert!(done["result"]["duration_s"].is_f64(), "{done}");
+    // Progress reaches 100 % before the result: the last node's completion is never throttled.
+    let received = fake.received();
+    let last_progress = received
+        .iter()
+        .take_while(|m| !(m["job_id"] == "job-1" && m["type"] == "job_complete"))
+        .filter(|m| m["job_id"] == "job-1" && m["type"] == "job_progress")
+        .last()
+        .expect("progress before the result");
+    assert_eq!(last_progress["progress"], 100, "{last_progress}");
     let logs: Vec<Value> = fake
         .received()
         .into_iter()
@@ -388,6 +398,17 @@ fn sigterm_drains_like_ctrl_c() {
         .expect("the running job finishes");
     let status = robot.wait_exit(WAIT).expect("the robot exits");
     assert!(status.success(), "{}", robot.output());
+    // Named as what it was, not as a Ctrl+C.
+    assert!(
+        robot.output().contains("stopping (SIGTERM)"),
+        "{}",
+        robot.output()
+    );
+    assert!(
+        !robot.output().contains("Ctrl+C again"),
+        "{}",
+        robot.output()
+    );
 }
 
 #[test]
@@ -494,4 +515,65 @@ fn shutdown_is_prompt_while_a_handshake_hangs() {
         asked.elapsed()
     );
     drop(holder);
+}
+
+/// `checkpoints list` and `show` while the daemon owns the store: answered by the daemon.
+#[test]
+fn checkpoints_can_be_inspected_while_the_daemon_runs() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let robot = start_robot(&fake, json!({}));
+    registered(&fake);
+    fake.assign_job("held", waiting(30.0), json!({}), None);
+    fake.wait_until(WAIT, for_job("held", "job_accept"))
+        .unwrap();
+    let config = robot.dir().join("robot_config.json");
+    let inspect = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_casare-robot"))
+            .arg("checkpoints")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env_clear()
+            .env("HOME", robot.dir())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The job's first checkpoint is saved once its first node completes.
+    let deadline = Instant::now() + WAIT;
+    let rows = loop {
+        let (code, stdout, stderr) = inspect(&["list", "--json"]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let rows: Value = serde_json::from_str(&stdout).expect("a JSON list");
+        if rows.as_array().is_some_and(|r| !r.is_empty()) {
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint listed: {stdout}");
+    };
+    assert_eq!(rows[0]["job_id"], "held", "{rows}");
+    assert_eq!(rows[0]["last_completed_node"], "before", "{rows}");
+    let (code, stdout, stderr) = inspect(&["list"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("held") && stdout.contains("running"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = inspect(&["show", "held"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let shown: Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(shown["job_id"], "held", "{shown}");
+    let (code, _, stderr) = inspect(&["show", "nothing-here"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no checkpoint for job nothing-here"),
+        "{stderr}"
+    );
+    // Clearing writes: refused while the robot runs, saying why.
+    let (code, _, stderr) = inspect(&["clear", "held"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("stop it to clear checkpoints"), "{stderr}");
 }

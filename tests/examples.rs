@@ -4,6 +4,8 @@ use casare_robot::engine::runner::{self, RunOptions};
 use casare_robot::engine::{load_str, CancelToken, Dict, Value};
 use std::path::Path;
 
+mod common;
+
 fn run_example(name: &str, inputs: &[(&str, Value)]) -> runner::RunOutcome {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples")
@@ -65,6 +67,21 @@ fn invoice_reminders_respect_the_budget_and_regions() {
         r#"["Guten Tag Müller GmbH: invoice INV-000417, was due 01 Oct 2026","Bonjour Dupont SA: invoice INV-004821, was due 15 Oct 2026","Hello Acme Ltd: invoice INV-000077, was due 01 Nov 2026"]"#
     );
     assert!(matches!(out.variables["sent"], Value::Float(f) if f == 3.0));
+    // The log line counts reminders as a whole number ("3 reminders:", not "3.0 reminders:").
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/invoice_reminders.json");
+    let wf = load_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut logs = common::Logs::default();
+    let ran = runner::run(
+        &wf,
+        Dict::new(),
+        &RunOptions::default(),
+        &CancelToken::new(),
+        &mut logs,
+    );
+    assert!(ran.success(), "{:?}", ran.error);
+    assert_eq!(logs.0.len(), 1, "{:?}", logs.0);
+    assert!(logs.0[0].contains("3 reminders:\n"), "{:?}", logs.0);
+    assert!(!logs.0[0].contains("3.0"), "{:?}", logs.0);
     let out = run_example(
         "invoice_reminders.json",
         &[("max_reminders", Value::Int(10))],

@@ -189,6 +189,13 @@ impl Agent {
             self.last_status_file = Some(now);
         }
         *self.status.write() = snap;
+        // `checkpoints list/show` from another process: answered here, on this store.
+        if let Some(dir) = &self.settings.status_dir {
+            let store = &self.store;
+            crate::observe::inspect::answer_pending(dir, &mut |query| {
+                crate::observe::inspect::answer(&store.lock(), query)
+            });
+        }
     }
 }
 

@@ -229,11 +229,23 @@ pub fn parse_json_text(text: &str) -> Result<serde_json::Value, LoadError> {
     }
     serde_json::from_str(text).map_err(|e| {
         LoadError::single(format!(
-            "invalid JSON at line {}, column {}: {e}",
+            "invalid JSON at line {}, column {}: {}",
             e.line(),
-            e.column()
+            e.column(),
+            json_error_reason(&e)
         ))
     })
+}
+
+/// What a serde_json error says, without the " at line L column C" it appends (callers name
+/// the position once, in their own words).
+pub fn json_error_reason(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&position) {
+        Some(reason) => reason.to_string(),
+        None => text,
+    }
 }
 
 /// Load a workflow from JSON text.
@@ -427,7 +439,10 @@ pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
         let sdef = nodes[si].def;
         let ddef = nodes[di].def;
         let is_route = is_route_port(sdef, &sp);
-        if is_route || sp.to_ascii_lowercase().contains("exec") {
+        let is_exec = |port: &str| port.to_ascii_lowercase().contains("exec");
+        // An edge into an exec input is an exec edge whatever its source port is called: a bad
+        // source port is that one problem, not also a data edge into a missing "exec_in" input.
+        if is_route || is_exec(&sp) || (is_exec(&dp) && ddef.param(&dp).is_none()) {
             if !is_route && !sdef.dynamic_ports {
                 c.node(
                     &src,
@@ -439,7 +454,7 @@ pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
                 );
                 continue;
             }
-            if dp != "exec_in" && !dp.to_ascii_lowercase().contains("exec") {
+            if dp != "exec_in" && !is_exec(&dp) {
                 c.node(
                     &dst,
                     Some(ddef.node_type),
@@ -611,26 +626,42 @@ pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
     })
 }
 
-/// "unsupported node type", with the registered name when this one is a near miss (case or a
-/// couple of letters), else a pointer to the list of supported types.
+/// "unsupported node type", with a hint. The hint is the nearest CasareRPA node type within a
+/// small edit distance (case ignored): a supported one is suggested ("did you mean"), a near
+/// upstream one this robot does not run is named with its family. A name that is itself an
+/// upstream type is never "corrected" to a type of another family (`RetryNode` is an
+/// error-handling node, not a misspelt `TryNode`).
 fn unsupported_message(node_type: &str) -> String {
     let wanted = node_type.to_ascii_lowercase();
-    let near = nodes::all()
-        .into_iter()
-        .map(|d| d.node_type)
-        .map(|name| (edit_distance(&wanted, &name.to_ascii_lowercase()), name))
-        .filter(|(d, _)| *d <= 2)
+    let max_distance = if wanted.len() < 6 { 1 } else { 2 };
+    let near = nodes::catalog::UPSTREAM_TYPES
+        .iter()
+        .map(|(name, family)| {
+            let supported = nodes::lookup(name).is_some();
+            let d = edit_distance(&wanted, &name.to_ascii_lowercase());
+            // Nearest first; on a tie a type this robot runs wins.
+            ((d, !supported), *name, *family)
+        })
+        .filter(|((d, _), _, _)| *d <= max_distance)
         .min();
+    let family_words = |family: &str| family.replace('_', " ");
     match near {
-        Some((_, name)) => format!("unsupported node type (did you mean \"{name}\"?)"),
-        None => "unsupported node type: this robot runs headless nodes only \
+        Some(((_, false), name, _)) => {
+            format!("unsupported node type (did you mean \"{name}\"?)")
+        }
+        Some(((d, true), name, family)) if d > 0 => format!(
+            "unsupported node type (did you mean \"{name}\"? that is a CasareRPA {} node this \
+             robot does not run)",
+            family_words(family)
+        ),
+        _ => "unsupported node type: this robot runs headless nodes only \
                  (`casare-robot nodes` lists them)"
             .to_string(),
     }
 }
 
 /// Levenshtein distance (short ASCII names only).
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -964,6 +995,11 @@ mod tests {
                 .starts_with("invalid JSON at line 2, column 13"),
             "{err}"
         );
+        // The position is said once, not again by serde_json's own text.
+        assert_eq!(
+            err.problems[0].message,
+            "invalid JSON at line 2, column 13: key must be a string"
+        );
         assert!(load_str("[1, 2]")
             .unwrap_err()
             .to_string()
@@ -1009,6 +1045,23 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_source_port_into_exec_in_is_one_problem() {
+        let json = graph(
+            &[
+                ("a", "LogNode", json!({"message": "x"})),
+                ("b", "LogNode", json!({"message": "y"})),
+            ],
+            &[("a", "next", "b", "exec_in")],
+        );
+        let err = load_str(&json).unwrap_err();
+        let text: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            text,
+            ["a (LogNode): has no routing port \"next\" (it has: exec_out)"]
+        );
+    }
+
+    #[test]
     fn near_miss_type_names_get_a_suggestion() {
         let err = load_str(&chain(&[
             ("h", "HTTPSuperNode", json!({})),
@@ -1021,6 +1074,23 @@ mod tests {
             [
                 "h (HTTPSuperNode): unsupported node type (did you mean \"HttpSuperNode\"?)",
                 "l (logNode): unsupported node type (did you mean \"LogNode\"?)",
+            ]
+        );
+        // An upstream type of another family is not a misspelt supported one; a misspelt
+        // upstream type is named with its family.
+        let err = load_str(&chain(&[
+            ("r", "RetryNode", json!({})),
+            ("t", "RetyNode", json!({})),
+            ("w", "WaitNod", json!({})),
+        ]))
+        .unwrap_err();
+        let text: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                "r (RetryNode): unsupported node type: this robot runs headless nodes only (`casare-robot nodes` lists them)",
+                "t (RetyNode): unsupported node type (did you mean \"RetryNode\"? that is a CasareRPA error handling node this robot does not run)",
+                "w (WaitNod): unsupported node type (did you mean \"WaitNode\"?)",
             ]
         );
         assert_eq!(edit_distance("kitten", "sitting"), 3);

@@ -368,7 +368,8 @@ pub struct NodeEvent<'a> {
     pub node_id: &'a str,
     /// Node type.
     pub node_type: &'a str,
-    /// Progress 0-100 (distinct nodes executed over total nodes).
+    /// Progress 0-100: distinct nodes visited over total nodes, at most 99 while nodes remain to
+    /// run; the completion of the last node reports 100.
     pub percent: u8,
     /// Node executions so far, this one included.
     pub executions: u64,
@@ -515,10 +516,14 @@ impl RunOutcome {
             "node_executions_omitted": self.node_records_omitted(),
             "total_nodes": self.total_nodes,
             "duration_ms": duration_ms,
+            // duration_ms stays an integer (the orchestrator's JobDetails schema); this is the
+            // precise figure, which fast runs need (they show 0 ms).
+            "duration_s": self.duration.as_secs_f64(),
             "recovered": self.recovered,
         });
         if let Some(e) = &self.error {
             obj["error"] = serde_json::Value::String(e.to_string());
+            // The orchestrator's name for the same text (JobDetails, JobFailRequest, job_failed).
             obj["error_message"] = serde_json::Value::String(e.to_string());
             obj["error_type"] = serde_json::Value::String(e.error_type.clone());
             obj["failed_node"] = if e.node_id.is_empty() {
@@ -560,6 +565,8 @@ pub fn resume(
     execute(wf, state, opts, cancel, observer, true)
 }
 
+/// Progress while nodes remain to run: the share of nodes visited, at most 99 (branches not
+/// taken are never visited, so the share alone would stop short; the last node reports 100).
 fn percent(state: &RunState, wf: &Workflow) -> u8 {
     let total = wf.total_nodes.max(1);
     ((state.n_visited.min(total) * 100) / total).min(99) as u8
@@ -720,8 +727,10 @@ fn execute(
                 };
                 state.set_executed(idx, true);
                 apply_flow(wf, &mut state, idx, flow);
+                // Nothing left to run: this was the last node, the run completes (100 %).
+                let done = state.queue.is_empty();
                 let ev = NodeEvent {
-                    percent: percent(&state, wf),
+                    percent: if done { 100 } else { percent(&state, wf) },
                     elapsed,
                     ..ev
                 };

@@ -1,5 +1,8 @@
-//! Orchestrator links: wire protocol (both dialects), the WebSocket I/O thread, and the REST
-//! API v1 client (`rest`, groundwork for REST polling: not yet used by the daemon, issue #6).
+//! Orchestrator links: the wire protocol of both WebSocket dialects (`protocol`), the ws-io thread
+//! that owns the socket (`ws`), the REST API v1 client (`rest`) and the rest-io thread (`rest_io`)
+//! that claims jobs by polling, renews leases and delivers results. The daemon uses the WebSocket
+//! link when `orchestrator_url` is set and REST polling when `api_url` is set (both at once: a
+//! job id arriving on both runs once).
 
 pub mod protocol;
 pub mod rest;

@@ -719,6 +719,8 @@ pub fn to_value(msg: &Outbound, dialect: Dialect, robot_id: &str, now: DateTime<
                     "executed_nodes": executed,
                     "total_nodes": field("total_nodes", json!(0)),
                     "duration_ms": duration_ms,
+                    // The precise figure (duration_ms is whole milliseconds, as JobDetails says).
+                    "duration_s": field("duration_s", json!(*duration_ms as f64 / 1000.0)),
                     "recovered": field("recovered", json!(false)),
                     // The per-node list, as in the REST result (the orchestrator's job view).
                     "node_executions": field("node_executions", json!([])),
@@ -1305,6 +1307,7 @@ mod tests {
                 "executed_nodes",
                 "total_nodes",
                 "duration_ms",
+                "duration_s",
                 "recovered",
                 "node_executions",
                 "node_execution_count",

@@ -5,6 +5,7 @@
 //! load time with the list of such types.
 
 pub mod basic;
+pub mod catalog;
 pub mod control;
 pub mod datetime;
 pub mod dict;

@@ -9,9 +9,11 @@
 //!   recent entries, queries over both); secrets are scrubbed before anything is written.
 //! - [`supabase`]: optional, lossy progress broadcasts to Supabase Realtime over HTTP, batched
 //!   on their own thread (`supabase-io`).
+//! - [`inspect`]: `checkpoints list/show` while a daemon owns the store, answered by the agent.
 
 pub mod audit;
 pub mod health;
+pub mod inspect;
 pub mod metrics;
 pub mod status;
 pub mod supabase;
