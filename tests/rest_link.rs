@@ -301,3 +301,55 @@ fn a_lease_is_renewed_before_an_in_memory_queue_hands_the_job_to_another_robot()
     assert_eq!(fake.claimer("long").as_deref(), Some("r-one"));
     assert_eq!(fake.completions("long"), 1);
 }
+
+#[test]
+fn the_last_progress_of_a_completed_rest_job_is_100_and_comes_before_its_result() {
+    let fake = FakeRest::start();
+    let robot = rest_robot(&fake, json!({}));
+    // The first progress goes at once; the quick nodes after it fall inside the one-second
+    // throttle, so only the end of the job can carry the final figure.
+    fake.submit(
+        "to-100",
+        chain(&[
+            ("nap", "WaitNode", json!({"duration": 0.2})),
+            (
+                "a",
+                "SetVariableNode",
+                json!({"variable_name": "a", "value": 1}),
+            ),
+            (
+                "b",
+                "SetVariableNode",
+                json!({"variable_name": "b", "value": 2}),
+            ),
+            (
+                "c",
+                "SetVariableNode",
+                json!({"variable_name": "c", "value": 3}),
+            ),
+        ]),
+        json!({}),
+    );
+    assert!(
+        fake.wait_until(WAIT, |f| f.state("to-100") == Some("completed")),
+        "{}",
+        robot.output()
+    );
+    let progress = fake.progress("to-100");
+    assert_eq!(
+        progress.last().map(|p| p["progress"].clone()),
+        Some(json!(100)),
+        "{progress:?}"
+    );
+    let calls = fake.calls();
+    let position = |suffix: &str| {
+        calls
+            .iter()
+            .rposition(|(_, path, _)| path == &format!("/api/v1/jobs/to-100/{suffix}"))
+    };
+    let (last_progress, complete) = (position("progress"), position("complete"));
+    assert!(
+        last_progress.is_some() && last_progress < complete,
+        "progress at {last_progress:?}, complete at {complete:?}: {calls:?}"
+    );
+}

@@ -16,7 +16,9 @@
 //! - **delivers** the REST outbox in order (complete/fail/progress; 2xx or 409 delivered, a 4xx
 //!   other than 401/403/409/429 refused for good, anything else retried with backoff and jitter:
 //!   a refused key keeps the reports until it is accepted);
-//! - sends **progress** of running jobs at most once a second per job (latest value only);
+//! - sends **progress** of running jobs at most once a second per job (latest value only), and
+//!   the latest once more when a job ends, before its result (so the last word is 100 % for a
+//!   completed run, never a stale figure after the result);
 //! - **registers** the robot and sends **heartbeats** and status changes (a 503 register — an
 //!   orchestrator without a database — is tolerated). Robot status, heartbeat and job progress
 //!   are optional: a 503 on one of them means "not supported by this orchestrator" (its
@@ -384,6 +386,7 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
             RestCommand::Verify(ids) => self.verify.extend(ids),
             RestCommand::Untrack(id) => {
                 self.leases.remove(&id);
+                self.send_progress_of(&id);
                 self.progress.remove(&id);
             }
             RestCommand::Progress {
@@ -628,28 +631,36 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
             .map(|(id, _)| id.clone())
             .collect();
         for id in due {
-            let Some(slot) = self.progress.get_mut(&id) else {
-                continue;
-            };
-            slot.dirty = false;
-            slot.last_sent = Some(now);
-            let (p, node, msg) = (
-                slot.progress,
-                slot.current_node.clone(),
-                slot.message.clone(),
-            );
-            if !self.supported(Optional::Progress) {
-                continue;
-            }
-            // Progress is lossy: a failure is not retried (the next update replaces it).
-            let r = self
-                .client
-                .progress(&id, p, node.as_deref(), msg.as_deref());
-            if let Err(e) = &r {
-                log::debug!("job {id}: progress not delivered: {e}");
-            }
-            self.observe_optional(Optional::Progress, &r);
+            self.send_progress_of(&id);
         }
+    }
+
+    /// Send the job's latest progress if it was not sent yet. Called by the throttled loop, and
+    /// unthrottled when the job ends (before its result is delivered), so the last word on
+    /// progress is the final one (100 % for a completed run) and never comes after the result.
+    fn send_progress_of(&mut self, id: &str) {
+        let Some(slot) = self.progress.get_mut(id) else {
+            return;
+        };
+        if !slot.dirty {
+            return;
+        }
+        slot.dirty = false;
+        slot.last_sent = Some(Instant::now());
+        let (p, node, msg) = (
+            slot.progress,
+            slot.current_node.clone(),
+            slot.message.clone(),
+        );
+        if !self.supported(Optional::Progress) {
+            return;
+        }
+        // Progress is lossy: a failure is not retried (the next update replaces it).
+        let r = self.client.progress(id, p, node.as_deref(), msg.as_deref());
+        if let Err(e) = &r {
+            log::debug!("job {id}: progress not delivered: {e}");
+        }
+        self.observe_optional(Optional::Progress, &r);
     }
 
     fn send_heartbeat(
@@ -726,6 +737,12 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
         let Some(job_id) = entry.job_id.as_deref() else {
             return Delivery::Refused;
         };
+        if matches!(
+            entry.report,
+            Report::Complete { .. } | Report::Failed { .. }
+        ) {
+            self.send_progress_of(job_id);
+        }
         let r = match &entry.report {
             Report::Complete { result, .. } => self.client.complete(job_id, result).map(|_| ()),
             Report::Failed { error, .. } => self.client.fail(job_id, error).map(|_| ()),
