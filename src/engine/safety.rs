@@ -7,8 +7,10 @@
 //! (symlinks resolved where the path exists). On non-Windows hosts `\` is read as a separator, so
 //! workflows written on Windows with relative paths run unchanged.
 //!
-//! Network: HTTP nodes may not reach loopback, private, link-local, unique-local, unspecified or
-//! multicast addresses unless `allow_private_network` is set. Every address a host name resolves
+//! Network: HTTP nodes may not reach any special-purpose address (the IANA IPv4 and IPv6
+//! special-purpose registries: loopback, private, shared, link-local, documentation,
+//! benchmarking, unique-local, reserved, multicast, ...), nor the IPv4-mapped, IPv4-compatible,
+//! NAT64 or 6to4 form of a blocked IPv4 address, unless `allow_private_network` is set. Every address a host name resolves
 //! to is checked (a name that resolves to any private address is refused).
 //!
 //! Commands: RunCommand can be disabled, or limited to an allow-list of program names.
@@ -212,29 +214,91 @@ fn resolve_existing_prefix(path: &Path) -> PathBuf {
     }
 }
 
-/// True for addresses HTTP nodes may not reach by default.
+/// IPv4 blocks HTTP nodes may not reach by default: every entry of the IANA IPv4
+/// Special-Purpose Address Registry, plus multicast and the reserved 240/4.
+const BLOCKED_V4: &[([u8; 4], u8)] = &[
+    ([0, 0, 0, 0], 8),       // "this network"
+    ([10, 0, 0, 0], 8),      // private
+    ([100, 64, 0, 0], 10),   // shared address space (carrier-grade NAT)
+    ([127, 0, 0, 0], 8),     // loopback
+    ([169, 254, 0, 0], 16),  // link-local
+    ([172, 16, 0, 0], 12),   // private
+    ([192, 0, 0, 0], 24),    // IETF protocol assignments
+    ([192, 0, 2, 0], 24),    // documentation (TEST-NET-1)
+    ([192, 31, 196, 0], 24), // AS112-v4
+    ([192, 52, 193, 0], 24), // AMT
+    ([192, 88, 99, 0], 24),  // deprecated 6to4 relay anycast
+    ([192, 168, 0, 0], 16),  // private
+    ([192, 175, 48, 0], 24), // direct delegation AS112
+    ([198, 18, 0, 0], 15),   // benchmarking
+    ([198, 51, 100, 0], 24), // documentation (TEST-NET-2)
+    ([203, 0, 113, 0], 24),  // documentation (TEST-NET-3)
+    ([224, 0, 0, 0], 4),     // multicast
+    ([240, 0, 0, 0], 4),     // reserved, includes 255.255.255.255 (broadcast)
+];
+
+/// IPv6 blocks HTTP nodes may not reach by default: the IANA IPv6 Special-Purpose Address
+/// Registry (with its whole IETF protocol assignments block), site-local and multicast. The
+/// forms that embed an IPv4 address (mapped, compatible, NAT64, 6to4) are judged by that address
+/// in [`is_private`] before this list.
+const BLOCKED_V6: &[([u16; 8], u8)] = &[
+    ([0, 0, 0, 0, 0, 0, 0, 0], 128),         // unspecified
+    ([0, 0, 0, 0, 0, 0, 0, 1], 128),         // loopback
+    ([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48),  // local-use NAT64
+    ([0x100, 0, 0, 0, 0, 0, 0, 0], 64),      // discard-only
+    ([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),     // IETF protocol assignments (Teredo, ...)
+    ([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32), // documentation
+    ([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20),     // documentation
+    ([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16),     // segment routing SIDs
+    ([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),      // unique-local
+    ([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10),     // link-local
+    ([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),     // site-local (deprecated)
+    ([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),      // multicast
+];
+
+fn in_prefix(addr: u128, net: u128, len: u8, bits: u32) -> bool {
+    let shift = bits - u32::from(len);
+    len == 0 || (shift < 128 && (addr >> shift) == (net >> shift))
+}
+
+/// The IPv4 address an IPv6 address carries: IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible
+/// (`::a.b.c.d`, except `::` and `::1`), NAT64 (`64:ff9b::a.b.c.d`) and 6to4
+/// (`2002:aabb:ccdd::`).
+fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let bits = u128::from(v6);
+    let low = std::net::Ipv4Addr::from(bits as u32);
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    if bits >> 32 == 0 && bits > 1 {
+        return Some(low);
+    }
+    if bits >> 32 == 0x0064_ff9b_0000_0000_0000_0000 {
+        return Some(low);
+    }
+    if bits >> 112 == 0x2002 {
+        return Some(std::net::Ipv4Addr::from((bits >> 80) as u32));
+    }
+    None
+}
+
+/// True for addresses HTTP nodes may not reach by default (see [`BLOCKED_V4`], [`BLOCKED_V6`]).
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 0
-                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+            let addr = u128::from(u32::from(v4));
+            BLOCKED_V4
+                .iter()
+                .any(|(net, len)| in_prefix(addr, u128::from(u32::from_be_bytes(*net)), *len, 32))
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_v4(v6) {
                 return is_private(IpAddr::V4(v4));
             }
-            let seg0 = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg0 & 0xfe00) == 0xfc00
-                || (seg0 & 0xffc0) == 0xfe80
+            let addr = u128::from(v6);
+            BLOCKED_V6.iter().any(|(net, len)| {
+                in_prefix(addr, u128::from(std::net::Ipv6Addr::from(*net)), *len, 128)
+            })
         }
     }
 }
@@ -419,10 +483,42 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "100.64.0.1",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "198.19.255.255",
+            "192.0.0.8",
+            "240.1.2.3",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::c0a8:101",
+            "64:ff9b:1::8.8.8.8",
+            "2002:7f00:1::",
+            "2002:c0a8:101::1",
+            "2001::1",
+            "2001:db8::1",
+            "3fff::1",
+            "100::1",
+            "fec0::1",
+            "ff02::1",
         ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "2001:4860:4860::8888",
+            "::ffff:8.8.8.8",
+            "64:ff9b::8.8.8.8",
+            "2002:808:808::",
+            "192.0.3.1",
+            "198.20.0.1",
+        ] {
             assert!(!is_private(ip.parse().unwrap()), "{ip}");
         }
         let err = check_host("127.0.0.1", 80, &Safety::default()).unwrap_err();
