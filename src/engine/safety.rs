@@ -13,7 +13,10 @@
 //! NAT64 or 6to4 form of a blocked IPv4 address, unless `allow_private_network` is set. Every address a host name resolves
 //! to is checked (a name that resolves to any private address is refused).
 //!
-//! Commands: RunCommand can be disabled, or limited to an allow-list of program names.
+//! Commands: RunCommand can be disabled, or limited to an allow-list of program names. With an
+//! allow-list the program is resolved to an absolute path first (name through `PATH`, relative
+//! path against the working directory), the name of that file is checked and that path is run;
+//! the workflow may then not change `PATH` or set `LD_*` / `DYLD_*` for the program.
 //!
 //! Every refusal says what was refused and by which rule; the runner adds the node id and type.
 
@@ -337,8 +340,18 @@ pub fn check_host(
     Ok(addrs)
 }
 
-/// Check that RunCommand may start `program`.
-pub fn check_command(program: &str, safety: &Safety) -> Result<(), NodeError> {
+/// Check that RunCommand may start `program`; returns the program to start.
+///
+/// With `run_command_allowlist` set, the program is first resolved to an absolute path (a bare
+/// name through the robot's `PATH`, a relative path against `cwd`), the allow-list is checked on
+/// the file name of that path, and that absolute path is what gets started: the name checked is
+/// the program run, whatever quoting or separators the command used. Without an allow-list the
+/// program is returned unchanged.
+pub fn check_command(
+    program: &str,
+    cwd: Option<&Path>,
+    safety: &Safety,
+) -> Result<String, NodeError> {
     if safety.run_command_disabled {
         return Err(refuse(
             "command",
@@ -346,28 +359,116 @@ pub fn check_command(program: &str, safety: &Safety) -> Result<(), NodeError> {
             "RunCommand is disabled (run_command_enabled is false)",
         ));
     }
-    if !safety.run_command_allowlist.is_empty() {
-        let name = Path::new(&program.replace('\\', "/"))
-            .file_name()
-            .map(|n| n.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
-        let bare = name.strip_suffix(".exe").unwrap_or(&name).to_string();
-        let allowed = safety.run_command_allowlist.iter().any(|a| {
-            let a = a.to_ascii_lowercase();
-            a == name || a.strip_suffix(".exe").unwrap_or(&a) == bare
-        });
-        if !allowed {
+    if safety.run_command_allowlist.is_empty() {
+        return Ok(program.to_string());
+    }
+    let Some(resolved) = resolve_program(program, cwd) else {
+        return Err(refuse(
+            "command",
+            program,
+            "no such program (with run_command_allowlist set, a program must resolve to an existing file, by name through PATH or by path)",
+        ));
+    };
+    let name = resolved
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let bare = name.strip_suffix(".exe").unwrap_or(&name).to_string();
+    let allowed = safety.run_command_allowlist.iter().any(|a| {
+        let a = a.to_ascii_lowercase();
+        a == name || a.strip_suffix(".exe").unwrap_or(&a) == bare
+    });
+    if !allowed {
+        return Err(refuse(
+            "command",
+            program,
+            &format!(
+                "'{}' is not in run_command_allowlist ({})",
+                resolved.display(),
+                safety.run_command_allowlist.join(", ")
+            ),
+        ));
+    }
+    Ok(resolved.to_string_lossy().into_owned())
+}
+
+/// Check the environment changes RunCommand would make. With `run_command_allowlist` set, a
+/// workflow may not change `PATH` nor set `LD_*` / `DYLD_*` variables: they decide which code a
+/// started program loads, which would defeat the allow-list.
+pub fn check_command_env(
+    env: &[(String, Option<String>)],
+    safety: &Safety,
+) -> Result<(), NodeError> {
+    if safety.run_command_allowlist.is_empty() {
+        return Ok(());
+    }
+    for (name, _) in env {
+        let upper = name.to_ascii_uppercase();
+        if upper == "PATH" || upper.starts_with("LD_") || upper.starts_with("DYLD_") {
             return Err(refuse(
-                "command",
-                program,
-                &format!(
-                    "it is not in run_command_allowlist ({})",
-                    safety.run_command_allowlist.join(", ")
-                ),
+                "environment variable",
+                name,
+                "with run_command_allowlist set, RunCommand may not change PATH or LD_* / DYLD_* variables",
             ));
         }
     }
     Ok(())
+}
+
+/// The absolute path `program` starts: a path (it has a separator) against `cwd`, a bare name
+/// through `PATH` (on Windows also with `.exe`, `.com`, `.bat`, `.cmd`). `None` when no such file.
+fn resolve_program(program: &str, cwd: Option<&Path>) -> Option<PathBuf> {
+    let has_separator = if cfg!(windows) {
+        program.contains(['/', '\\', ':'])
+    } else {
+        program.contains('/')
+    };
+    let exts: &[&str] = if cfg!(windows) && Path::new(program).extension().is_none() {
+        &["", ".exe", ".com", ".bat", ".cmd"]
+    } else {
+        &[""]
+    };
+    let find = |base: PathBuf| -> Option<PathBuf> {
+        exts.iter().find_map(|ext| {
+            let mut candidate = base.clone().into_os_string();
+            candidate.push(ext);
+            let candidate = PathBuf::from(candidate);
+            is_program_file(&candidate).then_some(candidate)
+        })
+    };
+    if has_separator {
+        let path = Path::new(program);
+        let absolute = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            let base = match cwd {
+                Some(dir) => dir.to_path_buf(),
+                None => std::env::current_dir().ok()?,
+            };
+            base.join(path)
+        };
+        return find(absolute);
+    }
+    if program.is_empty() {
+        return None;
+    }
+    let path_var = std::env::var_os("PATH")?;
+    std::env::split_paths(&path_var)
+        .filter(|dir| dir.is_absolute())
+        .find_map(|dir| find(dir.join(program)))
+}
+
+fn is_program_file(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        #[cfg(unix)]
+        Ok(meta) => {
+            use std::os::unix::fs::PermissionsExt;
+            meta.is_file() && meta.permissions().mode() & 0o111 != 0
+        }
+        #[cfg(not(unix))]
+        Ok(meta) => meta.is_file(),
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]
@@ -538,25 +639,94 @@ mod tests {
 
     #[test]
     fn command_rules() {
-        assert!(check_command("echo", &Safety::default()).is_ok());
+        assert_eq!(
+            check_command("echo", None, &Safety::default()).unwrap(),
+            "echo"
+        );
         let off = Safety {
             run_command_disabled: true,
             ..Safety::default()
         };
-        assert!(check_command("echo", &off)
+        assert!(check_command("echo", None, &off)
             .unwrap_err()
             .message
             .contains("RunCommand is disabled"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_allow_list_checks_the_resolved_program() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["git", "h", "touch"] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         let list = Safety {
-            run_command_allowlist: vec!["git".into(), "python.exe".into()],
+            run_command_allowlist: vec!["git".into(), "python.exe".into(), "h".into()],
             ..Safety::default()
         };
-        assert!(check_command("/usr/bin/git", &list).is_ok());
-        assert!(check_command("C:\\Python\\python.exe", &list).is_ok());
-        assert!(check_command("python", &list).is_ok());
-        assert!(check_command("rm", &list)
+        let git = dir.path().join("git");
+        let cwd = Some(dir.path());
+        assert_eq!(
+            check_command(git.to_str().unwrap(), None, &list).unwrap(),
+            git.to_str().unwrap()
+        );
+        assert_eq!(
+            check_command("./git", cwd, &list).unwrap(),
+            dir.path().join("./git").to_str().unwrap()
+        );
+        // A backslash is no separator here: "touc\h" is a file of that name, which is missing.
+        let sneaky = format!("{}/touc\\h", dir.path().display());
+        let err = check_command(&sneaky, None, &list).unwrap_err().message;
+        assert!(err.contains("no such program"), "{err}");
+        let touch = dir.path().join("touch");
+        let err = check_command(touch.to_str().unwrap(), None, &list)
             .unwrap_err()
-            .message
-            .contains("not in run_command_allowlist (git, python.exe)"));
+            .message;
+        assert!(
+            err.ends_with("is not in run_command_allowlist (git, python.exe, h)"),
+            "{err}"
+        );
+        let err = check_command("no-such-program-here", None, &list)
+            .unwrap_err()
+            .message;
+        assert!(err.contains("no such program"), "{err}");
+        // Found through PATH: the absolute path is what runs.
+        let sh = check_command(
+            "sh",
+            None,
+            &Safety {
+                run_command_allowlist: vec!["sh".into()],
+                ..Safety::default()
+            },
+        )
+        .unwrap();
+        assert!(Path::new(&sh).is_absolute(), "{sh}");
+    }
+
+    #[test]
+    fn the_allow_list_refuses_loader_and_path_changes() {
+        let list = Safety {
+            run_command_allowlist: vec!["git".into()],
+            ..Safety::default()
+        };
+        let env = |name: &str| vec![(name.to_string(), Some("x".to_string()))];
+        for name in [
+            "PATH",
+            "Path",
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "DYLD_INSERT_LIBRARIES",
+        ] {
+            let err = check_command_env(&env(name), &list).unwrap_err().message;
+            assert_eq!(
+                err,
+                format!("refused environment variable '{name}': with run_command_allowlist set, RunCommand may not change PATH or LD_* / DYLD_* variables")
+            );
+            assert!(check_command_env(&env(name), &Safety::default()).is_ok());
+        }
+        assert!(check_command_env(&env("GIT_DIR"), &list).is_ok());
     }
 }

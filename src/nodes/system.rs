@@ -339,13 +339,20 @@ fn build_spec(ctx: &NodeCtx<'_>) -> Result<process::Spec, NodeError> {
         }
         other => Some(other.py_str()),
     };
+    // The first word as it will be run (split with the same rules), so the checks below see
+    // the program that starts, not its spelling.
     let first_word = match &words {
         Some(w) => w.first().cloned().unwrap_or_default(),
-        None => command_text
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_string(),
+        None => split(&command_text)
+            .ok()
+            .and_then(|w| w.into_iter().next())
+            .unwrap_or_else(|| {
+                command_text
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            }),
     };
 
     // Upstream's checks (unless allow_dangerous).
@@ -375,7 +382,10 @@ fn build_spec(ctx: &NodeCtx<'_>) -> Result<process::Spec, NodeError> {
 
     // The robot's rules (config).
     let rules = &ctx.options().safety;
-    safety::check_command(&first_word, rules)?;
+    if shell || rules.run_command_disabled {
+        // Without a shell the program is checked once its working directory is known (below).
+        safety::check_command(&first_word, rules.work_dir.as_deref(), rules)?;
+    }
 
     let mut spec = process::Spec {
         capture: ctx.param_bool("capture_output"),
@@ -407,7 +417,7 @@ fn build_spec(ctx: &NodeCtx<'_>) -> Result<process::Spec, NodeError> {
         } else {
             "/bin/sh".to_string()
         };
-        safety::check_command(&shell_program, rules).map_err(|mut e| {
+        let shell_program = safety::check_command(&shell_program, None, rules).map_err(|mut e| {
             e.message.push_str(&format!(
                 " (shell=true runs the command through '{shell_program}', which must be allowed too)"
             ));
@@ -464,7 +474,12 @@ fn build_spec(ctx: &NodeCtx<'_>) -> Result<process::Spec, NodeError> {
         env.retain(|(name, _)| !same_env_name(name, k));
         env.push((k.clone(), (!v.is_null()).then(|| v.py_str())));
     }
+    safety::check_command_env(&env, rules)?;
     spec.env = env;
+    if !shell {
+        // With an allow-list this is the absolute path that was checked.
+        spec.program = safety::check_command(&spec.program, spec.cwd.as_deref(), rules)?;
+    }
     Ok(spec)
 }
 
