@@ -649,6 +649,7 @@ impl RobotConfig {
         let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not set)".to_string());
         let secret =
             |v: &Option<Secret>| v.as_ref().map_or("(not set)".to_string(), Secret::masked);
+        let url = |v: &Option<String>| crate::redact::mask_url_passwords(&opt(v)).into_owned();
         let secs = |d: &Duration| format!("{}s", d.as_secs_f64());
         let list = |items: Vec<String>| {
             if items.is_empty() {
@@ -660,10 +661,10 @@ impl RobotConfig {
         match key {
             "robot_id" => opt(&self.robot_id),
             "robot_name" => self.robot_name.clone(),
-            "orchestrator_url" => opt(&self.orchestrator_url),
-            "api_url" => opt(&self.api_url),
+            "orchestrator_url" => url(&self.orchestrator_url),
+            "api_url" => url(&self.api_url),
             "api_key" => secret(&self.api_key),
-            "supabase_url" => opt(&self.supabase_url),
+            "supabase_url" => url(&self.supabase_url),
             "supabase_key" => secret(&self.supabase_key),
             "environment" => self.environment.clone(),
             "max_concurrent_jobs" => self.max_concurrent_jobs.to_string(),
@@ -931,10 +932,11 @@ impl RawValue {
             };
             return format!("{:?}", Secret(text).masked());
         }
-        match self {
+        let shown = match self {
             RawValue::Json(value) => value.to_string(),
             RawValue::Text(text) => format!("{text:?}"),
-        }
+        };
+        crate::redact::mask_url_passwords(&shown).into_owned()
     }
 }
 
@@ -1646,6 +1648,28 @@ mod tests {
             "{debug}"
         );
         assert!(debug.contains("Secret(****1234)"));
+    }
+
+    #[test]
+    fn url_passwords_are_masked_in_describe_and_errors() {
+        let env = [
+            (
+                "CASARE_ORCHESTRATOR_URL",
+                "wss://bot:hunter2pw@orch.example/ws",
+            ),
+            ("CASARE_API_URL", "https://bot:hunter2pw@orch.example/api"),
+        ];
+        let config = load(None, &env, &[]).expect("valid");
+        let described = format!("{:?}", config.describe());
+        assert!(!described.contains("hunter2pw"), "{described}");
+        assert!(
+            described.contains("wss://bot:****@orch.example/ws"),
+            "{described}"
+        );
+        let env = [("CASARE_ORCHESTRATOR_URL", "ws://bot:hunter2pw@h:99999/ws")];
+        let errors = load(None, &env, &[]).unwrap_err().to_string();
+        assert!(!errors.contains("hunter2pw"), "{errors}");
+        assert!(errors.contains("ws://bot:****@h:99999/ws"), "{errors}");
     }
 
     #[test]

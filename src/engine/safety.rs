@@ -13,6 +13,11 @@
 //! NAT64 or 6to4 form of a blocked IPv4 address, unless `allow_private_network` is set. Every address a host name resolves
 //! to is checked (a name that resolves to any private address is refused).
 //!
+//! Environment: the robot's own secrets ([`ROBOT_SECRET_ENV`], and any variable whose value holds
+//! a configured key) are hidden from workflows: not expanded in paths, not found by
+//! EnvironmentVariableNode, not inherited by RunCommand's programs. File nodes refuse
+//! `/proc/<pid|self>/{environ,mem,cmdline}` (also through symlinks and `task/<tid>/`).
+//!
 //! Commands: RunCommand can be disabled, or limited to an allow-list of program names. With an
 //! allow-list the program is resolved to an absolute path first (name through `PATH`, relative
 //! path against the working directory), the name of that file is checked and that path is run;
@@ -98,7 +103,50 @@ pub fn expand_vars(text: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
 }
 
 fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
+    std::env::var(name)
+        .ok()
+        .filter(|value| !hidden_env(name, value))
+}
+
+/// The robot's own secret environment variables (its configuration keys).
+pub const ROBOT_SECRET_ENV: &[&str] = &["CASARE_API_KEY", "CASARE_SUPABASE_KEY", "SUPABASE_KEY"];
+
+/// True when workflows may not see the robot's environment variable `name`: it is one of
+/// [`ROBOT_SECRET_ENV`], or its value holds one of the robot's secrets (`crate::redact`).
+pub fn hidden_env(name: &str, value: &str) -> bool {
+    ROBOT_SECRET_ENV
+        .iter()
+        .any(|secret| secret.eq_ignore_ascii_case(name))
+        || crate::redact::holds_secret(value)
+}
+
+/// The names of the robot's environment variables workflows may not see ([`hidden_env`]):
+/// EnvironmentVariableNode does not find them, path expansion does not expand them, and the
+/// programs RunCommand starts do not inherit them.
+pub fn hidden_env_names() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(name, value)| {
+            let name = name.to_string_lossy().into_owned();
+            hidden_env(&name, &value.to_string_lossy()).then_some(name)
+        })
+        .collect()
+}
+
+/// The per-process files under `/proc` no file node may touch: `environ` (the robot's
+/// environment, secrets included), `mem` (its memory) and `cmdline` (other programs' arguments
+/// may carry passwords), for every process (`self`, a pid, a thread under `task/`).
+const PROC_PRIVATE_FILES: &[&str] = &["environ", "mem", "cmdline"];
+
+fn is_proc_private(path: &Path) -> bool {
+    let mut parts = path.components();
+    if parts.next() != Some(Component::RootDir)
+        || parts.next() != Some(Component::Normal("proc".as_ref()))
+    {
+        return false;
+    }
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| PROC_PRIVATE_FILES.contains(&name))
 }
 
 /// Check and resolve a path given to a file node.
@@ -167,6 +215,15 @@ pub fn check_path_with_env(
         };
         base.join(path)
     };
+    if cfg!(unix)
+        && (is_proc_private(&absolute) || is_proc_private(&resolve_existing_prefix(&absolute)))
+    {
+        return Err(refuse(
+            "path",
+            raw,
+            "a process's environ, mem and cmdline files under /proc are not readable by workflows",
+        ));
+    }
     if !safety.allowed_paths.is_empty() {
         let resolved = resolve_existing_prefix(&absolute);
         let inside = safety.allowed_paths.iter().any(|root| {
@@ -515,6 +572,42 @@ mod tests {
         );
         assert_eq!(check("  ", &s).unwrap_err(), "the path is empty");
         assert!(check("console.log", &s).is_ok(), "CON only as a whole stem");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn process_private_files_under_proc_are_refused() {
+        let s = Safety::default();
+        for path in [
+            "/proc/self/environ",
+            "/proc/1/environ",
+            "/proc/self/task/1/environ",
+            "/proc/self/mem",
+            "/proc/self/cmdline",
+            "/proc//self/environ",
+        ] {
+            let err = check(path, &s).unwrap_err();
+            assert!(
+                err.contains("under /proc are not readable by workflows"),
+                "{path}: {err}"
+            );
+        }
+        assert!(check("/proc/self/status", &s).is_ok());
+        assert!(check("/data/proc/environ", &s).is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/proc/self/environ", dir.path().join("env")).unwrap();
+        let via = dir.path().join("env");
+        let err = check(via.to_str().unwrap(), &s).unwrap_err();
+        assert!(err.contains("under /proc"), "{err}");
+    }
+
+    #[test]
+    fn the_robots_secret_variables_are_hidden() {
+        crate::redact::register_secrets(["safety-test-secret-value"]);
+        assert!(hidden_env("CASARE_API_KEY", "x"));
+        assert!(hidden_env("supabase_key", "x"));
+        assert!(hidden_env("MY_COPY", "Bearer safety-test-secret-value"));
+        assert!(!hidden_env("HOME", "/home/u"));
     }
 
     #[test]

@@ -27,6 +27,8 @@
 //! - **EnvironmentVariable** `set` with scope `process` does not touch the robot's environment (the
 //!   daemon runs several jobs at once): it sets the value in this run's overlay, kept in the
 //!   variable `_env` so checkpoints carry it; `get` and RunCommand see the overlay first.
+//!   The robot's own secret variables (`safety::hidden_env`) are not visible to `get` and are
+//!   removed from the environment RunCommand's programs inherit.
 //!   Scopes `user`/`system` (upstream: Windows registry) are not supported: `success` is false and a
 //!   warning is logged, as upstream does where it cannot write the registry.
 //! - **SystemInfo** reads `/proc`, `statvfs`, `getifaddrs` and `uname` (no psutil). On Windows only
@@ -468,7 +470,12 @@ fn build_spec(ctx: &NodeCtx<'_>) -> Result<process::Spec, NodeError> {
         }
         spec.cwd = Some(dir);
     }
-    let mut env = overlay(ctx);
+    // The robot's secret variables are not inherited; the workflow's own settings come after.
+    let mut env: Vec<(String, Option<String>)> = safety::hidden_env_names()
+        .into_iter()
+        .map(|name| (name, None))
+        .collect();
+    env.extend(overlay(ctx));
     for (k, v) in ctx.param_dict("env")?.iter() {
         env_name_ok(k)?;
         env.retain(|(name, _)| !same_env_name(name, k));
@@ -724,7 +731,9 @@ fn environment_variable(ctx: &mut NodeCtx<'_>) -> Result<Flow, NodeError> {
             .find(|(k, _)| same_env_name(k, &name));
         let found = match from_overlay {
             Some((_, v)) => v,
-            None => std::env::var_os(&name).map(|v| v.to_string_lossy().into_owned()),
+            None => std::env::var_os(&name)
+                .map(|v| v.to_string_lossy().into_owned())
+                .filter(|v| !safety::hidden_env(&name, v)),
         };
         exists = found.is_some();
         result = found.unwrap_or_default();

@@ -28,7 +28,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -446,7 +446,7 @@ impl AuditLogger {
     /// file of today's UTC date and seeds its size. Fails when the directory cannot be created
     /// or the file cannot be opened; callers fall back to [`AuditLogger::in_memory`].
     pub fn new(config: AuditConfig) -> Result<AuditLogger, AuditError> {
-        fs::create_dir_all(&config.dir).map_err(|source| AuditError::CreateDir {
+        crate::private_fs::create_dir_all(&config.dir).map_err(|source| AuditError::CreateDir {
             path: config.dir.clone(),
             source,
         })?;
@@ -969,7 +969,7 @@ fn base_path(dir: &Path, now: DateTime<Utc>) -> PathBuf {
 }
 
 fn open_append(path: &Path) -> io::Result<(File, u64)> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let file = crate::private_fs::open_append(path)?;
     let size = file.metadata()?.len();
     Ok((file, size))
 }

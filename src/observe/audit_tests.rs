@@ -764,7 +764,10 @@ fn read_dir_round_trips_what_was_logged_and_skips_damaged_lines() {
     );
     // A torn line, a foreign line and blank lines are skipped.
     let base = logger.current_file().unwrap().to_path_buf();
-    let mut f = OpenOptions::new().append(true).open(&base).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&base)
+        .unwrap();
     f.write_all(b"not json\n\n{\"timestamp\":\"2025-").unwrap();
     drop(f);
 
