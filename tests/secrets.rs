@@ -53,7 +53,8 @@ fn keys_in_job_errors_are_masked_everywhere_and_data_files_are_owner_only() {
         "api_key": API_KEY,
         "supabase_key": SUPABASE_KEY,
     }));
-    fake.wait_for("register", WAIT).expect("the robot registers");
+    fake.wait_for("register", WAIT)
+        .expect("the robot registers");
     let workflow = chain(&[
         ("log", "LogNode", json!({"message": "using {{k1}}"})),
         (
@@ -69,7 +70,9 @@ fn keys_in_job_errors_are_masked_everywhere_and_data_files_are_owner_only() {
         None,
     );
     let failed = fake
-        .wait_until(WAIT, |m| m["job_id"] == "job-sec" && m["type"] == "job_failed")
+        .wait_until(WAIT, |m| {
+            m["job_id"] == "job-sec" && m["type"] == "job_failed"
+        })
         .expect("job_failed");
     assert!(
         failed.to_string().contains("failed with *** and ***"),
@@ -208,13 +211,19 @@ fn workflows_cannot_read_the_robots_credentials_from_its_environment() {
         assert_eq!(outputs[id]["exists"], false, "{id}: {result}");
         assert_eq!(outputs[id]["result_value"], "", "{id}: {result}");
     }
-    assert_eq!(outputs["home"]["exists"], true, "ordinary variables stay visible");
+    assert_eq!(
+        outputs["home"]["exists"], true,
+        "ordinary variables stay visible"
+    );
     #[cfg(unix)]
     {
         let child = outputs["child"]["stdout"].as_str().unwrap();
         assert!(child.contains("HOME="), "{child}");
         assert!(child.contains("[]"), "{child}");
-        assert!(!child.contains("SUPABASE_KEY") && !child.contains("MY_COPY"), "{child}");
+        assert!(
+            !child.contains("SUPABASE_KEY") && !child.contains("MY_COPY"),
+            "{child}"
+        );
     }
     assert_clean("the run's result", &result.to_string());
 

@@ -215,9 +215,10 @@ pub fn check_path_with_env(
         };
         base.join(path)
     };
-    if cfg!(unix)
-        && (is_proc_private(&absolute) || is_proc_private(&resolve_existing_prefix(&absolute)))
-    {
+    // Where the path really leads: every symlink followed, dangling ones included (a write
+    // through a dangling link creates its target).
+    let resolved = resolve_target(&absolute);
+    if cfg!(unix) && (is_proc_private(&absolute) || is_proc_private(&resolved)) {
         return Err(refuse(
             "path",
             raw,
@@ -225,9 +226,8 @@ pub fn check_path_with_env(
         ));
     }
     if !safety.allowed_paths.is_empty() {
-        let resolved = resolve_existing_prefix(&absolute);
         let inside = safety.allowed_paths.iter().any(|root| {
-            let root = resolve_existing_prefix(root);
+            let root = resolve_target(root);
             resolved.starts_with(&root)
         });
         if !inside {
@@ -247,6 +247,51 @@ pub fn check_path_with_env(
         }
     }
     Ok(absolute)
+}
+
+/// The file `path` leads to: symlinks resolved component by component, dangling ones too (a
+/// write through one creates its target), then the longest existing prefix canonicalized (which
+/// also resolves Windows junctions). Gives up following after 40 links (a loop); what is left is
+/// then kept as written.
+pub fn resolve_target(path: &Path) -> PathBuf {
+    const MAX_LINKS: usize = 40;
+    let mut todo: Vec<PathBuf> = path
+        .components()
+        .rev()
+        .map(|c| PathBuf::from(c.as_os_str()))
+        .collect();
+    let mut out = PathBuf::new();
+    let mut links = 0;
+    while let Some(part) = todo.pop() {
+        match part.components().next() {
+            Some(Component::Prefix(_)) | Some(Component::RootDir) => out.push(&part),
+            Some(Component::CurDir) | None => {}
+            Some(Component::ParentDir) => {
+                out.pop();
+            }
+            Some(Component::Normal(name)) => {
+                let candidate = out.join(name);
+                let is_link =
+                    std::fs::symlink_metadata(&candidate).is_ok_and(|m| m.file_type().is_symlink());
+                match std::fs::read_link(&candidate) {
+                    Ok(target) if is_link && links < MAX_LINKS => {
+                        links += 1;
+                        if target.is_absolute() {
+                            out = PathBuf::new();
+                        }
+                        todo.extend(
+                            target
+                                .components()
+                                .rev()
+                                .map(|c| PathBuf::from(c.as_os_str())),
+                        );
+                    }
+                    _ => out = candidate,
+                }
+            }
+        }
+    }
+    resolve_existing_prefix(&out)
 }
 
 /// Canonicalize the longest existing prefix of `path` (resolving symlinks), keep the rest as is.
@@ -660,6 +705,21 @@ mod tests {
             std::os::unix::fs::symlink(dir.path(), inside.join("escape")).unwrap();
             let err = check("escape/outside.txt", &s).unwrap_err();
             assert!(err.contains("outside the allowed paths"), "{err}");
+            // Dangling links: to a missing file outside, through a chain, relative.
+            let gone = dir.path().join("gone").join("new.txt");
+            std::os::unix::fs::symlink(&gone, inside.join("dangling")).unwrap();
+            std::os::unix::fs::symlink("dangling", inside.join("chain")).unwrap();
+            std::os::unix::fs::symlink("../missing.txt", inside.join("rel")).unwrap();
+            for name in ["dangling", "chain", "rel", "chain/x"] {
+                let err = check(name, &s).unwrap_err();
+                assert!(err.contains("outside the allowed paths"), "{name}: {err}");
+            }
+            // A link loop is kept as written (and stays inside).
+            std::os::unix::fs::symlink("loop", inside.join("loop")).unwrap();
+            assert!(check("loop", &s).is_ok());
+            // A dangling link that stays inside is fine.
+            std::os::unix::fs::symlink("later.txt", inside.join("soon")).unwrap();
+            assert!(check("soon", &s).is_ok());
         }
     }
 
