@@ -240,3 +240,54 @@ fn workflows_cannot_read_the_robots_credentials_from_its_environment() {
         assert_clean("the run's result", &result.to_string());
     }
 }
+
+#[test]
+fn huge_ids_and_messages_and_line_breaks_cannot_flood_or_forge_the_log() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let robot = Robot::start(json!({"orchestrator_url": fake.url()}));
+    fake.wait_for("register", WAIT)
+        .expect("the robot registers");
+    let huge_id = "j".repeat(1_000_000);
+    fake.assign_job(&huge_id, chain(&[]), json!({}), None);
+    fake.send(json!({"type": "error", "error_message": format!("x{}", "e".repeat(1_100_000))}));
+    let forged = "job-nl\nERROR forged by a job id";
+    fake.assign_job(
+        forged,
+        chain(&[(
+            "log",
+            "LogNode",
+            json!({"message": "one\nERROR forged by a job"}),
+        )]),
+        json!({}),
+        None,
+    );
+    fake.wait_until(WAIT, |m| {
+        m["job_id"] == forged && m["type"] == "job_complete"
+    })
+    .expect("the job with a line break in its id still runs");
+    robot.wait_for_output("at most 256 are allowed", WAIT);
+    robot.wait_for_output("more characters]", WAIT);
+    let log_file = robot.dir().join("logs").join("casare-robot.log");
+    assert!(
+        wait_flag(WAIT, || std::fs::read_to_string(&log_file)
+            .is_ok_and(|s| s.contains("job-nl\\nERROR forged by a job id"))),
+        "the id is logged escaped:\n{}",
+        std::fs::read_to_string(&log_file).unwrap_or_default()
+    );
+    let log = std::fs::read_to_string(&log_file).unwrap();
+    assert!(
+        log.contains("job_assign message has an invalid \"job_id\": it is 1000000 characters long; at most 256 are allowed"),
+        "{log}"
+    );
+    for line in log.lines() {
+        assert!(line.len() < 9 * 1024, "a line of {} bytes", line.len());
+        assert!(!line.starts_with("ERROR forged"), "a forged line:\n{log}");
+    }
+    assert!(
+        !fake
+            .received()
+            .iter()
+            .any(|m| m.to_string().contains(&huge_id)),
+        "the huge id is never echoed"
+    );
+}
