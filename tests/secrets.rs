@@ -126,6 +126,17 @@ fn keys_in_job_errors_are_masked_everywhere_and_data_files_are_owner_only() {
     let shown = String::from_utf8_lossy(&status.stdout).into_owned();
     assert!(shown.contains("failed with"), "{shown}");
     assert_clean("status --json", &shown);
+    let validated = Command::new(env!("CARGO_BIN_EXE_casare-robot"))
+        .args(["validate-config", "--config"])
+        .arg(robot.dir().join("robot_config.json"))
+        .env_clear()
+        .env("HOME", robot.dir())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&validated.stdout).into_owned()
+        + &String::from_utf8_lossy(&validated.stderr);
+    assert!(shown.contains("ws://bot:****@127.0.0.1"), "{shown}");
+    assert_clean("validate-config", &shown);
 
     #[cfg(unix)]
     {
