@@ -164,15 +164,12 @@ impl log::Log for CleaningSink {
 pub fn clean_message(text: &str) -> String {
     let scrubbed = crate::redact::scrub(text);
     let mut out = String::with_capacity(scrubbed.len().min(MAX_MESSAGE_CHARS + 32));
-    let mut kept = 0usize;
-    let mut chars = scrubbed.char_indices();
-    for (idx, c) in chars.by_ref() {
+    for (kept, (idx, c)) in scrubbed.char_indices().enumerate() {
         if kept >= MAX_MESSAGE_CHARS {
             let left = scrubbed[idx..].chars().count();
             out.push_str(&format!("…[{left} more characters]"));
             break;
         }
-        kept += 1;
         match c {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),

@@ -205,6 +205,7 @@ fn workflows_cannot_read_the_robots_credentials_from_its_environment() {
         get("copy", "MY_COPY_OF_THE_KEY"),
         get("home", "HOME"),
     ];
+    #[allow(unused_mut)] // only Unix adds the child process
     let mut steps: Vec<(&str, &str, Value)> = nodes
         .iter()
         .map(|(id, ty, c)| (id.as_str(), *ty, c.clone()))
