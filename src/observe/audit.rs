@@ -17,7 +17,7 @@
 //! - Secrets never leave [`AuditLogger::log`]: every occurrence of a configured secret (at least
 //!   [`MIN_SECRET_CHARS`] characters) in the message, the ids and every string of the details
 //!   (keys included, recursively) is replaced by `***` before the entry is stored, mirrored or
-//!   written.
+//!   written; so are the process-wide secrets and URL passwords ([`crate::redact`]).
 //! - The current file is never deleted by pruning; one line is one entry, written with a single
 //!   `write_all` on a file kept open in append mode (a torn line after a write error is ended
 //!   with a newline before the next entry, and readers skip damaged lines).
@@ -780,6 +780,7 @@ impl AuditLogger {
         self.log(event, Severity::Info, message, job_id, None, details);
     }
 
+    /// This logger's secrets, then the process-wide ones and URL passwords ([`crate::redact`]).
     fn scrub_str(&self, text: &str) -> String {
         let mut out = text.to_string();
         for secret in &self.secrets {
@@ -787,19 +788,12 @@ impl AuditLogger {
                 out = out.replace(secret.as_str(), REDACTED);
             }
         }
-        out
+        crate::redact::scrub(&out).into_owned()
     }
 
     fn scrub_value(&self, value: &mut Value) {
-        if self.secrets.is_empty() {
-            return;
-        }
         match value {
-            Value::String(s) => {
-                if self.secrets.iter().any(|k| s.contains(k.as_str())) {
-                    *s = self.scrub_str(s);
-                }
-            }
+            Value::String(s) => *s = self.scrub_str(s),
             Value::Array(items) => items.iter_mut().for_each(|v| self.scrub_value(v)),
             Value::Object(map) => {
                 let old = std::mem::take(map);

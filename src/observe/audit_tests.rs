@@ -921,3 +921,17 @@ fn audit_files_with_equal_mtimes_are_ordered_by_name() {
         ]
     );
 }
+
+#[test]
+fn url_passwords_and_process_secrets_are_scrubbed_too() {
+    crate::redact::register_secrets(["audit-process-secret-9"]);
+    let mut logger = AuditLogger::in_memory("r1", &[]);
+    logger.access_denied("ws://bot:pw123456@host/ws refused audit-process-secret-9");
+    let entry = logger.get_recent(1).pop().unwrap();
+    let text = serde_json::to_string(&entry).unwrap();
+    assert!(
+        !text.contains("pw123456") && !text.contains("audit-process-secret-9"),
+        "{text}"
+    );
+    assert!(text.contains("ws://bot:****@host/ws refused ***"), "{text}");
+}
