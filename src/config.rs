@@ -1110,31 +1110,33 @@ fn url_problem(url: &str, schemes: &[&str]) -> Option<String> {
     let rest = &url[url.find("://").map_or(0, |i| i + 3)..];
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host_port = authority.rsplit('@').next().unwrap_or("");
-    let (host, port) = if let Some(inner) = host_port.strip_prefix('[') {
+    let (host, port, bracketed) = if let Some(inner) = host_port.strip_prefix('[') {
         let Some((ip, after)) = inner.split_once(']') else {
             return Some(format!("'[{inner}' has no closing ']'"));
         };
-        if ip.parse::<std::net::Ipv6Addr>().is_err() {
+        // A zone id (`%25eth0`) may follow a link-local address.
+        let address = ip.split('%').next().unwrap_or(ip);
+        if address.parse::<std::net::Ipv6Addr>().is_err() {
             return Some(format!("'{ip}' is not an IPv6 address"));
         }
         match after {
-            "" => (ip, None),
+            "" => (ip, None, true),
             _ => match after.strip_prefix(':') {
-                Some(port) => (ip, Some(port)),
+                Some(port) => (ip, Some(port), true),
                 None => return Some(format!("unexpected '{after}' after ']'")),
             },
         }
     } else {
         match host_port.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (host_port, None),
+            Some((host, port)) => (host, Some(port), false),
+            None => (host_port, None, false),
         }
     };
     if host.is_empty() {
         return Some("the host is missing".into());
     }
-    let host_char = |c: char| c.is_alphanumeric() || matches!(c, '-' | '.' | '_' | '%' | ':');
-    if let Some(bad) = host.chars().find(|c| !host_char(*c)) {
+    let host_char = |c: char| c.is_alphanumeric() || matches!(c, '-' | '.' | '_' | '%');
+    if let Some(bad) = host.chars().find(|c| !bracketed && !host_char(*c)) {
         return Some(format!("the host '{host}' contains {bad:?}"));
     }
     if let Some(port) = port {
@@ -1446,6 +1448,8 @@ mod tests {
              r#"api_url = "http://host:0/api" (from /x/robot_config.json): must be an http:// or https:// URL: port '0' is not a number from 1 to 65535"#),
             (r#"{"supabase_url": "https://:443"}"#, &[],
              r#"supabase_url = "https://:443" (from /x/robot_config.json): must be an http:// or https:// URL: the host is missing"#),
+            (r#"{"orchestrator_url": "ws://a:b:80/ws"}"#, &[],
+             r#"orchestrator_url = "ws://a:b:80/ws" (from /x/robot_config.json): must be a ws:// or wss:// URL: the host 'a:b' contains ':'"#),
             (r#"{"api_url": "http://ho st"}"#, &[],
              r#"api_url = "http://ho st" (from /x/robot_config.json): must be an http:// or https:// URL: it contains a space or a control character"#),
             (r#"{"robot_name": "a\u0000b"}"#, &[],
@@ -1648,6 +1652,25 @@ mod tests {
             "{debug}"
         );
         assert!(debug.contains("Secret(****1234)"));
+    }
+
+    #[test]
+    fn usable_urls_are_accepted() {
+        for url in [
+            "ws://127.0.0.1:8000/ws",
+            "wss://orch.example.com/ws?x=1",
+            "ws://[::1]:65535/ws",
+            "ws://[fe80::1%25eth0]/ws",
+            "WS://bot:p%40ss@host:1",
+            "ws://host",
+            "ws://ex-ample_1.com./path#frag",
+        ] {
+            assert_eq!(url_problem(url, WS_SCHEMES), None, "{url}");
+        }
+        assert_eq!(
+            url_problem("https://api.example.com:443/v1", HTTP_SCHEMES),
+            None
+        );
     }
 
     #[test]
