@@ -267,10 +267,18 @@ fn load_config(path: Option<&Path>) -> Result<RobotConfig, u8> {
 
 /// The configuration (a clear error on stderr when invalid).
 fn read_config(path: Option<&Path>) -> Result<RobotConfig, u8> {
-    RobotConfig::load_from_process_env(path, &[]).map_err(|errors| {
+    let config = RobotConfig::load_from_process_env(path, &[]).map_err(|errors| {
         eprintln!("error: invalid robot configuration:\n{errors}");
         EXIT_INVALID
-    })
+    })?;
+    // From here on every log line, job report and status file is scrubbed of the keys.
+    crate::redact::register_secrets(
+        [&config.api_key, &config.supabase_key]
+            .into_iter()
+            .flatten()
+            .map(|k| k.expose()),
+    );
+    Ok(config)
 }
 
 /// The process's `CASARE_*` variables that name no configuration key.

@@ -652,6 +652,7 @@ impl RobotConfig {
         let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not set)".to_string());
         let secret =
             |v: &Option<Secret>| v.as_ref().map_or("(not set)".to_string(), Secret::masked);
+        let url = |v: &Option<String>| crate::redact::mask_url_passwords(&opt(v)).into_owned();
         let secs = |d: &Duration| format!("{}s", d.as_secs_f64());
         let list = |items: Vec<String>| {
             if items.is_empty() {
@@ -663,10 +664,10 @@ impl RobotConfig {
         match key {
             "robot_id" => opt(&self.robot_id),
             "robot_name" => self.robot_name.clone(),
-            "orchestrator_url" => opt(&self.orchestrator_url),
-            "api_url" => opt(&self.api_url),
+            "orchestrator_url" => url(&self.orchestrator_url),
+            "api_url" => url(&self.api_url),
             "api_key" => secret(&self.api_key),
-            "supabase_url" => opt(&self.supabase_url),
+            "supabase_url" => url(&self.supabase_url),
             "supabase_key" => secret(&self.supabase_key),
             "environment" => self.environment.clone(),
             "max_concurrent_jobs" => self.max_concurrent_jobs.to_string(),
@@ -986,10 +987,11 @@ impl RawValue {
             };
             return format!("{:?}", Secret(text).masked());
         }
-        match self {
+        let shown = match self {
             RawValue::Json(value) => value.to_string(),
             RawValue::Text(text) => format!("{text:?}"),
-        }
+        };
+        crate::redact::mask_url_passwords(&shown).into_owned()
     }
 }
 
@@ -1050,10 +1052,12 @@ impl Validator<'_> {
         self.get(key, default, "must be true or false", RawValue::as_bool)
     }
     fn text(&mut self, key: &'static str, default: String) -> String {
-        let expected = "must be a non-empty string of at most 128 characters";
+        let expected =
+            "must be a non-empty string of at most 128 characters, without control characters";
         self.get(key, default, expected, |v| {
             v.as_str()
                 .filter(|s| (1..=128).contains(&s.chars().count()))
+                .filter(|s| !s.chars().any(char::is_control))
                 .map(str::to_string)
         })
     }
@@ -1071,6 +1075,26 @@ impl Validator<'_> {
                 .filter(|s| s.is_empty() || check(s))
                 .map(|s| (!s.is_empty()).then(|| s.to_string())),
         })
+    }
+    /// An optional URL with one of `schemes`; a wrong one is reported with what is wrong in it.
+    fn url(
+        &mut self,
+        key: &'static str,
+        expected: &str,
+        schemes: &[&str],
+        check: fn(&str) -> bool,
+    ) -> Option<String> {
+        let problem = self
+            .raw
+            .get(key)
+            .and_then(|entry| entry.value.as_str())
+            .filter(|url| has_scheme(url, schemes))
+            .and_then(|url| url_problem(url, schemes));
+        let expected = match problem {
+            Some(problem) => format!("{expected}: {problem}"),
+            None => expected.to_string(),
+        };
+        self.optional(key, &expected, check)
     }
     /// A path; JSON `null` means "the platform default".
     fn path(&mut self, key: &'static str, default: PathBuf) -> PathBuf {
@@ -1118,12 +1142,66 @@ impl Validator<'_> {
 
 const HTTP_EXPECTED: &str = "must be an http:// or https:// URL";
 
+const WS_SCHEMES: &[&str] = &["ws", "wss"];
+const HTTP_SCHEMES: &[&str] = &["http", "https"];
+
 fn is_ws_url(url: &str) -> bool {
-    has_scheme(url, &["ws", "wss"])
+    url_problem(url, WS_SCHEMES).is_none()
 }
 
 fn is_http_url(url: &str) -> bool {
-    has_scheme(url, &["http", "https"])
+    url_problem(url, HTTP_SCHEMES).is_none()
+}
+
+/// What is wrong with `url` as a URL with one of `schemes` (host name or IP literal, optional
+/// port 1-65535), or `None` when nothing is.
+fn url_problem(url: &str, schemes: &[&str]) -> Option<String> {
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("it contains a space or a control character".into());
+    }
+    if !has_scheme(url, schemes) {
+        return Some("wrong scheme".into());
+    }
+    let rest = &url[url.find("://").map_or(0, |i| i + 3)..];
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let (host, port, bracketed) = if let Some(inner) = host_port.strip_prefix('[') {
+        let Some((ip, after)) = inner.split_once(']') else {
+            return Some(format!("'[{inner}' has no closing ']'"));
+        };
+        // A zone id (`%25eth0`) may follow a link-local address.
+        let address = ip.split('%').next().unwrap_or(ip);
+        if address.parse::<std::net::Ipv6Addr>().is_err() {
+            return Some(format!("'{ip}' is not an IPv6 address"));
+        }
+        match after {
+            "" => (ip, None, true),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (ip, Some(port), true),
+                None => return Some(format!("unexpected '{after}' after ']'")),
+            },
+        }
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port), false),
+            None => (host_port, None, false),
+        }
+    };
+    if host.is_empty() {
+        return Some("the host is missing".into());
+    }
+    let host_char = |c: char| c.is_alphanumeric() || matches!(c, '-' | '.' | '_' | '%');
+    if let Some(bad) = host.chars().find(|c| !bracketed && !host_char(*c)) {
+        return Some(format!("the host '{host}' contains {bad:?}"));
+    }
+    if let Some(port) = port {
+        let valid =
+            port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0);
+        if !valid {
+            return Some(format!("port '{port}' is not a number from 1 to 65535"));
+        }
+    }
+    None
 }
 
 fn has_scheme(url: &str, schemes: &[&str]) -> bool {
@@ -1136,6 +1214,10 @@ fn has_scheme(url: &str, schemes: &[&str]) -> bool {
     })
 }
 
+fn is_header_text(text: &str) -> bool {
+    text.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
 /// Validates the raw layers into a config (bad values replaced by defaults) plus every error found.
 fn validate(raw: &RawConfig, env: EnvLookup) -> (RobotConfig, Vec<ConfigError>) {
     let dirs = default_dirs(Platform::current(), env);
@@ -1145,18 +1227,27 @@ fn validate(raw: &RawConfig, env: EnvLookup) -> (RobotConfig, Vec<ConfigError>) 
         errors: Vec::new(),
     };
     let id_expected = "must be 1 to 64 characters from A-Z, a-z, 0-9, _ and -";
-    let secret = |v: &mut Validator, key| v.optional(key, "must be a string", |_| true).map(Secret);
+    // Keys travel in HTTP headers, which carry printable ASCII only.
+    let secret = |v: &mut Validator, key| {
+        v.optional(
+            key,
+            "must be a string of printable ASCII characters (no control characters)",
+            is_header_text,
+        )
+        .map(Secret)
+    };
     let mut config = RobotConfig {
         robot_id: v.optional("robot_id", id_expected, is_valid_robot_id),
         robot_name: v.text("robot_name", format!("Robot-{}", hostname(env))),
-        orchestrator_url: v.optional(
+        orchestrator_url: v.url(
             "orchestrator_url",
             "must be a ws:// or wss:// URL",
+            WS_SCHEMES,
             is_ws_url,
         ),
-        api_url: v.optional("api_url", HTTP_EXPECTED, is_http_url),
+        api_url: v.url("api_url", HTTP_EXPECTED, HTTP_SCHEMES, is_http_url),
         api_key: secret(&mut v, "api_key"),
-        supabase_url: v.optional("supabase_url", HTTP_EXPECTED, is_http_url),
+        supabase_url: v.url("supabase_url", HTTP_EXPECTED, HTTP_SCHEMES, is_http_url),
         supabase_key: secret(&mut v, "supabase_key"),
         environment: v.text("environment", "default".to_string()),
         max_concurrent_jobs: v.int("max_concurrent_jobs", 3, 1, 64) as u32,
@@ -1427,7 +1518,29 @@ mod tests {
             (r#"{"circuit_breaker": 5}"#, &[],
              "circuit_breaker = 5 (from /x/robot_config.json): must be an object with failure_threshold, success_threshold, timeout, half_open_max_calls"),
             (r#"{"api_key": 12345678901}"#, &[],
-             r#"api_key = "****8901" (from /x/robot_config.json): must be a string"#),
+             r#"api_key = "****8901" (from /x/robot_config.json): must be a string of printable ASCII characters (no control characters)"#),
+            ("{}", &[("CASARE_API_KEY", "abcd\u{7}efgh1234")],
+             r#"api_key = "****1234" (from env CASARE_API_KEY): must be a string of printable ASCII characters (no control characters)"#),
+            (r#"{"supabase_key": "key\nwith-newline"}"#, &[],
+             r#"supabase_key = "****line" (from /x/robot_config.json): must be a string of printable ASCII characters (no control characters)"#),
+            (r#"{"orchestrator_url": "ws://127.0.0.1:99999"}"#, &[],
+             r#"orchestrator_url = "ws://127.0.0.1:99999" (from /x/robot_config.json): must be a ws:// or wss:// URL: port '99999' is not a number from 1 to 65535"#),
+            (r#"{"orchestrator_url": "ws://[::1"}"#, &[],
+             r#"orchestrator_url = "ws://[::1" (from /x/robot_config.json): must be a ws:// or wss:// URL: '[::1' has no closing ']'"#),
+            (r#"{"orchestrator_url": "ws://[::1]x/ws"}"#, &[],
+             r#"orchestrator_url = "ws://[::1]x/ws" (from /x/robot_config.json): must be a ws:// or wss:// URL: unexpected 'x' after ']'"#),
+            (r#"{"api_url": "http://host:0/api"}"#, &[],
+             r#"api_url = "http://host:0/api" (from /x/robot_config.json): must be an http:// or https:// URL: port '0' is not a number from 1 to 65535"#),
+            (r#"{"supabase_url": "https://:443"}"#, &[],
+             r#"supabase_url = "https://:443" (from /x/robot_config.json): must be an http:// or https:// URL: the host is missing"#),
+            (r#"{"orchestrator_url": "ws://a:b:80/ws"}"#, &[],
+             r#"orchestrator_url = "ws://a:b:80/ws" (from /x/robot_config.json): must be a ws:// or wss:// URL: the host 'a:b' contains ':'"#),
+            (r#"{"api_url": "http://ho st"}"#, &[],
+             r#"api_url = "http://ho st" (from /x/robot_config.json): must be an http:// or https:// URL: it contains a space or a control character"#),
+            (r#"{"robot_name": "a\u0000b"}"#, &[],
+             r#"robot_name = "a\u0000b" (from /x/robot_config.json): must be a non-empty string of at most 128 characters, without control characters"#),
+            ("{}", &[("CASARE_ENVIRONMENT", "prod\nWARN forged")],
+             r#"environment = "prod\nWARN forged" (from env CASARE_ENVIRONMENT): must be a non-empty string of at most 128 characters, without control characters"#),
             (r#"{"data_dir": "/a", "checkpoint_dir": "/b"}"#, &[],
              r#"data_dir is set twice in /x/robot_config.json (also as "checkpoint_dir"): keep one"#),
             (r#"{"circuit_timeout": 5, "circuit_breaker": {"timeout": 6}}"#, &[],
@@ -1624,6 +1737,47 @@ mod tests {
             "{debug}"
         );
         assert!(debug.contains("Secret(****1234)"));
+    }
+
+    #[test]
+    fn usable_urls_are_accepted() {
+        for url in [
+            "ws://127.0.0.1:8000/ws",
+            "wss://orch.example.com/ws?x=1",
+            "ws://[::1]:65535/ws",
+            "ws://[fe80::1%25eth0]/ws",
+            "WS://bot:p%40ss@host:1",
+            "ws://host",
+            "ws://ex-ample_1.com./path#frag",
+        ] {
+            assert_eq!(url_problem(url, WS_SCHEMES), None, "{url}");
+        }
+        assert_eq!(
+            url_problem("https://api.example.com:443/v1", HTTP_SCHEMES),
+            None
+        );
+    }
+
+    #[test]
+    fn url_passwords_are_masked_in_describe_and_errors() {
+        let env = [
+            (
+                "CASARE_ORCHESTRATOR_URL",
+                "wss://bot:hunter2pw@orch.example/ws",
+            ),
+            ("CASARE_API_URL", "https://bot:hunter2pw@orch.example/api"),
+        ];
+        let config = load(None, &env, &[]).expect("valid");
+        let described = format!("{:?}", config.describe());
+        assert!(!described.contains("hunter2pw"), "{described}");
+        assert!(
+            described.contains("wss://bot:****@orch.example/ws"),
+            "{described}"
+        );
+        let env = [("CASARE_ORCHESTRATOR_URL", "ws://bot:hunter2pw@h:99999/ws")];
+        let errors = load(None, &env, &[]).unwrap_err().to_string();
+        assert!(!errors.contains("hunter2pw"), "{errors}");
+        assert!(errors.contains("ws://bot:****@h:99999/ws"), "{errors}");
     }
 
     #[test]

@@ -6,6 +6,11 @@
 //! renamed `casare-robot.log.1` (older ones shift to `.2` … up to `backups`, the oldest is
 //! deleted) and a new file starts. A record is never split across two files.
 //!
+//! Every record passes through one sink ([`clean_message`]) before any output: registered secrets
+//! and URL passwords are masked ([`crate::redact`]), control characters are escaped (`\n` is
+//! written `\\n`, so text from a job or a peer cannot forge log lines) and a message longer than
+//! [`MAX_MESSAGE_CHARS`] is cut, saying how much was left out.
+//!
 //! [`init`] installs the logger once; later calls are no-ops. It never panics: when the log file
 //! cannot be opened, records go to stderr and the caller gets [`LoggingError::FileUnavailable`] to
 //! print as a warning. At trace level the `ureq` targets are silenced, because ureq's trace output
@@ -17,6 +22,9 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+/// Longest message written (in characters); the rest is left out and counted.
+pub const MAX_MESSAGE_CHARS: usize = 8 * 1024;
 
 /// Name of the log file inside the log directory.
 pub const LOG_FILE_NAME: &str = "casare-robot.log";
@@ -100,9 +108,14 @@ pub fn init(
                 std::io::LineWriter::new(std::io::stderr()),
             ));
         }
-        if !loggers.is_empty() {
+        if let Some(max) = loggers.iter().map(|l| l.level()).max() {
+            let sink = CleaningSink {
+                inner: CombinedLogger::new(loggers),
+            };
             // An error here means another logger is installed (e.g. by a test harness): keep it.
-            let _ = CombinedLogger::init(loggers);
+            if log::set_boxed_logger(Box::new(sink)).is_ok() {
+                log::set_max_level(max);
+            }
         }
         file_path
     });
@@ -110,6 +123,64 @@ pub fn init(
         Some(e) => Err(e),
         None => Ok(installed.clone()),
     }
+}
+
+/// The process logger: cleans each record's message ([`clean_message`]), then hands it to the
+/// file and stderr loggers.
+struct CleaningSink {
+    inner: Box<CombinedLogger>,
+}
+
+impl log::Log for CleaningSink {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.inner.enabled(record.metadata()) {
+            return;
+        }
+        let text = record.args().to_string();
+        let clean = clean_message(&text);
+        self.inner.log(
+            &log::Record::builder()
+                .metadata(record.metadata().clone())
+                .args(format_args!("{clean}"))
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .build(),
+        );
+    }
+
+    fn flush(&self) {
+        self.inner.flush()
+    }
+}
+
+/// A log message as written: secrets and URL passwords masked, control characters escaped
+/// (`\n`, `\r`, `\t`, `\u{1b}`, ...), at most [`MAX_MESSAGE_CHARS`] characters plus a note of
+/// how many were left out.
+pub fn clean_message(text: &str) -> String {
+    let scrubbed = crate::redact::scrub(text);
+    let mut out = String::with_capacity(scrubbed.len().min(MAX_MESSAGE_CHARS + 32));
+    for (kept, (idx, c)) in scrubbed.char_indices().enumerate() {
+        if kept >= MAX_MESSAGE_CHARS {
+            let left = scrubbed[idx..].chars().count();
+            out.push_str(&format!("…[{left} more characters]"));
+            break;
+        }
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+                out.push_str(&c.escape_unicode().to_string())
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn log_config(level: LevelFilter) -> simplelog::Config {
@@ -135,12 +206,8 @@ fn open_log_file(dir: &Path) -> Result<(File, PathBuf), LoggingError> {
         path: path.clone(),
         message: e.to_string().to_lowercase(),
     };
-    std::fs::create_dir_all(dir).map_err(unavailable)?;
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(unavailable)?;
+    crate::private_fs::create_dir_all(dir).map_err(unavailable)?;
+    let file = crate::private_fs::open_append(&path).map_err(unavailable)?;
     Ok((file, path))
 }
 
@@ -193,10 +260,7 @@ impl RotatingFile {
         let placeholder = OpenOptions::new().append(true).open(&self.path)?;
         drop(std::mem::replace(&mut self.file, placeholder));
         std::fs::rename(&self.path, self.backup(1))?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        self.file = crate::private_fs::open_append(&self.path)?;
         self.size = 0;
         Ok(())
     }
@@ -241,6 +305,30 @@ impl std::io::Write for RotatingFile {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn messages_are_escaped_masked_and_bounded() {
+        crate::redact::register_secrets(["logging-test-secret-42"]);
+        for (text, expected) in [
+            ("plain", "plain".to_string()),
+            (
+                "job a\nINFO  forged line\r\t\u{1b}[31m",
+                "job a\\nINFO  forged line\\r\\t\\u{1b}[31m".to_string(),
+            ),
+            (
+                "key logging-test-secret-42 at ws://u:pw@h/ws",
+                "key *** at ws://u:****@h/ws".to_string(),
+            ),
+        ] {
+            assert_eq!(clean_message(text), expected, "{text:?}");
+        }
+        let long = "é".repeat(MAX_MESSAGE_CHARS + 10);
+        let cut = clean_message(&long);
+        assert_eq!(
+            cut,
+            format!("{}…[10 more characters]", "é".repeat(MAX_MESSAGE_CHARS))
+        );
+    }
 
     #[test]
     fn log_file_is_created_with_its_directory_and_appended() {

@@ -6,6 +6,11 @@
 //! job. A panic outside the engine's per-node guard is caught here and reported as a failed job,
 //! never a dead worker.
 //!
+//! Secrets: every text a job reports (progress and log messages, Supabase node events, the
+//! error of its outcome) is scrubbed here ([`crate::redact`]) before it leaves the worker, and
+//! the report it settles with is scrubbed when built (`Report::from_outcome`). Checkpoints keep
+//! the run's variables as they are (resuming needs them); the store file is owner-only.
+//!
 //! Settlement: a job run under a [`JobLock`] ends with [`Store::finish_job`] on the worker
 //! thread: the report, the job's new state, the dropped checkpoint and the outbox entries commit
 //! together (invariant 2), and the agent is told what was recorded. A run stopped without a
@@ -219,6 +224,7 @@ impl Reporter<'_> {
             if let (Some(p), serde_json::Value::Object(x)) = (payload.as_object_mut(), extra) {
                 p.extend(x);
             }
+            crate::redact::scrub_json(&mut payload);
             sink.report(event, payload);
         }
     }
@@ -248,7 +254,8 @@ impl Observer for Reporter<'_> {
             job_id: self.job_id.to_string(),
             percent: ev.percent,
             node_id: ev.node_id.to_string(),
-            message: format!("Executing: {} ({})", ev.node_id, ev.node_type),
+            message: crate::redact::scrub(&format!("Executing: {} ({})", ev.node_id, ev.node_type))
+                .into_owned(),
         });
     }
 
@@ -270,12 +277,13 @@ impl Observer for Reporter<'_> {
         (self.send)(JobEvent::Log {
             job_id: self.job_id.to_string(),
             level: log::Level::Warn,
-            message: match what_next {
+            message: crate::redact::scrub(&match what_next {
                 FailureDisposition::Retry(d) => {
                     format!("{error} (retrying in {:.1} s)", d.as_secs_f64())
                 }
                 _ => format!("{error} (caught)"),
-            },
+            })
+            .into_owned(),
             node_id: ev.node_id.to_string(),
         });
     }
@@ -284,7 +292,7 @@ impl Observer for Reporter<'_> {
         (self.send)(JobEvent::Log {
             job_id: self.job_id.to_string(),
             level: line.level,
-            message: line.message.clone(),
+            message: crate::redact::scrub(&line.message).into_owned(),
             node_id: ev.node_id.to_string(),
         });
     }
@@ -323,7 +331,7 @@ pub fn run_job(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEven
     };
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| execute(spec, store, &mut reporter)));
     let nodes = std::mem::take(&mut reporter.tally);
-    let outcome = match result {
+    let mut outcome = match result {
         Ok(outcome) => outcome,
         Err(panic) => {
             let msg = panic
@@ -343,6 +351,12 @@ pub fn run_job(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEven
             )
         }
     };
+    // Everything downstream (agent, status, audit, metrics, orchestrator) sees the error scrubbed.
+    if let Some(error) = outcome.error.as_mut() {
+        if let std::borrow::Cow::Owned(clean) = crate::redact::scrub(&error.message) {
+            error.message = clean;
+        }
+    }
     let finish = match (store, lock) {
         (Some(store), Some(lock)) => {
             let report = Report::from_outcome(&outcome);

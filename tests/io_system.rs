@@ -487,9 +487,14 @@ fn config_can_disable_or_allow_list_commands() {
     );
     let other = chain(&[("cmd", "RunCommandNode", json!({"command": ["ls", "-l"]}))]);
     let ran = run_with(&other, &opts, &CancelToken::new());
-    assert_eq!(
-        ran.error(),
-        "cmd (RunCommandNode): refused command 'ls': it is not in run_command_allowlist (echo)"
+    assert!(
+        ran.error()
+            .starts_with("cmd (RunCommandNode): refused command 'ls': '/")
+            && ran
+                .error()
+                .ends_with("/ls' is not in run_command_allowlist (echo)"),
+        "{}",
+        ran.error()
     );
     #[cfg(unix)]
     {
@@ -510,6 +515,57 @@ fn config_can_disable_or_allow_list_commands() {
             ran.error()
         );
     }
+}
+
+#[cfg(unix)]
+#[test]
+fn the_allow_list_cannot_be_beaten_by_spelling_or_environment() {
+    let dir = tmp();
+    let mut opts = opts_in(dir.path());
+    opts.safety.run_command_allowlist = vec!["h".into(), "echo".into()];
+    let marker = dir.path().join("touched");
+    // The split turns `touc\h` into `touch`: the name checked must be the one that runs.
+    let wf = chain(&[(
+        "cmd",
+        "RunCommandNode",
+        json!({"command": format!("/usr/bin/touc\\h {}", marker.display())}),
+    )]);
+    let ran = run_with(&wf, &opts, &CancelToken::new());
+    assert_eq!(ran.error_type(), "PermissionError", "{}", ran.error());
+    assert!(
+        ran.error()
+            .ends_with("/touch' is not in run_command_allowlist (h, echo)"),
+        "{}",
+        ran.error()
+    );
+    assert!(!marker.exists(), "touch ran");
+    for var in ["PATH", "LD_PRELOAD", "DYLD_INSERT_LIBRARIES"] {
+        let wf = chain(&[(
+            "cmd",
+            "RunCommandNode",
+            json!({"command": ["echo", "ok"], "env": {var: dir.path().display().to_string()}}),
+        )]);
+        let ran = run_with(&wf, &opts, &CancelToken::new());
+        assert_eq!(
+            ran.error(),
+            format!("cmd (RunCommandNode): refused environment variable '{var}': with run_command_allowlist set, RunCommand may not change PATH or LD_* / DYLD_* variables")
+        );
+    }
+    // PATH changed through EnvironmentVariableNode (the run's overlay) is refused the same way.
+    let wf = chain(&[
+        (
+            "set",
+            "EnvironmentVariableNode",
+            json!({"action": "set", "var_name": "PATH", "value": dir.path().display().to_string()}),
+        ),
+        ("cmd", "RunCommandNode", json!({"command": ["echo", "ok"]})),
+    ]);
+    let ran = run_with(&wf, &opts, &CancelToken::new());
+    assert!(
+        ran.error().contains("refused environment variable 'PATH'"),
+        "{}",
+        ran.error()
+    );
 }
 
 #[test]

@@ -451,3 +451,63 @@ fn audit_trail_and_supabase_broadcasts_after_a_scripted_set_of_jobs() {
         );
     }
 }
+
+/// Threads of process `pid` (Linux).
+#[cfg(target_os = "linux")]
+fn threads_of(pid: u64) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn idle_health_connections_cost_no_threads_and_are_closed() {
+    use std::io::{Read, Write};
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let (robot, port) = robot_with_health(&fake, json!({}));
+    health_becomes(port, 200, "\"status\":\"ok\"", &robot);
+    let status_file = robot.data_dir().join("status.json");
+    let mut pid = None;
+    assert!(
+        support::wait_flag(WAIT, || {
+            pid = std::fs::read_to_string(&status_file)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .and_then(|v| v["pid"].as_u64());
+            pid.is_some()
+        }),
+        "no status file with the pid"
+    );
+    let pid = pid.unwrap();
+    let before = threads_of(pid);
+    assert!(before > 0);
+    let mut idle: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    // Every connection has been accepted once a request after them is answered.
+    let body = health_becomes(port, 200, "\"status\":\"ok\"", &robot);
+    assert!(body.contains("robot_id"), "{body}");
+    let during = threads_of(pid);
+    assert!(
+        during <= before + 1,
+        "{during} threads with 300 idle connections (before: {before})"
+    );
+    // An oversized request head is refused.
+    let mut big = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!(
+        "GET /health HTTP/1.1\r\nX-Filler: {}\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let _ = big.write_all(head.as_bytes());
+    big.set_read_timeout(Some(WAIT)).unwrap();
+    let mut answer = String::new();
+    let _ = big.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer:?}");
+    // The server closes idle connections (end of file, no answer), each within the deadline.
+    for s in &mut idle {
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
+    }
+}

@@ -21,6 +21,8 @@ use serde_json::{json, Map, Value};
 
 /// Frames larger than this are refused before any parsing (64 MiB).
 pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+/// Longest job id accepted (in characters); a longer one makes the message invalid.
+pub const MAX_JOB_ID_CHARS: usize = 256;
 
 /// The most log entries the orchestrator accepts in one `log_batch`; callers split larger sets.
 pub const MAX_LOG_BATCH: usize = 100;
@@ -301,6 +303,16 @@ fn required_id(msg_type: &str, obj: &Map<String, Value>) -> Result<String, Proto
             msg_type: msg_type.to_string(),
             field: "job_id",
             reason: "it is empty".to_string(),
+        });
+    }
+    let chars = id.chars().count();
+    if chars > MAX_JOB_ID_CHARS {
+        return Err(ProtocolError::InvalidField {
+            msg_type: msg_type.to_string(),
+            field: "job_id",
+            reason: format!(
+                "it is {chars} characters long; at most {MAX_JOB_ID_CHARS} are allowed"
+            ),
         });
     }
     Ok(id)
@@ -977,6 +989,28 @@ mod tests {
         assert_eq!(job.variables.get("injected_var"), Some(&json!("via-ws")));
         assert_eq!(job.timeout, Some(3600.0));
         assert_eq!(job.priority, None);
+    }
+
+    #[test]
+    fn job_ids_are_bounded() {
+        let msg = |id: &str| json!({"type": "job_cancel", "job_id": id}).to_string();
+        let longest = "j".repeat(MAX_JOB_ID_CHARS);
+        assert!(
+            matches!(parse_inbound(&msg(&longest)), Ok(Inbound::JobCancel { job_id, .. }) if job_id == longest)
+        );
+        let err = parse_inbound(&msg(&"j".repeat(1_000_000))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "job_cancel message has an invalid \"job_id\": it is 1000000 characters long; at most 256 are allowed"
+        );
+        let assign = json!({"type": "job_assign", "job_id": "é".repeat(257), "workflow_data": {}});
+        assert!(matches!(
+            parse_inbound(&assign.to_string()),
+            Err(ProtocolError::InvalidField {
+                field: "job_id",
+                ..
+            })
+        ));
     }
 
     #[test]

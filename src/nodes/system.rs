@@ -27,6 +27,8 @@
 //! - **EnvironmentVariable** `set` with scope `process` does not touch the robot's environment (the
 //!   daemon runs several jobs at once): it sets the value in this run's overlay, kept in the
 //!   variable `_env` so checkpoints carry it; `get` and RunCommand see the overlay first.
+//!   The robot's own secret variables (`safety::hidden_env`) are not visible to `get` and are
+//!   removed from the environment RunCommand's programs inherit.
 //!   Scopes `user`/`system` (upstream: Windows registry) are not supported: `success` is false and a
 //!   warning is logged, as upstream does where it cannot write the registry.
 //! - **SystemInfo** reads `/proc`, `statvfs`, `getifaddrs` and `uname` (no psutil). On Windows only
@@ -339,13 +341,20 @@ fn build_spec(ctx: &NodeCtx<'_>) -> Result<process::Spec, NodeError> {
         }
         other => Some(other.py_str()),
     };
+    // The first word as it will be run (split with the same rules), so the checks below see
+    // the program that starts, not its spelling.
     let first_word = match &words {
         Some(w) => w.first().cloned().unwrap_or_default(),
-        None => command_text
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_string(),
+        None => split(&command_text)
+            .ok()
+            .and_then(|w| w.into_iter().next())
+            .unwrap_or_else(|| {
+                command_text
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            }),
     };
 
     // Upstream's checks (unless allow_dangerous).
@@ -375,7 +384,10 @@ fn build_spec(ctx: &NodeCtx<'_>) -> Result<process::Spec, NodeError> {
 
     // The robot's rules (config).
     let rules = &ctx.options().safety;
-    safety::check_command(&first_word, rules)?;
+    if shell || rules.run_command_disabled {
+        // Without a shell the program is checked once its working directory is known (below).
+        safety::check_command(&first_word, rules.work_dir.as_deref(), rules)?;
+    }
 
     let mut spec = process::Spec {
         capture: ctx.param_bool("capture_output"),
@@ -407,7 +419,7 @@ fn build_spec(ctx: &NodeCtx<'_>) -> Result<process::Spec, NodeError> {
         } else {
             "/bin/sh".to_string()
         };
-        safety::check_command(&shell_program, rules).map_err(|mut e| {
+        let shell_program = safety::check_command(&shell_program, None, rules).map_err(|mut e| {
             e.message.push_str(&format!(
                 " (shell=true runs the command through '{shell_program}', which must be allowed too)"
             ));
@@ -458,13 +470,23 @@ fn build_spec(ctx: &NodeCtx<'_>) -> Result<process::Spec, NodeError> {
         }
         spec.cwd = Some(dir);
     }
-    let mut env = overlay(ctx);
+    // The robot's secret variables are not inherited; the workflow's own settings come after.
+    let mut env: Vec<(String, Option<String>)> = safety::hidden_env_names()
+        .into_iter()
+        .map(|name| (name, None))
+        .collect();
+    env.extend(overlay(ctx));
     for (k, v) in ctx.param_dict("env")?.iter() {
         env_name_ok(k)?;
         env.retain(|(name, _)| !same_env_name(name, k));
         env.push((k.clone(), (!v.is_null()).then(|| v.py_str())));
     }
+    safety::check_command_env(&env, rules)?;
     spec.env = env;
+    if !shell {
+        // With an allow-list this is the absolute path that was checked.
+        spec.program = safety::check_command(&spec.program, spec.cwd.as_deref(), rules)?;
+    }
     Ok(spec)
 }
 
@@ -709,7 +731,9 @@ fn environment_variable(ctx: &mut NodeCtx<'_>) -> Result<Flow, NodeError> {
             .find(|(k, _)| same_env_name(k, &name));
         let found = match from_overlay {
             Some((_, v)) => v,
-            None => std::env::var_os(&name).map(|v| v.to_string_lossy().into_owned()),
+            None => std::env::var_os(&name)
+                .map(|v| v.to_string_lossy().into_owned())
+                .filter(|v| !safety::hidden_env(&name, v)),
         };
         exists = found.is_some();
         result = found.unwrap_or_default();

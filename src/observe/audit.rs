@@ -17,7 +17,7 @@
 //! - Secrets never leave [`AuditLogger::log`]: every occurrence of a configured secret (at least
 //!   [`MIN_SECRET_CHARS`] characters) in the message, the ids and every string of the details
 //!   (keys included, recursively) is replaced by `***` before the entry is stored, mirrored or
-//!   written.
+//!   written; so are the process-wide secrets and URL passwords ([`crate::redact`]).
 //! - The current file is never deleted by pruning; one line is one entry, written with a single
 //!   `write_all` on a file kept open in append mode (a torn line after a write error is ended
 //!   with a newline before the next entry, and readers skip damaged lines).
@@ -28,7 +28,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -446,7 +446,7 @@ impl AuditLogger {
     /// file of today's UTC date and seeds its size. Fails when the directory cannot be created
     /// or the file cannot be opened; callers fall back to [`AuditLogger::in_memory`].
     pub fn new(config: AuditConfig) -> Result<AuditLogger, AuditError> {
-        fs::create_dir_all(&config.dir).map_err(|source| AuditError::CreateDir {
+        crate::private_fs::create_dir_all(&config.dir).map_err(|source| AuditError::CreateDir {
             path: config.dir.clone(),
             source,
         })?;
@@ -780,6 +780,7 @@ impl AuditLogger {
         self.log(event, Severity::Info, message, job_id, None, details);
     }
 
+    /// This logger's secrets, then the process-wide ones and URL passwords ([`crate::redact`]).
     fn scrub_str(&self, text: &str) -> String {
         let mut out = text.to_string();
         for secret in &self.secrets {
@@ -787,19 +788,12 @@ impl AuditLogger {
                 out = out.replace(secret.as_str(), REDACTED);
             }
         }
-        out
+        crate::redact::scrub(&out).into_owned()
     }
 
     fn scrub_value(&self, value: &mut Value) {
-        if self.secrets.is_empty() {
-            return;
-        }
         match value {
-            Value::String(s) => {
-                if self.secrets.iter().any(|k| s.contains(k.as_str())) {
-                    *s = self.scrub_str(s);
-                }
-            }
+            Value::String(s) => *s = self.scrub_str(s),
             Value::Array(items) => items.iter_mut().for_each(|v| self.scrub_value(v)),
             Value::Object(map) => {
                 let old = std::mem::take(map);
@@ -969,7 +963,7 @@ fn base_path(dir: &Path, now: DateTime<Utc>) -> PathBuf {
 }
 
 fn open_append(path: &Path) -> io::Result<(File, u64)> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let file = crate::private_fs::open_append(path)?;
     let size = file.metadata()?.len();
     Ok((file, size))
 }

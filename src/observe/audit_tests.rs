@@ -764,7 +764,10 @@ fn read_dir_round_trips_what_was_logged_and_skips_damaged_lines() {
     );
     // A torn line, a foreign line and blank lines are skipped.
     let base = logger.current_file().unwrap().to_path_buf();
-    let mut f = OpenOptions::new().append(true).open(&base).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&base)
+        .unwrap();
     f.write_all(b"not json\n\n{\"timestamp\":\"2025-").unwrap();
     drop(f);
 
@@ -917,4 +920,18 @@ fn audit_files_with_equal_mtimes_are_ordered_by_name() {
             "audit_2025-01-02.jsonl",
         ]
     );
+}
+
+#[test]
+fn url_passwords_and_process_secrets_are_scrubbed_too() {
+    crate::redact::register_secrets(["audit-process-secret-9"]);
+    let mut logger = AuditLogger::in_memory("r1", &[]);
+    logger.access_denied("ws://bot:pw123456@host/ws refused audit-process-secret-9");
+    let entry = logger.get_recent(1).pop().unwrap();
+    let text = serde_json::to_string(&entry).unwrap();
+    assert!(
+        !text.contains("pw123456") && !text.contains("audit-process-secret-9"),
+        "{text}"
+    );
+    assert!(text.contains("ws://bot:****@host/ws refused ***"), "{text}");
 }

@@ -1,6 +1,11 @@
-//! `/health` and Prometheus `/metrics` on `127.0.0.1:<health_port>`: a small synchronous HTTP
-//! server (tiny_http) on its own thread, answering from what the agent publishes (the status
+//! `/health` and Prometheus `/metrics` on `127.0.0.1:<health_port>`: a small synchronous HTTP/1.1
+//! server (one request per connection), answering from what the agent publishes (the status
 //! snapshot and the metrics text); it never touches agent state and never blocks the agent.
+//!
+//! Bounded: one thread accepts and [`MAX_CONNECTIONS`] threads answer, fed through a queue of
+//! [`MAX_WAITING`] connections (a connection beyond that is closed at once); a request head must
+//! arrive within [`HEAD_DEADLINE`] and fit in [`MAX_HEAD_BYTES`] (else 431). Idle or slow
+//! clients therefore cost no threads and hold an answering thread for at most the deadline.
 //!
 //! `/health` says whether the robot can do its job: 503 with the reasons when the orchestrator
 //! refuses its credentials, when the circuit breaker is open, when every link has been down for
@@ -9,11 +14,12 @@
 //! it stops; 200 otherwise. The body is JSON either way. Nothing secret is in it.
 
 use super::status::{SharedStatus, StatusSnapshot};
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The Prometheus text, rendered by the agent about once a second.
 pub type SharedMetricsText = Arc<parking_lot::RwLock<String>>;
@@ -100,39 +106,82 @@ pub fn body(s: &StatusSnapshot, health: &Health) -> serde_json::Value {
     })
 }
 
-/// The server's handle: stop flag and thread.
+/// Connections answered at once (one thread each, started with the server).
+pub const MAX_CONNECTIONS: usize = 4;
+/// Accepted connections waiting for a free thread; beyond that a new connection is closed at once.
+pub const MAX_WAITING: usize = 32;
+/// The whole request head must arrive within this time (slow or idle clients are closed).
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+/// Largest request head (request line and headers) read; a larger one gets 431.
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+
+/// The server's handle: stop flag, the accepting thread and the answering threads.
 pub struct HealthServer {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    acceptor: Option<JoinHandle<()>>,
+    answerers: Vec<JoinHandle<()>>,
     addr: SocketAddr,
 }
 
 impl HealthServer {
-    /// Listen on `127.0.0.1:port` (0 picks a free port) and serve on a thread `health`.
+    /// Listen on `127.0.0.1:port` (0 picks a free port): thread `health` accepts, and
+    /// [`MAX_CONNECTIONS`] threads `health-N` answer, so idle or slow clients cannot make the
+    /// robot start threads; a connection waits at most [`HEAD_DEADLINE`] for its request.
     pub fn start(
         port: u16,
         status: SharedStatus,
         metrics: SharedMetricsText,
         settings: HealthSettings,
     ) -> Result<HealthServer, String> {
-        let server = tiny_http::Server::http(("127.0.0.1", port))
+        let listener = TcpListener::bind(("127.0.0.1", port))
             .map_err(|e| format!("cannot listen on 127.0.0.1:{port} for /health: {e}"))?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| "the health server has no IP address".to_string())?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("the health server has no address: {e}"))?;
         let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = crossbeam_channel::bounded::<(TcpStream, Instant)>(MAX_WAITING);
+        let mut answerers = Vec::with_capacity(MAX_CONNECTIONS);
+        for n in 1..=MAX_CONNECTIONS {
+            let (rx, flag) = (rx.clone(), stop.clone());
+            let (status, metrics) = (status.clone(), metrics.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("health-{n}"))
+                .spawn(move || {
+                    for (stream, accepted) in rx.iter() {
+                        if flag.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        serve(
+                            stream,
+                            accepted + HEAD_DEADLINE,
+                            &status,
+                            &metrics,
+                            &settings,
+                        );
+                    }
+                })
+                .map_err(|e| format!("cannot start the health threads: {e}"))?;
+            answerers.push(thread);
+        }
         let flag = stop.clone();
-        let thread = std::thread::Builder::new()
+        let acceptor = std::thread::Builder::new()
             .name("health".into())
             .spawn(move || {
+                let mut failing = false;
                 while !flag.load(Ordering::SeqCst) {
-                    match server.recv_timeout(Duration::from_millis(200)) {
-                        Ok(Some(req)) => answer(req, &status, &metrics, &settings),
-                        Ok(None) => {}
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            failing = false;
+                            // Full: too many clients at once; this one is closed unanswered.
+                            let _ = tx.try_send((stream, Instant::now()));
+                        }
                         Err(e) => {
-                            log::warn!("health endpoint: {e}");
-                            std::thread::sleep(Duration::from_millis(200));
+                            if !failing {
+                                failing = true;
+                                log::warn!("health endpoint: cannot accept: {e}");
+                            }
+                            // Out of file descriptors, say: do not spin.
+                            std::thread::sleep(Duration::from_millis(100));
                         }
                     }
                 }
@@ -140,7 +189,8 @@ impl HealthServer {
             .map_err(|e| format!("cannot start the health thread: {e}"))?;
         Ok(HealthServer {
             stop,
-            thread: Some(thread),
+            acceptor: Some(acceptor),
+            answerers,
             addr,
         })
     }
@@ -150,18 +200,28 @@ impl HealthServer {
         self.addr
     }
 
-    /// Stop and join (within about 200 ms).
+    /// Stop and join (within [`HEAD_DEADLINE`] at worst: a thread may be reading a request).
     pub fn stop(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
+        self.signal_stop();
+        if let Some(t) = self.acceptor.take() {
             let _ = t.join();
+        }
+        for t in self.answerers.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    fn signal_stop(&self) {
+        if !self.stop.swap(true, Ordering::SeqCst) {
+            // Wakes the accepting thread, which then sees the flag.
+            let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
         }
     }
 }
 
 impl Drop for HealthServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.signal_stop();
     }
 }
 
@@ -176,48 +236,183 @@ fn snapshot_age(s: &StatusSnapshot) -> Duration {
         .unwrap_or(Duration::ZERO)
 }
 
-fn answer(
-    req: tiny_http::Request,
+/// Why a request head cannot be answered normally: the status code to send.
+#[derive(Debug, PartialEq)]
+enum HeadError {
+    /// 400: not an HTTP request line.
+    Malformed,
+    /// 431: the head is larger than [`MAX_HEAD_BYTES`].
+    TooLarge,
+}
+
+/// The method and path of a complete request head (sans-IO).
+fn parse_head(head: &[u8]) -> Result<(String, String), HeadError> {
+    let line_end = head
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or(HeadError::Malformed)?;
+    let line = std::str::from_utf8(&head[..line_end]).map_err(|_| HeadError::Malformed)?;
+    let mut parts = line.trim_end_matches('\r').split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(HeadError::Malformed);
+    };
+    if method.is_empty() || !version.starts_with("HTTP/1.") || !target.starts_with('/') {
+        return Err(HeadError::Malformed);
+    }
+    let path = target.split('?').next().unwrap_or("").to_string();
+    Ok((method.to_string(), path))
+}
+
+/// Where the head of `buf` ends (after the blank line), if it is complete.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+        .or_else(|| buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2))
+}
+
+/// Reads a request head by `deadline` (the connection's accept time plus [`HEAD_DEADLINE`], so
+/// time spent waiting for a thread counts) and at most [`MAX_HEAD_BYTES`]; `None` when the
+/// client went away or was too slow (nothing is answered then).
+fn read_head(
+    stream: &mut TcpStream,
+    deadline: Instant,
+) -> Option<Result<(String, String), HeadError>> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return None;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        }
+        if let Some(end) = head_end(&buf) {
+            if end > MAX_HEAD_BYTES {
+                return Some(Err(HeadError::TooLarge));
+            }
+            return Some(parse_head(&buf[..end]));
+        }
+        if buf.len() > MAX_HEAD_BYTES {
+            return Some(Err(HeadError::TooLarge));
+        }
+    }
+}
+
+/// The status, content type and body for `method path` (sans-IO apart from the shared reads).
+fn route(
+    method: &str,
+    path: &str,
+    status: &SharedStatus,
+    metrics: &SharedMetricsText,
+    settings: &HealthSettings,
+) -> (u16, &'static str, String) {
+    const JSON: &str = "application/json";
+    let get = matches!(method, "GET" | "HEAD");
+    match (get, path) {
+        (true, "/health") => {
+            let snap = status.read().clone();
+            let health = evaluate(&snap, snapshot_age(&snap), settings);
+            let mut value = body(&snap, &health);
+            crate::redact::scrub_json(&mut value);
+            let code = if health.healthy { 200 } else { 503 };
+            (code, JSON, value.to_string())
+        }
+        (true, "/metrics") => (
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics.read().clone(),
+        ),
+        (false, "/health" | "/metrics") => (405, JSON, r#"{"error":"use GET"}"#.into()),
+        _ => (
+            404,
+            JSON,
+            r#"{"error":"not found: try /health or /metrics"}"#.into(),
+        ),
+    }
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+/// Answers one connection (one request, then the connection is closed).
+fn serve(
+    mut stream: TcpStream,
+    deadline: Instant,
     status: &SharedStatus,
     metrics: &SharedMetricsText,
     settings: &HealthSettings,
 ) {
-    let path = req.url().split('?').next().unwrap_or("").to_string();
-    let json = |v: &serde_json::Value, code: u16| {
-        tiny_http::Response::from_string(v.to_string())
-            .with_status_code(code)
-            .with_header(header("Content-Type", "application/json"))
+    let Some(head) = read_head(&mut stream, deadline) else {
+        return;
     };
-    let response = match (req.method(), path.as_str()) {
-        (tiny_http::Method::Get | tiny_http::Method::Head, "/health") => {
-            let snap = status.read().clone();
-            let health = evaluate(&snap, snapshot_age(&snap), settings);
-            json(
-                &body(&snap, &health),
-                if health.healthy { 200 } else { 503 },
-            )
+    let (method, (code, content_type, text)) = match head {
+        Ok((method, path)) => {
+            let answer = route(&method, &path, status, metrics, settings);
+            (method, answer)
         }
-        (tiny_http::Method::Get | tiny_http::Method::Head, "/metrics") => {
-            tiny_http::Response::from_string(metrics.read().clone()).with_header(header(
-                "Content-Type",
-                "text/plain; version=0.0.4; charset=utf-8",
-            ))
-        }
-        (_, "/health" | "/metrics") => json(&serde_json::json!({"error": "use GET"}), 405),
-        _ => json(
-            &serde_json::json!({"error": "not found: try /health or /metrics"}),
-            404,
+        Err(HeadError::Malformed) => (
+            String::new(),
+            (
+                400,
+                "application/json",
+                r#"{"error":"not an HTTP request"}"#.into(),
+            ),
+        ),
+        Err(HeadError::TooLarge) => (
+            String::new(),
+            (
+                431,
+                "application/json",
+                format!(r#"{{"error":"the request head is larger than {MAX_HEAD_BYTES} bytes"}}"#),
+            ),
         ),
     };
-    if let Err(e) = req.respond(response) {
+    let mut response = format!(
+        "HTTP/1.1 {code} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        reason(code),
+        text.len()
+    )
+    .into_bytes();
+    if method != "HEAD" {
+        response.extend_from_slice(text.as_bytes());
+    }
+    let _ = stream.set_write_timeout(Some(HEAD_DEADLINE));
+    if let Err(e) = stream.write_all(&response) {
         log::debug!("health endpoint: cannot answer: {e}");
     }
-}
-
-fn header(name: &str, value: &str) -> tiny_http::Header {
-    // Both are ASCII constants: the conversion cannot fail.
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
-        .unwrap_or_else(|_| unreachable!("ASCII header"))
+    // A graceful close: unread request bytes would make the close a reset, which can destroy
+    // the answer before the client reads it. Drain a bounded amount until the client closes.
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut sink = [0u8; 4096];
+    let mut drained = 0;
+    while drained < 16 * MAX_HEAD_BYTES {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -356,6 +551,87 @@ mod tests {
             (200, "casare_robot_jobs_running 0\n")
         );
         assert_eq!(get("/nope").0, 404);
+        server.stop();
+    }
+
+    #[test]
+    fn request_heads_are_parsed_strictly() {
+        let ok = |m: &str, p: &str| Ok((m.to_string(), p.to_string()));
+        assert_eq!(
+            parse_head(b"GET /health HTTP/1.1\r\n\r\n"),
+            ok("GET", "/health")
+        );
+        assert_eq!(
+            parse_head(b"HEAD /metrics?x=1 HTTP/1.0\n\n"),
+            ok("HEAD", "/metrics")
+        );
+        for bad in [
+            &b"GET /health\r\n\r\n"[..],
+            b"GET health HTTP/1.1\r\n\r\n",
+            b"GET /health SMTP/1.0\r\n\r\n",
+            b"\xff\xfe /health HTTP/1.1\r\n\r\n",
+            b"GET /a b HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(parse_head(bad), Err(HeadError::Malformed), "{bad:?}");
+        }
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nbody"), Some(24));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n"), None);
+    }
+
+    /// Reads a whole response (the server closes the connection after it).
+    fn read_all(stream: &mut TcpStream) -> String {
+        stream.set_read_timeout(Some(HEAD_DEADLINE * 3)).unwrap();
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn idle_slow_and_oversized_clients_are_bounded() {
+        let status: SharedStatus = Arc::new(parking_lot::RwLock::new(StatusSnapshot {
+            updated_at: chrono::Utc::now().to_rfc3339(),
+            ..healthy()
+        }));
+        let metrics: SharedMetricsText = Default::default();
+        let patient = HealthSettings {
+            stale_after: Duration::from_secs(3600),
+            ..settings()
+        };
+        let server = HealthServer::start(0, status, metrics, patient).unwrap();
+        let addr = server.addr();
+        // An oversized head gets 431 and the connection is closed.
+        let mut big = TcpStream::connect(addr).unwrap();
+        let head = format!(
+            "GET /health HTTP/1.1\r\nX: {}\r\n\r\n",
+            "a".repeat(64 * 1024)
+        );
+        let _ = big.write_all(head.as_bytes());
+        let answer = read_all(&mut big);
+        assert!(answer.starts_with("HTTP/1.1 431 "), "{answer:?}");
+        // Garbage gets 400.
+        let mut junk = TcpStream::connect(addr).unwrap();
+        junk.write_all(b"hello there\r\n\r\n").unwrap();
+        assert!(read_all(&mut junk).starts_with("HTTP/1.1 400 "));
+        // Many idle clients: each is closed by the server (read returns end of file) and a
+        // request made meanwhile is answered once a thread is free.
+        let idle: Vec<TcpStream> = (0..(MAX_CONNECTIONS + MAX_WAITING + 20))
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        let mut probe = TcpStream::connect(addr).unwrap();
+        probe.write_all(b"GET /health HTTP/1.1\r\n\r\n").unwrap();
+        for mut s in idle {
+            let text = read_all(&mut s);
+            assert_eq!(text, "", "an idle client gets no answer, only a close");
+        }
+        let mut answered = read_all(&mut probe);
+        if answered.is_empty() {
+            // The probe was beyond the queue and closed: the server is free again now.
+            let mut again = TcpStream::connect(addr).unwrap();
+            again.write_all(b"GET /health HTTP/1.1\r\n\r\n").unwrap();
+            answered = read_all(&mut again);
+        }
+        assert!(answered.starts_with("HTTP/1.1 200 OK\r\n"), "{answered:?}");
+        assert!(answered.contains("\"status\":\"ok\""), "{answered}");
         server.stop();
     }
 }

@@ -3,7 +3,8 @@
 //! file `<data_dir>/status.json`, replaced atomically at most once a second and at exit).
 //!
 //! Secrets never enter it: it holds states, ids, counts, progress and error texts that were
-//! already scrubbed.
+//! already scrubbed; the status file is scrubbed again when written ([`crate::redact`]) and is
+//! owner-only ([`crate::private_fs`]).
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -97,8 +98,10 @@ pub type SharedStatus = Arc<parking_lot::RwLock<StatusSnapshot>>;
 pub fn write_status_file(data_dir: &Path, snapshot: &StatusSnapshot) -> std::io::Result<()> {
     let path = data_dir.join(STATUS_FILE);
     let tmp = data_dir.join(format!("{STATUS_FILE}.tmp"));
-    let text = serde_json::to_vec_pretty(snapshot).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, text)?;
+    let mut value = serde_json::to_value(snapshot).map_err(std::io::Error::other)?;
+    crate::redact::scrub_json(&mut value);
+    let text = serde_json::to_vec_pretty(&value).map_err(std::io::Error::other)?;
+    crate::private_fs::write(&tmp, &text)?;
     std::fs::rename(&tmp, &path)
 }
 

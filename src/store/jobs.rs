@@ -220,6 +220,7 @@ pub enum Report {
 
 impl Report {
     /// The report of a run that ended (completed or failed; a cancelled run is [`Report::Cancelled`]).
+    /// The robot's secrets are scrubbed from it ([`crate::redact`]).
     pub fn from_outcome(outcome: &RunOutcome) -> Report {
         let duration_ms = outcome.duration.as_millis() as u64;
         match outcome.status {
@@ -228,6 +229,7 @@ impl Report {
                 if let Some(obj) = result.as_object_mut() {
                     obj.remove("node_outputs");
                 }
+                crate::redact::scrub_json(&mut result);
                 Report::Complete {
                     result,
                     duration_ms,
@@ -237,9 +239,10 @@ impl Report {
             RunStatus::Failed | RunStatus::TimedOut => {
                 let err = outcome.error.clone();
                 Report::Failed {
-                    error: err
-                        .as_ref()
-                        .map_or_else(|| "the job failed".to_string(), |e| e.to_string()),
+                    error: err.as_ref().map_or_else(
+                        || "the job failed".to_string(),
+                        |e| crate::redact::scrub(&e.to_string()).into_owned(),
+                    ),
                     error_type: err
                         .as_ref()
                         .map_or_else(|| "Error".into(), |e| e.error_type.clone()),

@@ -114,7 +114,7 @@ impl fmt::Debug for Store {
 impl Store {
     /// Open (or create) the store in `data_dir`. A damaged database is moved aside and replaced.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
+        crate::private_fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
             path: data_dir.to_path_buf(),
             message: e.to_string().to_lowercase(),
         })?;
@@ -145,6 +145,11 @@ impl Store {
     }
 
     fn open_file(path: &Path) -> Result<Store, StoreError> {
+        // Owner-only; SQLite gives its -wal and -shm files the database file's mode.
+        crate::private_fs::open_append(path).map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            message: e.to_string().to_lowercase(),
+        })?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;

@@ -205,6 +205,10 @@ pub fn zip_files(ctx: &mut NodeCtx<'_>) -> Result<Flow, NodeError> {
         );
     }
     files.retain(|f| f != &zip_path);
+    // Files found below a folder or by a pattern may be symlinks out of the allowed paths.
+    for f in &files {
+        check_path(ctx, &f.to_string_lossy())?;
+    }
     if files.is_empty() {
         return Err(NodeError::value(
             "no files to zip: set 'source_path' (a folder, a file or a glob pattern) or \

@@ -1424,3 +1424,89 @@ fn required_inputs_are_checked_at_load() {
     .unwrap_err();
     assert!(err.to_string().contains("\"dest_path\""), "{err}");
 }
+
+#[cfg(unix)]
+#[test]
+fn writes_through_dangling_symlinks_out_of_the_allowed_paths_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let inside = d.path().join("inside");
+    fs::create_dir(&inside).unwrap();
+    fs::write(inside.join("src.txt"), "data").unwrap();
+    let o = opts(&inside, vec![inside.clone()]);
+    let cases = [
+        (
+            "AppendFileNode",
+            json!({"file_path": "link", "content": "x"}),
+        ),
+        (
+            "CopyFileNode",
+            json!({"source_path": "src.txt", "dest_path": "link"}),
+        ),
+        (
+            "WriteXMLFileNode",
+            json!({"file_path": "link", "xml_string": "<r/>"}),
+        ),
+        (
+            "WriteFileNode",
+            json!({"file_path": "link", "content": "x"}),
+        ),
+        (
+            "WriteJSONFileNode",
+            json!({"file_path": "link", "data": {"a": 1}}),
+        ),
+        (
+            "FileSystemSuperNode",
+            json!({"action": "Write File", "file_path": "link", "content": "x"}),
+        ),
+    ];
+    for (i, (ty, config)) in cases.iter().enumerate() {
+        let target = d.path().join(format!("escaped-{i}.txt"));
+        let _ = fs::remove_file(inside.join("link"));
+        std::os::unix::fs::symlink(&target, inside.join("link")).unwrap();
+        let r = run_with(&o, &[("n", ty, config.clone())]);
+        let (kind, msg) = err_of(&r);
+        assert_eq!(kind, "PermissionError", "{ty}: {msg}");
+        assert!(
+            msg.contains("it is outside the allowed paths"),
+            "{ty}: {msg}"
+        );
+        assert!(!target.exists(), "{ty} wrote through the link");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn zip_files_does_not_follow_symlinks_out_of_the_allowed_paths() {
+    let d = tempfile::tempdir().unwrap();
+    let inside = d.path().join("inside");
+    fs::create_dir_all(inside.join("folder")).unwrap();
+    fs::write(inside.join("folder/ok.txt"), "ok").unwrap();
+    fs::write(d.path().join("secret.txt"), "top secret").unwrap();
+    std::os::unix::fs::symlink(d.path().join("secret.txt"), inside.join("folder/s.txt")).unwrap();
+    let o = opts(&inside, vec![inside.clone()]);
+    for config in [
+        json!({"zip_path": "a.zip", "source_path": "folder"}),
+        json!({"zip_path": "a.zip", "source_path": "folder/*.txt"}),
+        json!({"zip_path": "a.zip", "files": ["folder"]}),
+    ] {
+        let r = run_with(&o, &[("n", "ZipFilesNode", config.clone())]);
+        let (kind, msg) = err_of(&r);
+        assert_eq!(kind, "PermissionError", "{config}: {msg}");
+        assert!(
+            msg.contains("s.txt") && msg.contains("outside the allowed paths"),
+            "{config}: {msg}"
+        );
+        assert!(!inside.join("a.zip").exists(), "{config}");
+    }
+    // Without the link the folder zips.
+    fs::remove_file(inside.join("folder/s.txt")).unwrap();
+    let r = run_with(
+        &o,
+        &[(
+            "n",
+            "ZipFilesNode",
+            json!({"zip_path": "a.zip", "source_path": "folder"}),
+        )],
+    );
+    ok(&r);
+}
