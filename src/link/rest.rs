@@ -784,6 +784,14 @@ impl ClaimedJob {
         let Some(job_id) = job_id_of(value) else {
             return Err("claimed job has no job_id".to_string());
         };
+        // As on the WebSocket: an over-long id would be repeated in every log line.
+        let id_chars = job_id.chars().count();
+        if id_chars > super::protocol::MAX_JOB_ID_CHARS {
+            return Err(format!(
+                "the claimed job's id is {id_chars} characters long; at most {} are allowed",
+                super::protocol::MAX_JOB_ID_CHARS
+            ));
+        }
         let raw_workflow = ["workflow_json", "workflow_data", "workflow"]
             .iter()
             .find_map(|k| obj.get(*k).filter(|v| !v.is_null()))
@@ -1318,6 +1326,20 @@ mod tests {
             .expect_err("bad workflow");
         assert!(err.contains("workflow_json of job j is not json"), "{err}");
         assert!(ClaimedJob::from_value(&json!({"workflow_json": "{}"})).is_err());
+    }
+
+    #[test]
+    fn claimed_job_ids_are_bounded_as_on_the_websocket() {
+        let job = |id: String| json!({"job_id": id, "workflow_json": "{}"});
+        let longest = "j".repeat(crate::link::protocol::MAX_JOB_ID_CHARS);
+        assert!(ClaimedJob::from_value(&job(longest)).is_ok());
+        let err = ClaimedJob::from_value(&job("j".repeat(1_000_000))).expect_err("too long");
+        assert!(err.contains("1000000 characters long"), "{err}");
+        assert!(
+            err.len() < 200,
+            "the error repeats the id: {} bytes",
+            err.len()
+        );
     }
 
     #[test]
