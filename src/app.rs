@@ -126,6 +126,7 @@ pub fn run_options(config: &RobotConfig) -> RunOptions {
             work_dir: None,
         },
         cancel_grace: config.cancel_grace_seconds,
+        max_value_bytes: config.max_value_mb.saturating_mul(1 << 20),
     }
 }
 
