@@ -500,6 +500,7 @@ fn cmd_start(args: &StartArgs) -> u8 {
         cancel_grace: config.cancel_grace_seconds,
         run_options,
         checkpoints: config.checkpoint_enabled,
+        max_resume_attempts: config.max_resume_attempts,
         status_dir,
         log_file,
         config_file: config.config_file.clone(),
@@ -777,6 +778,23 @@ fn run_with_checkpoints(
                  Use another --job-id, or `casare-robot checkpoints clear {job_id}`, to run it again."
             );
             return Err(print_recorded_result(&result, args.json));
+        }
+        Ok(Recorded::Known(rec)) => {
+            if let Some(report) =
+                crate::store::jobs::poison_report(&rec, config.max_resume_attempts)
+            {
+                if let Report::Failed {
+                    error, error_type, ..
+                } = &report
+                {
+                    log::warn!("job {job_id} fails as a poison job: {error}");
+                    eprintln!("error: job {job_id} failed ({error_type}): {error}");
+                }
+                if let Err(e) = store.settle_unstarted(job_id, Some(&report)) {
+                    eprintln!("warning: job {job_id}: cannot record its end: {e}");
+                }
+                return Err(EXIT_FAILED);
+            }
         }
         Ok(_) => {}
         Err(e) => {
