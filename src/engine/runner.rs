@@ -1316,24 +1316,25 @@ mod tests {
         assert_eq!(json["failed_node"], json!("t"));
     }
 
-    #[test]
-    fn self_nesting_values_are_refused_not_a_stack_overflow() {
-        let json = graph(
+    /// `x = ["abcd"]`, then a While loop (at most `max_iterations`) appends `x` to `list` and
+    /// stores the result in `x`.
+    fn append_to_x_in_a_loop(list: serde_json::Value, max_iterations: u64) -> String {
+        graph(
             &[
                 (
                     "init",
                     "SetVariableNode",
-                    json!({"variable_name": "x", "value": []}),
+                    json!({"variable_name": "x", "value": ["abcd"]}),
                 ),
                 (
                     "w",
                     "WhileLoopStartNode",
-                    json!({"condition": true, "max_iterations": 100_000}),
+                    json!({"condition": true, "max_iterations": max_iterations}),
                 ),
                 (
                     "app",
                     "ListAppendNode",
-                    json!({"list": [], "item": "{{x}}"}),
+                    json!({"list": list, "item": "{{x}}"}),
                 ),
                 (
                     "set",
@@ -1348,7 +1349,12 @@ mod tests {
                 ex("app", "exec_out", "set"),
                 ex("set", "exec_out", "end"),
             ],
-        );
+        )
+    }
+
+    #[test]
+    fn self_nesting_values_are_refused_not_a_stack_overflow() {
+        let json = append_to_x_in_a_loop(json!([]), 100_000);
         let out = run(
             &load_str(&json).unwrap(),
             Dict::new(),
@@ -1445,37 +1451,7 @@ mod tests {
         assert!(!out.variables["x"].depth_exceeds(40));
 
         // The same through ListAppend: the appended list is the list itself.
-        let json = graph(
-            &[
-                (
-                    "init",
-                    "SetVariableNode",
-                    json!({"variable_name": "x", "value": ["abcd"]}),
-                ),
-                (
-                    "w",
-                    "WhileLoopStartNode",
-                    json!({"condition": true, "max_iterations": 100}),
-                ),
-                (
-                    "app",
-                    "ListAppendNode",
-                    json!({"list": "{{x}}", "item": "{{x}}"}),
-                ),
-                (
-                    "set",
-                    "SetVariableNode",
-                    json!({"variable_name": "x", "value": "{{app.result}}"}),
-                ),
-                ("end", "WhileLoopEndNode", json!({})),
-            ],
-            &[
-                ex("init", "exec_out", "w"),
-                ex("w", "body", "app"),
-                ex("app", "exec_out", "set"),
-                ex("set", "exec_out", "end"),
-            ],
-        );
+        let json = append_to_x_in_a_loop(json!("{{x}}"), 100);
         let out = run_with_budget(
             &load_str(&json).unwrap(),
             Dict::new(),

@@ -366,6 +366,20 @@ mod tests {
     }
 
     #[test]
+    fn capped_resolution_gives_up_before_passing_the_cap() {
+        let t = Template::compile("[{{name}}] {{node_1.result}}").unwrap();
+        let full = t.resolve(&scope());
+        assert_eq!(full, Value::str("[Alice] [1, 2, {'k': 'deep'}]"));
+        assert_eq!(t.resolve_capped(&scope(), 1000), Ok(full));
+        // "[Alice] " fits in 10 bytes; the list (5 values, 1 key) does not.
+        assert!(matches!(t.resolve_capped(&scope(), 10), Err(n) if n > 10));
+        assert_eq!(t.resolve_capped(&scope(), 3), Err(6));
+        // A whole reference grows nothing.
+        let whole = Template::compile("{{node_1.result}}").unwrap();
+        assert!(whole.resolve_capped(&scope(), 0).is_ok());
+    }
+
+    #[test]
     fn whole_references_keep_their_type() {
         check("{{n}}", Value::Int(5));
         check("  {{ f }} ", Value::Float(15.0));
