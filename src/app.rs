@@ -190,6 +190,7 @@ pub fn run_options(config: &RobotConfig) -> RunOptions {
             work_dir: None,
         },
         cancel_grace: config.cancel_grace_seconds,
+        max_value_bytes: config.max_value_mb.saturating_mul(1 << 20),
         max_node_records: config.node_executions_max,
     }
 }
@@ -598,6 +599,7 @@ fn cmd_start(args: &StartArgs) -> u8 {
         cancel_grace: config.cancel_grace_seconds,
         run_options,
         checkpoints: config.checkpoint_enabled,
+        max_resume_attempts: config.max_resume_attempts,
         status_dir,
         log_file,
         config_file: config.config_file.clone(),
@@ -899,6 +901,23 @@ fn run_with_checkpoints(
                 );
             }
             return Err(print_recorded_result(&result, args.json));
+        }
+        Ok(Recorded::Known(rec)) => {
+            if let Some(report) =
+                crate::store::jobs::poison_report(&rec, config.max_resume_attempts)
+            {
+                if let Report::Failed {
+                    error, error_type, ..
+                } = &report
+                {
+                    log::warn!("job {job_id} fails as a poison job: {error}");
+                    eprintln!("error: job {job_id} failed ({error_type}): {error}");
+                }
+                if let Err(e) = store.settle_unstarted(job_id, Some(&report)) {
+                    eprintln!("warning: job {job_id}: cannot record its end: {e}");
+                }
+                return Err(EXIT_FAILED);
+            }
         }
         Ok(_) => {}
         Err(e) => {

@@ -70,6 +70,8 @@ pub const ALL_KEYS: &[&str] = &[
     "audit_enabled",
     "audit_max_mb",
     "audit_backups",
+    "max_value_mb",
+    "max_resume_attempts",
     "node_executions_max",
 ];
 
@@ -526,6 +528,10 @@ pub struct RobotConfig {
     pub audit_max_mb: u64,
     /// Rotated audit files kept.
     pub audit_backups: u32,
+    /// A run's value budget (MB): what its variables and node outputs may hold together.
+    pub max_value_mb: u64,
+    /// Resumes of an interrupted job that may die in a row before the job fails as a poison job.
+    pub max_resume_attempts: u32,
     /// Node executions listed in a job's result (`node_executions`); the rest are only counted.
     pub node_executions_max: usize,
     /// The config file that was read, if any.
@@ -717,6 +723,8 @@ impl RobotConfig {
             "audit_enabled" => self.audit_enabled.to_string(),
             "audit_max_mb" => self.audit_max_mb.to_string(),
             "audit_backups" => self.audit_backups.to_string(),
+            "max_value_mb" => self.max_value_mb.to_string(),
+            "max_resume_attempts" => self.max_resume_attempts.to_string(),
             "node_executions_max" => self.node_executions_max.to_string(),
             _ => "(unknown key)".to_string(),
         }
@@ -1302,6 +1310,8 @@ fn validate(raw: &RawConfig, env: EnvLookup) -> (RobotConfig, Vec<ConfigError>) 
         audit_enabled: v.bool("audit_enabled", true),
         audit_max_mb: v.int("audit_max_mb", 10, 1, 100_000),
         audit_backups: v.int("audit_backups", 5, 0, 1000) as u32,
+        max_value_mb: v.int("max_value_mb", 256, 1, 1_000_000),
+        max_resume_attempts: v.int("max_resume_attempts", 3, 1, 1000) as u32,
         node_executions_max: v.int(
             "node_executions_max",
             crate::engine::runner::DEFAULT_MAX_NODE_RECORDS as u64,
@@ -1499,6 +1509,10 @@ mod tests {
              r#"log_level = "loud" (from env CASARE_LOG_LEVEL): must be one of trace, debug, info, warn, error"#),
             ("{}", &[("CASARE_HEALTH_PORT", "70000")],
              r#"health_port = "70000" (from env CASARE_HEALTH_PORT): must be an integer from 0 to 65535"#),
+            (r#"{"max_value_mb": 0}"#, &[],
+             "max_value_mb = 0 (from /x/robot_config.json): must be an integer from 1 to 1000000"),
+            ("{}", &[("CASARE_MAX_RESUME_ATTEMPTS", "0")],
+             r#"max_resume_attempts = "0" (from env CASARE_MAX_RESUME_ATTEMPTS): must be an integer from 1 to 1000"#),
             ("{}", &[("CASARE_WS_DIALECT", "json")],
              r#"ws_dialect = "json" (from env CASARE_WS_DIALECT): must be one of casare, reference"#),
             (r#"{"orchestrator_url": "http://host:8000"}"#, &[],

@@ -367,6 +367,15 @@ impl Agent {
         if rec.cancel.is_some() {
             return self.acknowledge_cancel(job_id);
         }
+        if let Some(report) =
+            crate::store::jobs::poison_report(&rec, self.settings.max_resume_attempts)
+        {
+            log::warn!(
+                "job {job_id}: {} resumes in a row died; failing it as a poison job instead of resuming it again",
+                rec.resume_attempts
+            );
+            return self.settle_unstarted(job_id, &report);
+        }
         let wf = serde_json::from_str::<serde_json::Value>(&rec.workflow)
             .map_err(|e| e.to_string())
             .and_then(|doc| load(&doc).map_err(|e| e.to_string()));

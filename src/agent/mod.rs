@@ -105,6 +105,8 @@ pub struct AgentSettings {
     pub run_options: RunOptions,
     /// Save a checkpoint after every node.
     pub checkpoints: bool,
+    /// Resumes of an interrupted job that may die in a row before it fails as a poison job.
+    pub max_resume_attempts: u32,
     /// Where to write `status.json` (the data directory); None writes no file.
     pub status_dir: Option<std::path::PathBuf>,
     /// The log file, for status readers.

@@ -49,12 +49,19 @@ impl ConfigEntry {
 
     /// The value with templates resolved against `scope`.
     pub fn resolve(&self, scope: &dyn Scope) -> Value {
+        self.resolve_capped(scope, u64::MAX)
+            .unwrap_or_else(|_| self.raw.clone())
+    }
+
+    /// [`ConfigEntry::resolve`] with templated text held to `cap` bytes (`Err`: the size
+    /// reached when it was given up; see [`Template::resolve_capped`]).
+    pub fn resolve_capped(&self, scope: &dyn Scope, cap: u64) -> Result<Value, u64> {
         if let Some(t) = &self.tmpl {
-            t.resolve(scope)
+            t.resolve_capped(scope, cap)
         } else if self.deep {
-            template::resolve_value(&self.raw, scope)
+            template::resolve_value_capped(&self.raw, scope, cap)
         } else {
-            self.raw.clone()
+            Ok(self.raw.clone())
         }
     }
 }

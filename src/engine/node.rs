@@ -213,6 +213,30 @@ impl NodeError {
 /// The error kind used for cancellation.
 pub const CANCELLED: &str = "CancelledError";
 
+/// The error kind of a value that would pass the run's value budget.
+pub const MEMORY_ERROR: &str = "MemoryError";
+
+/// A value that would pass the run's value budget (`RunOptions::max_value_bytes`): the error a
+/// node fails with.
+pub fn over_budget_error(what: &str, total_bytes: u64, opts: &RunOptions) -> NodeError {
+    const MB: f64 = 1024.0 * 1024.0;
+    NodeError::new(
+        MEMORY_ERROR,
+        format!(
+            "{what} would bring this run's values to at least {:.1} MB, over the limit of {} MB \
+             (max_value_mb); keep less data in variables or process it in parts",
+            total_bytes as f64 / MB,
+            opts.max_value_bytes as f64 / MB
+        ),
+    )
+}
+
+/// The unwind payload that aborts a node the moment a value would pass the run's budget, from
+/// places that cannot return an error (parameter templates, `set_var`). It is raised with
+/// `resume_unwind` (no panic message) and turned back into its error at the node boundary,
+/// before the node can act on a half-built value.
+pub(crate) struct OverBudget(pub(crate) NodeError);
+
 impl std::fmt::Display for NodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
@@ -310,7 +334,11 @@ impl<'a> NodeCtx<'a> {
         let node = &self.wf.nodes[self.idx];
         if let Some(entry) = node.config_entry(name) {
             if !entry.raw.is_null() {
-                return entry.resolve(&self.scope());
+                return entry
+                    .resolve_capped(&self.scope(), self.value_room())
+                    .unwrap_or_else(|needed| {
+                        self.abort_over_budget(&format!("input '{name}'"), needed)
+                    });
             }
         }
         node.def
@@ -437,8 +465,25 @@ impl<'a> NodeCtx<'a> {
         .lookup(name)
     }
 
-    /// Set a workflow variable.
+    /// Set a workflow variable. A value that would take the run past its value budget aborts
+    /// the node with a `MemoryError` and leaves the variable as it was.
     pub fn set_var(&mut self, name: &str, value: Value) {
+        let cap = self.opts.max_value_bytes;
+        let new = super::runner::var_bytes(name, &value, cap);
+        let old = self
+            .state
+            .variables
+            .get(name)
+            .map_or(0, |v| super::runner::var_bytes(name, v, cap));
+        let total = self
+            .state
+            .value_bytes
+            .saturating_sub(old)
+            .saturating_add(new);
+        if new > old && total > cap {
+            self.abort_at_total(&format!("variable '{name}'"), total);
+        }
+        self.state.value_bytes = total;
         if let Some(slot) = self.state.variables.get_mut(name) {
             *slot = value;
         } else {
@@ -450,7 +495,43 @@ impl<'a> NodeCtx<'a> {
     /// Remove a workflow variable.
     pub fn remove_var(&mut self, name: &str) -> Option<Value> {
         self.state.vars_changed = true;
-        self.state.variables.shift_remove(name)
+        let removed = self.state.variables.shift_remove(name)?;
+        let bytes = super::runner::var_bytes(name, &removed, self.opts.max_value_bytes);
+        self.state.value_bytes = self.state.value_bytes.saturating_sub(bytes);
+        Some(removed)
+    }
+
+    /// Bytes left in this run's value budget (`max_value_mb` less what variables and node
+    /// outputs hold now).
+    pub fn value_room(&self) -> u64 {
+        self.opts
+            .max_value_bytes
+            .saturating_sub(self.state.value_bytes)
+    }
+
+    /// For a node that knows a result's size before building it: a `MemoryError` when `bytes`
+    /// more (as [`Value::budget_size`] counts them) would pass the run's value budget, so the
+    /// node fails before the allocation.
+    pub fn check_value_budget(&self, what: &str, bytes: u64) -> Result<(), NodeError> {
+        if bytes > self.value_room() {
+            return Err(over_budget_error(
+                what,
+                self.state.value_bytes.saturating_add(bytes),
+                self.opts,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Abort the node (see [`OverBudget`]): `what` needs `bytes` on top of what the run holds.
+    fn abort_over_budget(&self, what: &str, bytes: u64) -> ! {
+        self.abort_at_total(what, self.state.value_bytes.saturating_add(bytes))
+    }
+
+    fn abort_at_total(&self, what: &str, total: u64) -> ! {
+        std::panic::resume_unwind(Box::new(OverBudget(over_budget_error(
+            what, total, self.opts,
+        ))))
     }
 
     /// Set an output port value.
@@ -464,7 +545,8 @@ impl<'a> NodeCtx<'a> {
 
     /// Resolve templates inside `value` against the current variables.
     pub fn resolve(&self, value: &Value) -> Value {
-        template::resolve_value(value, &self.scope())
+        template::resolve_value_capped(value, &self.scope(), self.value_room())
+            .unwrap_or_else(|needed| self.abort_over_budget("a templated value", needed))
     }
 
     /// Evaluate a Python-subset expression against the current variables.
@@ -498,7 +580,9 @@ impl<'a> NodeCtx<'a> {
         let Some(tmpl) = template::Template::compile(trimmed) else {
             return self.eval(trimmed);
         };
-        let resolved = tmpl.resolve(&self.scope());
+        let resolved = tmpl
+            .resolve_capped(&self.scope(), self.value_room())
+            .unwrap_or_else(|needed| self.abort_over_budget("a templated expression", needed));
         if tmpl.is_whole() {
             return match resolved {
                 // A whole reference to text: that text is the expression (upstream evaluates it).

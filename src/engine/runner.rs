@@ -20,7 +20,7 @@
 use super::model::Workflow;
 use super::node::{Flow, NodeCtx, NodeError, NodeKind, NodeLog};
 use super::template::Scope;
-use super::value::{Dict, Value};
+use super::value::{Dict, Value, VALUE_OVERHEAD};
 use super::CancelToken;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 /// How deeply lists and dicts may nest inside a node output. Deeper values are refused, so no
 /// workflow can build a value whose printing or dropping would exhaust the stack.
 pub const MAX_VALUE_DEPTH: usize = 100;
+
+/// Default total size of the values one run may hold (config `max_value_mb`).
+pub const DEFAULT_MAX_VALUE_BYTES: u64 = 256 << 20;
 
 /// Knobs for one run.
 #[derive(Clone, Debug)]
@@ -52,6 +55,10 @@ pub struct RunOptions {
     /// When a job is cancelled, how long its child processes get to stop after a polite request
     /// (SIGTERM on Unix) before they are killed.
     pub cancel_grace: Duration,
+    /// The run's value budget: how many bytes its variables and node outputs may hold together,
+    /// counted by [`Value::budget_size`] (default 256 MiB, config `max_value_mb`). A node whose
+    /// result, variable or templated input would pass it fails with a `MemoryError`.
+    pub max_value_bytes: u64,
     /// Node executions listed in the result (`node_executions`); later ones are only counted
     /// (default [`DEFAULT_MAX_NODE_RECORDS`]).
     pub max_node_records: usize,
@@ -89,6 +96,7 @@ impl Default for RunOptions {
             seed: None,
             safety: super::safety::Safety::default(),
             cancel_grace: Duration::from_secs(10),
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             max_node_records: DEFAULT_MAX_NODE_RECORDS,
         }
     }
@@ -281,6 +289,13 @@ pub struct RunState {
     /// Set when a node changed a variable (lets checkpoints skip unchanged variables).
     #[serde(skip)]
     pub vars_changed: bool,
+    /// What variables and node outputs hold, counted for the value budget (recounted whenever a
+    /// run starts or resumes, then kept up to date as they change).
+    #[serde(skip)]
+    pub value_bytes: u64,
+    /// The budgeted size of each node's outputs (part of `value_bytes`).
+    #[serde(skip)]
+    output_bytes: Vec<u64>,
     /// Node executions of this process's part of the run (not checkpointed).
     #[serde(skip)]
     pub node_records: Vec<NodeRecord>,
@@ -311,8 +326,57 @@ impl RunState {
                 .seed
                 .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
             vars_changed: true,
+            value_bytes: 0,
+            output_bytes: Vec::new(),
             node_records: Vec::new(),
         }
+    }
+
+    /// Count what variables and node outputs hold, for the value budget.
+    fn recount_value_bytes(&mut self, cap: u64) {
+        self.output_bytes = self.outputs.iter().map(|v| v.budget_size(cap)).collect();
+        let vars = self
+            .variables
+            .iter()
+            .fold(0u64, |n, (k, v)| n.saturating_add(var_bytes(k, v, cap)));
+        self.value_bytes = self
+            .output_bytes
+            .iter()
+            .fold(vars, |n, b| n.saturating_add(*b));
+    }
+
+    /// Account for node `idx`'s new outputs, or refuse them (nothing changes) when they would
+    /// take the run past its value budget.
+    fn charge_outputs(
+        &mut self,
+        idx: usize,
+        outputs: &Dict,
+        opts: &RunOptions,
+    ) -> Result<(), NodeError> {
+        let cap = opts.max_value_bytes;
+        let new = if outputs.is_empty() {
+            0
+        } else {
+            outputs.iter().fold(VALUE_OVERHEAD, |n, (k, v)| {
+                n.saturating_add(var_bytes(k, v, cap))
+            })
+        };
+        let old = self.output_bytes[idx];
+        let total = self.value_bytes.saturating_sub(old).saturating_add(new);
+        if new > old && total > cap {
+            let port = outputs
+                .iter()
+                .max_by_key(|(_, v)| v.budget_size(cap))
+                .map_or(String::new(), |(k, _)| format!(" '{k}'"));
+            return Err(super::node::over_budget_error(
+                &format!("its output{port}"),
+                total,
+                opts,
+            ));
+        }
+        self.output_bytes[idx] = new;
+        self.value_bytes = total;
+        Ok(())
     }
 
     fn set_executed(&mut self, idx: usize, value: bool) {
@@ -329,6 +393,11 @@ impl RunState {
             }
         }
     }
+}
+
+/// The budgeted size of a named value (a variable or an output port): name, entry and value.
+pub(crate) fn var_bytes(name: &str, value: &Value, cap: u64) -> u64 {
+    (VALUE_OVERHEAD + name.len() as u64).saturating_add(value.budget_size(cap))
 }
 
 /// Name lookup over a run: variables first, then node outputs by node id.
@@ -581,6 +650,7 @@ fn execute(
     recovered: bool,
 ) -> RunOutcome {
     let started = Instant::now();
+    state.recount_value_bytes(opts.max_value_bytes);
     let prior = Duration::from_millis(state.prior_elapsed_ms);
     let job_deadline = started + opts.job_timeout.saturating_sub(prior);
     let finish = |mut state: RunState, status: RunStatus, error: Option<RunError>| -> RunOutcome {
@@ -865,6 +935,12 @@ fn run_one(
     let run = node.def.run;
     let result = match std::panic::catch_unwind(AssertUnwindSafe(|| run(&mut ctx))) {
         Ok(r) => r,
+        Err(panic) if panic.is::<super::node::OverBudget>() => {
+            match panic.downcast::<super::node::OverBudget>() {
+                Ok(over) => Err(over.0),
+                Err(_) => Err(NodeError::new("InternalError", "node aborted")),
+            }
+        }
         Err(panic) => {
             let msg = panic
                 .downcast_ref::<&str>()
@@ -893,7 +969,14 @@ fn run_one(
         }
         other => other,
     };
-    (result, ctx.outputs, ctx.logs)
+    let NodeCtx {
+        state,
+        outputs,
+        logs,
+        ..
+    } = ctx;
+    let result = result.and_then(|flow| state.charge_outputs(idx, &outputs, opts).map(|()| flow));
+    (result, outputs, logs)
 }
 
 fn queue_port(wf: &Workflow, state: &mut RunState, idx: usize, port: &str) {
@@ -1367,24 +1450,25 @@ mod tests {
         assert_eq!(json["failed_node"], json!("t"));
     }
 
-    #[test]
-    fn self_nesting_values_are_refused_not_a_stack_overflow() {
-        let json = graph(
+    /// `x = ["abcd"]`, then a While loop (at most `max_iterations`) appends `x` to `list` and
+    /// stores the result in `x`.
+    fn append_to_x_in_a_loop(list: serde_json::Value, max_iterations: u64) -> String {
+        graph(
             &[
                 (
                     "init",
                     "SetVariableNode",
-                    json!({"variable_name": "x", "value": []}),
+                    json!({"variable_name": "x", "value": ["abcd"]}),
                 ),
                 (
                     "w",
                     "WhileLoopStartNode",
-                    json!({"condition": true, "max_iterations": 100_000}),
+                    json!({"condition": true, "max_iterations": max_iterations}),
                 ),
                 (
                     "app",
                     "ListAppendNode",
-                    json!({"list": [], "item": "{{x}}"}),
+                    json!({"list": list, "item": "{{x}}"}),
                 ),
                 (
                     "set",
@@ -1399,7 +1483,12 @@ mod tests {
                 ex("app", "exec_out", "set"),
                 ex("set", "exec_out", "end"),
             ],
-        );
+        )
+    }
+
+    #[test]
+    fn self_nesting_values_are_refused_not_a_stack_overflow() {
+        let json = append_to_x_in_a_loop(json!([]), 100_000);
         let out = run(
             &load_str(&json).unwrap(),
             Dict::new(),
@@ -1415,6 +1504,137 @@ mod tests {
             "{err}"
         );
         assert!(!out.variables["x"].depth_exceeds(MAX_VALUE_DEPTH));
+    }
+
+    /// `init` sets `x`, then a While loop sets `x` to `value` (a template over `x`) 100 times.
+    fn grow_in_a_loop(init: serde_json::Value, grow: (&str, serde_json::Value)) -> Workflow {
+        let json = graph(
+            &[
+                (
+                    "init",
+                    "SetVariableNode",
+                    json!({"variable_name": "x", "value": init}),
+                ),
+                (
+                    "w",
+                    "WhileLoopStartNode",
+                    json!({"condition": true, "max_iterations": 100}),
+                ),
+                ("grow", grow.0, grow.1),
+                ("end", "WhileLoopEndNode", json!({})),
+            ],
+            &[
+                ex("init", "exec_out", "w"),
+                ex("w", "body", "grow"),
+                ex("grow", "exec_out", "end"),
+            ],
+        );
+        load_str(&json).unwrap()
+    }
+
+    fn run_with_budget(wf: &Workflow, inputs: Dict, max_value_bytes: u64) -> RunOutcome {
+        let opts = RunOptions {
+            max_value_bytes,
+            ..RunOptions::default()
+        };
+        run(wf, inputs, &opts, &CancelToken::new(), &mut NoObserver)
+    }
+
+    fn check_over_budget(out: &RunOutcome, node_id: &str, limit: &str) {
+        assert_eq!(out.status, RunStatus::Failed, "{:?}", out.error);
+        let err = out.error.as_ref().unwrap();
+        assert_eq!(err.node_id, node_id, "{err}");
+        assert_eq!(err.error_type, "MemoryError", "{err}");
+        assert!(
+            err.message
+                .contains(&format!("over the limit of {limit} MB (max_value_mb)")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_string_doubled_in_a_loop_fails_at_the_budget() {
+        let wf = grow_in_a_loop(
+            json!("ab"),
+            (
+                "SetVariableNode",
+                json!({"variable_name": "x", "value": "{{x}}{{x}}"}),
+            ),
+        );
+        let out = run_with_budget(&wf, Dict::new(), 1 << 20);
+        check_over_budget(&out, "grow", "1");
+        assert!(out.error.unwrap().message.contains("input 'value'"));
+        // The run never held more than its budget.
+        assert!(out.variables["x"].budget_size(u64::MAX) < 1 << 20);
+        assert!(out.variables["x"].as_str().unwrap().len() >= 1 << 18);
+    }
+
+    #[test]
+    fn a_list_appended_to_itself_is_measured_by_its_logical_size() {
+        // Each append doubles the logical size but adds one allocation: 2^20 times "abcd"
+        // after 20 rounds, long before the depth limit of 100.
+        let wf = grow_in_a_loop(
+            json!(["abcd"]),
+            (
+                "SetVariableNode",
+                json!({"variable_name": "x", "value": [ "{{x}}", "{{x}}" ]}),
+            ),
+        );
+        let out = run_with_budget(&wf, Dict::new(), DEFAULT_MAX_VALUE_BYTES);
+        check_over_budget(&out, "grow", "256");
+        assert!(!out.variables["x"].depth_exceeds(40));
+
+        // The same through ListAppend: the appended list is the list itself.
+        let json = append_to_x_in_a_loop(json!("{{x}}"), 100);
+        let out = run_with_budget(
+            &load_str(&json).unwrap(),
+            Dict::new(),
+            DEFAULT_MAX_VALUE_BYTES,
+        );
+        assert_eq!(out.status, RunStatus::Failed);
+        let err = out.error.unwrap();
+        assert_eq!(err.error_type, "MemoryError", "{err}");
+        assert!(["app", "set"].contains(&err.node_id.as_str()), "{err}");
+    }
+
+    #[test]
+    fn a_split_too_large_for_the_budget_fails_before_it_is_built() {
+        let wf = load_str(&chain(&[(
+            "split",
+            "TextSplitNode",
+            json!({"text": "{{big}}", "separator": ","}),
+        )]))
+        .unwrap();
+        // 8 M one-letter pieces: 16 MB of text, about 280 MB as values.
+        let big = Dict::from_iter([("big".to_string(), Value::from("a,".repeat(8 << 20)))]);
+        let out = run_with_budget(&wf, big.clone(), DEFAULT_MAX_VALUE_BYTES);
+        check_over_budget(&out, "split", "256");
+        assert!(out.error.unwrap().message.contains("the split result"));
+        // Within the budget the same split works.
+        let out = run_with_budget(&wf, big, 1 << 30);
+        assert!(out.success(), "{:?}", out.error);
+        assert_eq!(
+            out.node_outputs["split"].as_dict().unwrap()["count"],
+            Value::Int((8 << 20) + 1)
+        );
+    }
+
+    #[test]
+    fn a_variable_over_the_budget_keeps_its_last_value() {
+        let out = run_with_budget(
+            &grow_in_a_loop(
+                json!("abcdefgh"),
+                (
+                    "SetVariableNode",
+                    json!({"variable_name": "x", "value": "{{x}}{{x}}"}),
+                ),
+            ),
+            Dict::new(),
+            64 << 10,
+        );
+        check_over_budget(&out, "grow", "0.0625");
+        let x = out.variables["x"].as_str().unwrap().len();
+        assert!((16 << 10..64 << 10).contains(&x), "{x}");
     }
 
     #[test]

@@ -132,26 +132,61 @@ impl Template {
 
     /// Resolve against `scope`.
     pub fn resolve(&self, scope: &dyn Scope) -> Value {
+        self.resolve_capped(scope, u64::MAX)
+            .unwrap_or_else(|_| Value::str(&self.source))
+    }
+
+    /// Resolve against `scope`, refusing to build text of more than `cap` bytes: `Err` carries
+    /// the size reached when the text was given up, before the part that would pass `cap` was
+    /// copied (a referenced list or dict counts by [`Value::budget_size`]). A whole reference
+    /// yields the existing value, which grows nothing.
+    pub fn resolve_capped(&self, scope: &dyn Scope, cap: u64) -> Result<Value, u64> {
         if let Some(idx) = self.whole {
             if let Part::Ref { path, .. } = &self.parts[idx] {
-                return match lookup(path, scope) {
+                return Ok(match lookup(path, scope) {
                     Some(v) if !v.is_null() => v,
                     _ => Value::str(&self.source),
-                };
+                });
             }
         }
         let mut out = String::with_capacity(self.source.len() + 16);
+        let over = |out: &String, more: u64| {
+            let needed = (out.len() as u64).saturating_add(more);
+            (needed > cap).then_some(needed)
+        };
         for part in &self.parts {
             match part {
-                Part::Lit(s) => out.push_str(s),
+                Part::Lit(s) => {
+                    if let Some(needed) = over(&out, s.len() as u64) {
+                        return Err(needed);
+                    }
+                    out.push_str(s);
+                }
                 Part::Ref { path, raw } => match lookup(path, scope) {
                     Some(Value::Null) => {}
-                    Some(v) => v.write_py_str(&mut out),
+                    Some(Value::Str(s)) => {
+                        if let Some(needed) = over(&out, s.len() as u64) {
+                            return Err(needed);
+                        }
+                        out.push_str(&s);
+                    }
+                    Some(v) => {
+                        if matches!(v, Value::List(_) | Value::Dict(_)) && cap != u64::MAX {
+                            let room = cap.saturating_sub(out.len() as u64);
+                            if let Some(needed) = over(&out, v.budget_size(room)) {
+                                return Err(needed);
+                            }
+                        }
+                        v.write_py_str(&mut out);
+                    }
                     None => out.push_str(raw),
                 },
             }
         }
-        Value::from(out)
+        match over(&out, 0) {
+            Some(needed) => Err(needed),
+            None => Ok(Value::from(out)),
+        }
     }
 }
 
@@ -165,16 +200,30 @@ pub fn resolve_str(text: &str, scope: &dyn Scope) -> Value {
 
 /// Resolve every string inside `value` (lists and dicts recursively).
 pub fn resolve_value(value: &Value, scope: &dyn Scope) -> Value {
-    match value {
-        Value::Str(s) => resolve_str(s, scope),
-        Value::List(items) => Value::list(items.iter().map(|v| resolve_value(v, scope)).collect()),
+    resolve_value_capped(value, scope, u64::MAX).unwrap_or_else(|_| value.clone())
+}
+
+/// [`resolve_value`] with each templated string held to `cap` bytes, as
+/// [`Template::resolve_capped`] does.
+pub fn resolve_value_capped(value: &Value, scope: &dyn Scope, cap: u64) -> Result<Value, u64> {
+    Ok(match value {
+        Value::Str(s) => match Template::compile(s) {
+            Some(t) => t.resolve_capped(scope, cap)?,
+            None => value.clone(),
+        },
+        Value::List(items) => Value::list(
+            items
+                .iter()
+                .map(|v| resolve_value_capped(v, scope, cap))
+                .collect::<Result<_, _>>()?,
+        ),
         Value::Dict(map) => Value::dict(
             map.iter()
-                .map(|(k, v)| (k.clone(), resolve_value(v, scope)))
-                .collect(),
+                .map(|(k, v)| Ok((k.clone(), resolve_value_capped(v, scope, cap)?)))
+                .collect::<Result<_, u64>>()?,
         ),
         other => other.clone(),
-    }
+    })
 }
 
 /// True when `value` holds a template reference somewhere.
@@ -314,6 +363,20 @@ mod tests {
         let got = resolve_str(text, &scope());
         assert_eq!(got, expected, "{text}");
         assert_eq!(got.type_name(), expected.type_name(), "{text}");
+    }
+
+    #[test]
+    fn capped_resolution_gives_up_before_passing_the_cap() {
+        let t = Template::compile("[{{name}}] {{node_1.result}}").unwrap();
+        let full = t.resolve(&scope());
+        assert_eq!(full, Value::str("[Alice] [1, 2, {'k': 'deep'}]"));
+        assert_eq!(t.resolve_capped(&scope(), 1000), Ok(full));
+        // "[Alice] " fits in 10 bytes; the list (5 values, 1 key) does not.
+        assert!(matches!(t.resolve_capped(&scope(), 10), Err(n) if n > 10));
+        assert_eq!(t.resolve_capped(&scope(), 3), Err(6));
+        // A whole reference grows nothing.
+        let whole = Template::compile("{{node_1.result}}").unwrap();
+        assert!(whole.resolve_capped(&scope(), 0).is_ok());
     }
 
     #[test]

@@ -153,6 +153,18 @@ impl Value {
         false
     }
 
+    /// The value's size as the run's value budget counts it: the bytes of every string and dict
+    /// key plus [`VALUE_OVERHEAD`] per value and per dict entry, about what it occupies in memory
+    /// once unshared and the order of what it takes serialised. Shared parts count every time they
+    /// appear (a list appended to itself counts twice), because printing, serialising or changing
+    /// the value would expand them; each shared container is still walked only once, so a value
+    /// whose logical size is exponential in its memory is measured in time linear in its memory.
+    /// Measuring stops as soon as the size passes `cap` and returns a number above `cap`.
+    pub fn budget_size(&self, cap: u64) -> u64 {
+        let mut memo = None;
+        measure(self, cap, &mut memo, 0)
+    }
+
     /// Python `str(value)`.
     pub fn py_str(&self) -> String {
         match self {
@@ -506,6 +518,67 @@ pub fn float_repr(f: f64) -> String {
     out
 }
 
+/// What the value budget counts for each value (and each dict entry) on top of its string bytes:
+/// the slot and the shared allocation behind it, rounded up.
+pub const VALUE_OVERHEAD: u64 = 32;
+
+/// Containers nested deeper than this are counted by their overhead only; outputs deeper than
+/// `runner::MAX_VALUE_DEPTH` are refused anyway, so this only bounds the recursion.
+const MEASURE_DEPTH: usize = 256;
+
+/// Sizes of shared containers already measured in one [`Value::budget_size`] call, by address
+/// (stable while the measured value is borrowed).
+type SizeMemo = std::collections::HashMap<*const (), u64>;
+
+fn measure(v: &Value, cap: u64, memo: &mut Option<SizeMemo>, depth: usize) -> u64 {
+    let (key, shared) = match v {
+        Value::Str(s) => return VALUE_OVERHEAD + s.len() as u64,
+        Value::List(l) => (
+            Arc::as_ptr(l) as *const (),
+            Arc::strong_count(l) > 1 && l.len() > 1,
+        ),
+        Value::Dict(d) => (
+            Arc::as_ptr(d) as *const (),
+            Arc::strong_count(d) > 1 && d.len() > 1,
+        ),
+        _ => return VALUE_OVERHEAD,
+    };
+    if depth >= MEASURE_DEPTH {
+        return VALUE_OVERHEAD;
+    }
+    if shared {
+        if let Some(size) = memo.as_ref().and_then(|m| m.get(&key)) {
+            return *size;
+        }
+    }
+    let mut total = VALUE_OVERHEAD;
+    match v {
+        Value::List(l) => {
+            for item in l.iter() {
+                total = total.saturating_add(measure(item, cap, memo, depth + 1));
+                if total > cap {
+                    return total;
+                }
+            }
+        }
+        Value::Dict(d) => {
+            for (k, item) in d.iter() {
+                total = total
+                    .saturating_add(VALUE_OVERHEAD + k.len() as u64)
+                    .saturating_add(measure(item, cap, memo, depth + 1));
+                if total > cap {
+                    return total;
+                }
+            }
+        }
+        _ => {}
+    }
+    if shared {
+        memo.get_or_insert_with(SizeMemo::new).insert(key, total);
+    }
+    total
+}
+
 /// Python `repr(str)`: single quotes unless the text contains a single quote and no double quote.
 fn write_str_repr(s: &str, out: &mut String) {
     let quote = if s.contains('\'') && !s.contains('"') {
@@ -709,6 +782,31 @@ mod tests {
         assert!(v.depth_exceeds(4));
         let wide = Value::list((0..10_000i64).map(Value::Int).collect());
         assert!(!wide.depth_exceeds(1));
+    }
+
+    #[test]
+    fn budget_size_counts_bytes_and_overhead() {
+        assert_eq!(Value::Int(7).budget_size(u64::MAX), VALUE_OVERHEAD);
+        assert_eq!(Value::str("abc").budget_size(u64::MAX), VALUE_OVERHEAD + 3);
+        let l = Value::list(vec![Value::str("ab"), Value::Null]);
+        assert_eq!(l.budget_size(u64::MAX), 3 * VALUE_OVERHEAD + 2);
+        let d = Value::dict_from([("key", Value::str("v"))]);
+        assert_eq!(d.budget_size(u64::MAX), 3 * VALUE_OVERHEAD + 3 + 1);
+    }
+
+    #[test]
+    fn budget_size_counts_shared_parts_every_time_but_walks_them_once() {
+        // Each level holds the previous one twice: 2^60 leaves, 61 allocations.
+        let mut v = Value::list(vec![Value::str("x"), Value::str("y")]);
+        let mut expected = v.budget_size(u64::MAX);
+        for _ in 0..60 {
+            v = Value::list(vec![v.clone(), v.clone()]);
+            expected = expected.saturating_mul(2).saturating_add(VALUE_OVERHEAD);
+        }
+        assert_eq!(v.budget_size(u64::MAX), expected);
+        assert!(expected > 1 << 60);
+        let cap = 1 << 20;
+        assert!(v.budget_size(cap) > cap);
     }
 
     #[test]

@@ -343,6 +343,16 @@ fn thousands(n: usize) -> String {
     out
 }
 
+/// The budgeted size of a list of `n_items` strings holding `text_bytes` bytes together (see
+/// `Value::budget_size`), known before the list is built.
+fn list_bytes(n_items: usize, text_bytes: usize) -> u64 {
+    let overhead = crate::engine::value::VALUE_OVERHEAD;
+    (n_items as u64)
+        .saturating_mul(overhead)
+        .saturating_add(text_bytes as u64)
+        .saturating_add(overhead)
+}
+
 fn str_list(items: impl IntoIterator<Item = String>) -> Value {
     Value::list(items.into_iter().map(Value::from).collect())
 }
@@ -1095,6 +1105,15 @@ fn op_split(ctx: &mut NodeCtx<'_>, max_key: &str) -> Result<Flow, NodeError> {
     let text = ctx.param_str("text");
     let sep = ctx.param_str("separator");
     let max = int_param(ctx, max_key, -1)?;
+    // Each piece becomes a value of its own: refuse a split the value budget cannot hold before
+    // building millions of items.
+    let n_pieces = if sep.is_empty() {
+        text.split(py_isspace).filter(|p| !p.is_empty()).count()
+    } else {
+        text.matches(sep.as_str()).count() + 1
+    };
+    let n_pieces = usize::try_from(max).map_or(n_pieces, |m| n_pieces.min(m.saturating_add(1)));
+    ctx.check_value_budget("the split result", list_bytes(n_pieces, text.len()))?;
     let parts = if sep.is_empty() {
         py_split_ws(&text, max)
     } else {
@@ -1192,6 +1211,8 @@ fn op_lines(ctx: &mut NodeCtx<'_>, mode_key: &str) -> Result<Flow, NodeError> {
     let mode = choice(ctx, mode_key, &["split", "join"])?;
     if mode == "split" {
         let text = ctx.param_str("text");
+        let n_lines = text.split(is_line_break).count();
+        ctx.check_value_budget("the split lines", list_bytes(n_lines, text.len()))?;
         let mut lines = py_splitlines(&text);
         if ctx.param_bool("remove_empty") {
             lines.retain(|l| !l.is_empty());

@@ -886,6 +886,12 @@ impl<'s> Checkpointer<'s> {
                 )?;
             }
             if !meta_written {
+                // The first node this run completed: the job made progress, so the resumes
+                // that died before it no longer count against it.
+                tx.execute(
+                    "UPDATE jobs SET resume_attempts = 0 WHERE job_id = ?1 AND resume_attempts > 0",
+                    [&job_id],
+                )?;
                 tx.execute(
                     "INSERT INTO checkpoints(job_id, workflow_hash, inputs_hash, inflight, status, created_at)
                      VALUES(?1, ?2, ?3, NULL, 'running', ?4)

@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS jobs(
     lock_epoch INTEGER,
     cancel_kind TEXT,
     cancel_reason TEXT,
-    report TEXT
+    report TEXT,
+    resume_attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, received_at);
 CREATE TABLE IF NOT EXISTS outbox(
@@ -295,6 +296,10 @@ pub struct JobRecord {
     pub report: Option<Report>,
     /// When it settled (Unix seconds).
     pub finished_at: Option<f64>,
+    /// Resumes (starts of a job found `running`, i.e. interrupted) since the job last made
+    /// progress: the first checkpoint of a run and a clean hold at shutdown reset it. A job
+    /// whose resumes keep dying is failed as a poison job instead of resumed again.
+    pub resume_attempts: u32,
 }
 
 /// A job to record.
@@ -378,7 +383,7 @@ fn decompress(blob: &[u8]) -> Result<String, StoreError> {
 }
 
 const JOB_COLUMNS: &str = "job_id, routes, workflow, variables, timeout, state, attempt, \
-     fencing_token, lease_expires_at, cancel_kind, cancel_reason, report, finished_at";
+     fencing_token, lease_expires_at, cancel_kind, cancel_reason, report, finished_at, resume_attempts";
 
 fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
     Ok(RawJob {
@@ -395,6 +400,7 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
         cancel_reason: r.get(10)?,
         report: r.get(11)?,
         finished_at: r.get(12)?,
+        resume_attempts: r.get(13)?,
     })
 }
 
@@ -412,6 +418,7 @@ struct RawJob {
     cancel_reason: Option<String>,
     report: Option<String>,
     finished_at: Option<f64>,
+    resume_attempts: i64,
 }
 
 impl RawJob {
@@ -442,6 +449,7 @@ impl RawJob {
                 .map(|k| (CancelKind::parse(k), self.cancel_reason.unwrap_or_default())),
             report,
             finished_at: self.finished_at,
+            resume_attempts: self.resume_attempts.clamp(0, i64::from(u32::MAX)) as u32,
             routes: Routes(self.routes),
             job_id: self.job_id,
         })
@@ -525,6 +533,45 @@ pub(crate) fn migrate_completed_jobs(tx: &Transaction<'_>) -> Result<(), StoreEr
         )?;
     }
     tx.execute_batch("DROP TABLE completed_jobs")?;
+    Ok(())
+}
+
+/// The report of a poison job: `rec` was interrupted (`running`) and its last
+/// `max_resume_attempts` resumes died without completing a node, so it is failed with
+/// `error_type: "PoisonJob"` instead of resumed again. None when it may resume.
+pub fn poison_report(rec: &JobRecord, max_resume_attempts: u32) -> Option<Report> {
+    (rec.state == JobState::Running && rec.resume_attempts >= max_resume_attempts).then(|| {
+        Report::Failed {
+            error: format!(
+                "the robot process died during each of the last {} resumes of this job without \
+                 completing a node (max_resume_attempts = {max_resume_attempts}); it is not resumed \
+                 again. A value too large for the machine's memory, or a node that crashes the \
+                 robot, are the usual causes",
+                rec.resume_attempts
+            ),
+            error_type: POISON_JOB.into(),
+            failed_node: None,
+            duration_ms: 0,
+        }
+    })
+}
+
+/// The `error_type` of a job failed by [`poison_report`].
+pub const POISON_JOB: &str = "PoisonJob";
+
+/// Schema 4 (the resume counter step): `jobs.resume_attempts` on a file made before it.
+pub(crate) fn migrate_resume_attempts(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let exists = tx
+        .query_row(
+            "SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'resume_attempts'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if !exists {
+        tx.execute_batch("ALTER TABLE jobs ADD COLUMN resume_attempts INTEGER NOT NULL DEFAULT 0")?;
+    }
     Ok(())
 }
 
@@ -727,23 +774,49 @@ impl Store {
     /// Acquire the local lock of `job_id` for a run in process `epoch` (JobLocker): the job
     /// becomes `running` with a new fencing token. Refused (None) when the job is settled,
     /// unknown, or already running in this process.
+    ///
+    /// Starting a job found `running` (its last run was interrupted) is a resume: it counts in
+    /// `resume_attempts`, committed FULL before the run starts, so a run that kills the process
+    /// is counted even when nothing else reaches the disk. A first start (`received`) sets the
+    /// count to 0.
     pub fn start_job(&mut self, job_id: &str, epoch: u64) -> Result<Option<u64>, StoreError> {
-        let n = self.conn.execute(
-            "UPDATE jobs SET state = 'running', fencing_token = fencing_token + 1, lock_epoch = ?2,
-                 started_at = COALESCE(started_at, ?3)
-             WHERE job_id = ?1 AND cancel_kind IS NULL
-               AND (state = 'received' OR (state = 'running' AND lock_epoch IS NOT ?2))",
-            params![job_id, epoch as i64, now_secs()],
-        )?;
-        if n == 0 {
-            return Ok(None);
+        let resuming = self
+            .conn
+            .query_row(
+                "SELECT 1 FROM jobs WHERE job_id = ?1 AND state = 'running'",
+                [job_id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        let start = |tx: &Transaction<'_>| -> Result<Option<u64>, StoreError> {
+            let n = tx.execute(
+                "UPDATE jobs SET fencing_token = fencing_token + 1, lock_epoch = ?2,
+                     started_at = COALESCE(started_at, ?3),
+                     resume_attempts = CASE WHEN state = 'running' THEN resume_attempts + 1 ELSE 0 END,
+                     state = 'running'
+                 WHERE job_id = ?1 AND cancel_kind IS NULL
+                   AND (state = 'received' OR (state = 'running' AND lock_epoch IS NOT ?2))",
+                params![job_id, epoch as i64, now_secs()],
+            )?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let token: i64 = tx.query_row(
+                "SELECT fencing_token FROM jobs WHERE job_id = ?1",
+                [job_id],
+                |r| r.get(0),
+            )?;
+            Ok(Some(token as u64))
+        };
+        if resuming {
+            self.durable_tx(start)
+        } else {
+            let tx = self.conn.transaction()?;
+            let token = start(&tx)?;
+            tx.commit()?;
+            Ok(token)
         }
-        let token: i64 = self.conn.query_row(
-            "SELECT fencing_token FROM jobs WHERE job_id = ?1",
-            [job_id],
-            |r| r.get(0),
-        )?;
-        Ok(Some(token as u64))
     }
 
     /// Release the local lock (the job stays unsettled; it resumes on a later start).
@@ -802,7 +875,14 @@ impl Store {
                         Some(&Report::Cancelled),
                         Finish::Reported(Report::Cancelled, routes),
                     ),
-                    (Report::Cancelled, None) => return Ok(Finish::Held),
+                    (Report::Cancelled, None) => {
+                        // A clean stop is not a death: the resume that follows starts a new count.
+                        tx.execute(
+                            "UPDATE jobs SET resume_attempts = 0 WHERE job_id = ?1",
+                            [job_id],
+                        )?;
+                        return Ok(Finish::Held);
+                    }
                     (report, None) => (
                         JobState::Finished,
                         Some(report),

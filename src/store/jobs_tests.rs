@@ -620,3 +620,81 @@ fn completion_records_of_schema_2_become_local_job_records() {
         .unwrap();
     assert_eq!(left, 0);
 }
+
+#[test]
+fn resumes_are_counted_durably_and_reset_by_progress_or_a_clean_hold() {
+    let mut store = Store::open_in_memory().unwrap();
+    let v = vars();
+    store.record_job(&new_job("j", Route::Ws, &v, 0)).unwrap();
+    let attempts = |store: &Store| store.job("j").unwrap().unwrap().resume_attempts;
+    let poison = |store: &Store, max| poison_report(&store.job("j").unwrap().unwrap(), max);
+
+    // A first start is not a resume, and costs no FULL commit.
+    let fulls = store.counters().full_commits;
+    store.start_job("j", 1).unwrap().unwrap();
+    assert_eq!(attempts(&store), 0);
+    assert_eq!(store.counters().full_commits, fulls);
+    // Each start after a death (a new process finds it running) counts, FULL, before it runs.
+    for n in 1..=3u32 {
+        assert!(poison(&store, 3).is_none());
+        store.start_job("j", 1 + u64::from(n)).unwrap().unwrap();
+        assert_eq!(attempts(&store), n);
+        assert_eq!(store.counters().full_commits, fulls + u64::from(n));
+    }
+    let Some(Report::Failed {
+        error_type, error, ..
+    }) = poison(&store, 3)
+    else {
+        panic!("three dead resumes make a poison job");
+    };
+    assert_eq!(error_type, POISON_JOB);
+    assert!(error.contains("max_resume_attempts = 3"), "{error}");
+    assert!(poison(&store, 4).is_none());
+
+    // The first checkpoint of a run is progress: the count starts again.
+    let wf = crate::engine::load_str(&crate::nodes::testing::chain(&[(
+        "a",
+        "LogNode",
+        json!({"message": "x"}),
+    )]))
+    .unwrap();
+    let state = crate::engine::runner::RunState::new(
+        &wf,
+        crate::engine::Dict::new(),
+        &crate::engine::RunOptions::default(),
+    );
+    let meta = CheckpointMeta::new(&wf, &crate::engine::Dict::new());
+    store.save_checkpoint("j", "a", &state, &meta).unwrap();
+    assert_eq!(attempts(&store), 0);
+
+    // A clean hold at shutdown is not a death either.
+    let token = store.start_job("j", 10).unwrap().unwrap();
+    assert_eq!(attempts(&store), 1);
+    assert_eq!(
+        store.finish_job("j", token, &Report::Cancelled).unwrap(),
+        Finish::Held
+    );
+    assert_eq!(attempts(&store), 0);
+}
+
+#[test]
+fn job_records_of_schema_3_gain_the_resume_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = Store::open(dir.path()).unwrap();
+        let v = vars();
+        store.record_job(&new_job("old", Route::Ws, &v, 0)).unwrap();
+        store
+            .conn
+            .execute_batch(
+                "ALTER TABLE jobs DROP COLUMN resume_attempts;
+                 UPDATE meta SET value = '3' WHERE key = 'schema_version';",
+            )
+            .unwrap();
+    }
+    let mut store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.job("old").unwrap().unwrap().resume_attempts, 0);
+    store.start_job("old", 1).unwrap().unwrap();
+    store.start_job("old", 2).unwrap().unwrap();
+    assert_eq!(store.job("old").unwrap().unwrap().resume_attempts, 1);
+}

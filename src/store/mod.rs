@@ -22,8 +22,8 @@ use std::time::Duration;
 /// File name of the store inside the data directory.
 pub const DB_FILE: &str = "casare-robot.db";
 
-/// Current schema version.
-pub const SCHEMA_VERSION: i64 = 3;
+/// Current schema version. 4 (the resume counter step): `jobs.resume_attempts`.
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// A store failure.
 #[derive(Debug)]
@@ -257,6 +257,7 @@ impl Store {
         if version < SCHEMA_VERSION {
             let tx = self.conn.transaction()?;
             jobs::migrate_completed_jobs(&tx)?;
+            jobs::migrate_resume_attempts(&tx)?;
             tx.execute(
                 "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?1)",
                 [SCHEMA_VERSION.to_string()],

@@ -14,12 +14,19 @@ pub struct Robot {
     dir: tempfile::TempDir,
     config: PathBuf,
     runs: usize,
+    memory_limit: Option<u64>,
 }
 
 impl Robot {
     /// Start `casare-robot start --foreground` with `config` over test defaults (robot id, data
     /// and log dirs in a fresh temp dir, 1 s heartbeats, fast reconnects).
     pub fn start(config: Value) -> Robot {
+        Robot::start_with_memory_limit(config, None)
+    }
+
+    /// [`Robot::start`] with the address space of every run limited to `limit` bytes
+    /// (`RLIMIT_AS`, Unix only; ignored elsewhere): allocations past it fail and abort the robot.
+    pub fn start_with_memory_limit(config: Value, limit: Option<u64>) -> Robot {
         let dir = tempfile::tempdir().unwrap();
         let mut full = json!({
             "robot_id": "test-robot",
@@ -43,6 +50,7 @@ impl Robot {
             dir,
             config: path,
             runs: 0,
+            memory_limit: limit,
         };
         robot.spawn();
         robot
@@ -60,22 +68,24 @@ impl Robot {
         // option_env: this module is also compiled into the demo and the benches, which never
         // start a robot through it (outside integration tests, the binary is looked up in PATH).
         let bin = option_env!("CARGO_BIN_EXE_casare-robot").unwrap_or("casare-robot");
-        let child = Command::new(bin)
-            .args([
-                "start",
-                "--foreground",
-                "--config",
-                self.config.to_str().unwrap(),
-            ])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "start",
+            "--foreground",
+            "--config",
+            self.config.to_str().unwrap(),
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", self.dir.path())
+        .current_dir(self.dir.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+        if let Some(limit) = self.memory_limit {
+            limit_memory(&mut cmd, limit);
+        }
+        let child = cmd.spawn().unwrap();
         self.child = Some(child);
     }
 
@@ -154,6 +164,32 @@ impl Robot {
         self.runs
     }
 }
+
+/// Limit the address space of the process `cmd` starts to `limit` bytes (`RLIMIT_AS`), with
+/// glibc held to two malloc arenas so that the limit is reached by data, not by per-thread arena
+/// reservations.
+#[cfg(unix)]
+pub fn limit_memory(cmd: &mut Command, limit: u64) {
+    use std::os::unix::process::CommandExt;
+    cmd.env("MALLOC_ARENA_MAX", "2");
+    // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rl = libc::rlimit {
+                rlim_cur: limit as libc::rlim_t,
+                rlim_max: limit as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// No address-space limit outside Unix.
+#[cfg(not(unix))]
+pub fn limit_memory(_cmd: &mut Command, _limit: u64) {}
 
 impl Drop for Robot {
     fn drop(&mut self) {
