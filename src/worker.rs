@@ -347,6 +347,7 @@ pub fn run_job(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEven
             let settled = store.lock().finish_job(&job_id, lock.token, &report);
             settled.map_err(|e| {
                 log::error!("job {job_id}: cannot record its end: {e}");
+                store.lock().replace_if_damaged(&e);
                 e.to_string()
             })
         }

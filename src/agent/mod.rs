@@ -728,6 +728,7 @@ impl Agent {
             "jobs_done": self.jobs_done,
             "store": {
                 "durable": store.is_durable(),
+                "damaged": store.damage().map(|d| d.summary()),
                 "full_commits": store.counters().full_commits,
             },
             "link": self.conn.as_ref().map(|c| c.snapshot(Instant::now())),

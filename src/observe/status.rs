@@ -72,6 +72,9 @@ pub struct StatusSnapshot {
     pub queued_messages: usize,
     /// The store is durable (false: in-memory fallback).
     pub durable: bool,
+    /// Damage found in the store file while this robot runs (moved aside; see the log).
+    #[serde(default)]
+    pub store_damage: Option<String>,
     /// The last error worth an operator's attention, with its time (RFC 3339).
     pub last_error: Option<String>,
     /// When it happened.
@@ -239,6 +242,9 @@ pub fn render(s: &StatusSnapshot, liveness: &Liveness) -> String {
         s.queued_messages,
         if s.durable { "" } else { "; STORE NOT DURABLE" }
     );
+    if let Some(damage) = &s.store_damage {
+        let _ = writeln!(out, "  STORE DAMAGED: {damage}");
+    }
     for j in &s.jobs {
         let _ = writeln!(
             out,

@@ -1,0 +1,143 @@
+//! A damaged store with the real binary: a damaged page found at start-up is moved aside and
+//! reported loudly (log, status file, heartbeat, `/health` 503) while the robot keeps taking
+//! jobs. Every wait has a deadline.
+
+mod support;
+
+use casare_robot::link::protocol::Dialect;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::robot::Robot;
+use support::{chain, FakeOrchestrator};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `/health` on `port` → (status, body); None while nothing listens.
+fn health(port: u16) -> Option<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut r = agent
+        .get(&format!("http://127.0.0.1:{port}/health"))
+        .call()
+        .ok()?;
+    let code = r.status().as_u16();
+    Some((code, r.body_mut().read_to_string().unwrap_or_default()))
+}
+
+/// Waits until `probe` gives a value; panics with `what` and the robot's output at the deadline.
+fn eventually<T>(robot: &Robot, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never: {what}\n{}",
+            robot.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Breaks the b-tree header of `table`'s root page in the closed database file, so that
+/// `PRAGMA integrity_check` says `btreeInitPage() returns error code 11`.
+fn damage_root_page(db: &Path, table: &str) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    let root: i64 = conn
+        .query_row(
+            "SELECT rootpage FROM sqlite_master WHERE name = ?1",
+            [table],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let page_size: i64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    drop(conn);
+    let mut bytes = std::fs::read(db).unwrap();
+    bytes[((root - 1) * page_size) as usize] = 0x00;
+    std::fs::write(db, bytes).unwrap();
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let finding: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        finding.contains("btreeInitPage() returns error code 11"),
+        "{finding}"
+    );
+}
+
+fn one_node(var: &str) -> Value {
+    chain(&[(
+        "set",
+        "SetVariableNode",
+        json!({"variable_name": var, "value": 1}),
+    )])
+}
+
+#[test]
+fn a_damaged_page_is_moved_aside_reported_loudly_and_the_robot_keeps_taking_jobs() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let port = free_port();
+    let mut robot = Robot::start(json!({"orchestrator_url": fake.url(), "health_port": port}));
+    fake.wait_for("register", WAIT).expect("registered");
+    let slow = chain(&[("wait", "WaitNode", json!({"duration": 30}))]);
+    fake.assign_job("held", slow, json!({}), None);
+    robot.wait_for_output("job held started", WAIT);
+    robot.kill9();
+    damage_root_page(&robot.data_dir().join("casare-robot.db"), "jobs");
+
+    robot.spawn();
+    robot.wait_for_output("is damaged", WAIT);
+    let out = robot.output();
+    assert!(out.contains("ERROR"), "said at error level: {out}");
+    let hb = fake
+        .wait_until(WAIT, |m| {
+            m["type"] == "heartbeat" && m["metrics"]["store"]["damaged"].is_string()
+        })
+        .expect("the heartbeat says the store was damaged");
+    let damaged = hb["metrics"]["store"]["damaged"].as_str().unwrap();
+    assert!(damaged.contains("moved to"), "{damaged}");
+    let body = eventually(&robot, "/health answers 503 naming the damage", || {
+        health(port).filter(|(code, body)| *code == 503 && body.contains("the store was damaged"))
+    });
+    assert!(
+        body.1.contains("corrupt-"),
+        "names the moved file: {}",
+        body.1
+    );
+    let status_file = robot.data_dir().join("status.json");
+    eventually(&robot, "status.json reports the damage", || {
+        let text = std::fs::read_to_string(&status_file).ok()?;
+        let status: Value = serde_json::from_str(&text).ok()?;
+        status["store_damage"].as_str().map(str::to_string)
+    });
+    assert!(
+        std::fs::read_dir(robot.data_dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().contains(".corrupt-")),
+        "the damaged file is kept for inspection"
+    );
+    // The robot keeps taking and running jobs on the new store.
+    fake.assign_job("after", one_node("x"), json!({}), None);
+    fake.wait_until(WAIT, |m| {
+        m["type"] == "job_complete" && m["job_id"] == "after"
+    })
+    .expect("a new job runs after the damage");
+}
