@@ -259,6 +259,39 @@ impl Report {
         }
     }
 
+    /// The same report, small enough to record on a full disk: a completed job's result is
+    /// replaced by a note (the job did complete), a failure's message is cut to 2,000 bytes.
+    pub fn trimmed_for_full_disk(&self) -> Report {
+        match self {
+            Report::Complete { duration_ms, .. } => Report::Complete {
+                result: serde_json::json!({
+                    "success": true,
+                    "status": "completed",
+                    "result_dropped": "the robot's disk was full: the job completed, but its result could not be stored",
+                }),
+                duration_ms: *duration_ms,
+            },
+            Report::Failed {
+                error,
+                error_type,
+                failed_node,
+                duration_ms,
+            } => {
+                let mut cut = error.len().min(2000);
+                while !error.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                Report::Failed {
+                    error: error[..cut].to_string(),
+                    error_type: error_type.clone(),
+                    failed_node: failed_node.clone(),
+                    duration_ms: *duration_ms,
+                }
+            }
+            other => other.clone(),
+        }
+    }
+
     /// True for a job's final report.
     pub fn is_result(&self) -> bool {
         self.kind() == "result"
@@ -569,6 +602,45 @@ fn settle_in(
     Ok(true)
 }
 
+/// The end of a run of `job_id` under `token`, inside `tx` (see [`Store::finish_job`]).
+fn finish_in(
+    tx: &Transaction<'_>,
+    job_id: &str,
+    token: u64,
+    report: &Report,
+) -> Result<Finish, StoreError> {
+    let row: Option<(String, i64, i64, Option<String>)> = tx
+        .query_row(
+            "SELECT state, fencing_token, routes, cancel_kind FROM jobs WHERE job_id = ?1",
+            [job_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((state, current, routes, cancel_kind)) = row else {
+        return Ok(Finish::Fenced);
+    };
+    if state != "running" || current as u64 != token {
+        return Ok(Finish::Fenced);
+    }
+    let routes = Routes(routes);
+    let (state, report, finish) = match (report, cancel_kind.as_deref().map(CancelKind::parse)) {
+        (_, Some(CancelKind::LeaseLost)) => (JobState::Cancelled, None, Finish::Silent),
+        (_, Some(CancelKind::Orchestrator)) => (
+            JobState::Cancelled,
+            Some(&Report::Cancelled),
+            Finish::Reported(Report::Cancelled, routes),
+        ),
+        (Report::Cancelled, None) => return Ok(Finish::Held),
+        (report, None) => (
+            JobState::Finished,
+            Some(report),
+            Finish::Reported(report.clone(), routes),
+        ),
+    };
+    settle_in(tx, job_id, Some(token), state, report, routes)?;
+    Ok(finish)
+}
+
 impl Store {
     /// Run `f` in one transaction committed with `synchronous=FULL` (durable against a power cut).
     pub(crate) fn durable_tx<T>(
@@ -776,39 +848,16 @@ impl Store {
         report: &Report,
     ) -> Result<Finish, StoreError> {
         // Read and decide inside the transaction: a cancellation persisted meanwhile is seen.
-        self.durable_tx(|tx| {
-            let row: Option<(String, i64, i64, Option<String>)> = tx
-                .query_row(
-                    "SELECT state, fencing_token, routes, cancel_kind FROM jobs WHERE job_id = ?1",
-                    [job_id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()?;
-            let Some((state, current, routes, cancel_kind)) = row else {
-                return Ok(Finish::Fenced);
-            };
-            if state != "running" || current as u64 != token {
-                return Ok(Finish::Fenced);
+        match self.settle_tx(|tx| finish_in(tx, job_id, token, report)) {
+            Err(e) if e.is_full() => {
+                log::error!(
+                    "job {job_id}: the disk is full even for the settle reserve; its end is recorded without its result"
+                );
+                let small = report.trimmed_for_full_disk();
+                self.settle_tx(|tx| finish_in(tx, job_id, token, &small))
             }
-            let routes = Routes(routes);
-            let (state, report, finish) =
-                match (report, cancel_kind.as_deref().map(CancelKind::parse)) {
-                    (_, Some(CancelKind::LeaseLost)) => (JobState::Cancelled, None, Finish::Silent),
-                    (_, Some(CancelKind::Orchestrator)) => (
-                        JobState::Cancelled,
-                        Some(&Report::Cancelled),
-                        Finish::Reported(Report::Cancelled, routes),
-                    ),
-                    (Report::Cancelled, None) => return Ok(Finish::Held),
-                    (report, None) => (
-                        JobState::Finished,
-                        Some(report),
-                        Finish::Reported(report.clone(), routes),
-                    ),
-                };
-            settle_in(tx, job_id, Some(token), state, report, routes)?;
-            Ok(finish)
-        })
+            other => other,
+        }
     }
 
     /// Settle a job that never ran (an invalid workflow, a damaged record, a cancellation
@@ -838,7 +887,7 @@ impl Store {
         report: Option<&Report>,
         routes: Routes,
     ) -> Result<(), StoreError> {
-        self.durable_tx(|tx| settle_in(tx, job_id, token, state, report, routes).map(|_| ()))
+        self.settle_tx(|tx| settle_in(tx, job_id, token, state, report, routes).map(|_| ()))
     }
 
     /// Persist a cancellation of `job_id` (CancellationChecker; FULL): a restart never resumes

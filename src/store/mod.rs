@@ -13,6 +13,7 @@
 
 pub mod checkpoint;
 pub mod jobs;
+mod reserve;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::fmt;
@@ -113,6 +114,7 @@ pub struct Store {
     counters: jobs::StoreCounters,
     damage: Option<Damage>,
     replaced_at: Option<std::time::Instant>,
+    reserve_released: bool,
 }
 
 /// The shortest time between two replacements of a damaged store file.
@@ -316,8 +318,15 @@ impl Store {
             counters: jobs::StoreCounters::default(),
             damage: None,
             replaced_at: None,
+            reserve_released: false,
         };
         store.migrate()?;
+        if let Err(e) = store.refill_settle_reserve() {
+            log::warn!(
+                "store {}: cannot set aside the space that recording a job's end on a full disk needs ({e})",
+                path.display()
+            );
+        }
         Ok(store)
     }
 
@@ -333,6 +342,7 @@ impl Store {
             counters: jobs::StoreCounters::default(),
             damage: None,
             replaced_at: None,
+            reserve_released: false,
         };
         store.migrate()?;
         Ok(store)
@@ -391,6 +401,7 @@ impl Store {
         // Every table is `CREATE TABLE IF NOT EXISTS`: applying the schema is idempotent.
         self.conn.execute_batch(checkpoint::SCHEMA)?;
         self.conn.execute_batch(jobs::SCHEMA)?;
+        self.conn.execute_batch(reserve::SCHEMA)?;
         if version < SCHEMA_VERSION {
             let tx = self.conn.transaction()?;
             jobs::migrate_completed_jobs(&tx)?;
