@@ -511,6 +511,7 @@ fn cmd_start(args: &StartArgs) -> u8 {
         status_dir,
         log_file,
         config_file: config.config_file.clone(),
+        finished_job_records: config.finished_job_records,
     };
     let (tx, rx) = agent::channel();
     let signal_tx = tx.clone();

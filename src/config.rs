@@ -70,6 +70,7 @@ pub const ALL_KEYS: &[&str] = &[
     "audit_enabled",
     "audit_max_mb",
     "audit_backups",
+    "finished_job_records",
 ];
 
 /// Keys that are also read from an unprefixed env var (`ROBOT_ID`, …), after `CASARE_<KEY>`.
@@ -525,6 +526,9 @@ pub struct RobotConfig {
     pub audit_max_mb: u64,
     /// Rotated audit files kept.
     pub audit_backups: u32,
+    /// Settled job records kept to answer a job assigned again (the newest by settle order;
+    /// wall-clock time plays no part, so a clock step purges nothing).
+    pub finished_job_records: u64,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
     sources: IndexMap<&'static str, Source>,
@@ -713,6 +717,7 @@ impl RobotConfig {
             "audit_enabled" => self.audit_enabled.to_string(),
             "audit_max_mb" => self.audit_max_mb.to_string(),
             "audit_backups" => self.audit_backups.to_string(),
+            "finished_job_records" => self.finished_job_records.to_string(),
             _ => "(unknown key)".to_string(),
         }
     }
@@ -1156,6 +1161,7 @@ fn validate(raw: &RawConfig, env: EnvLookup) -> (RobotConfig, Vec<ConfigError>) 
         audit_enabled: v.bool("audit_enabled", true),
         audit_max_mb: v.int("audit_max_mb", 10, 1, 100_000),
         audit_backups: v.int("audit_backups", 5, 0, 1000) as u32,
+        finished_job_records: v.int("finished_job_records", 10_000, 100, 10_000_000),
         config_file: None,
         sources: IndexMap::new(),
     };
@@ -1323,6 +1329,8 @@ mod tests {
              r#"log_level = "loud" (from env CASARE_LOG_LEVEL): must be one of trace, debug, info, warn, error"#),
             ("{}", &[("CASARE_HEALTH_PORT", "70000")],
              r#"health_port = "70000" (from env CASARE_HEALTH_PORT): must be an integer from 0 to 65535"#),
+            ("{}", &[("CASARE_FINISHED_JOB_RECORDS", "5")],
+             r#"finished_job_records = "5" (from env CASARE_FINISHED_JOB_RECORDS): must be an integer from 100 to 10000000"#),
             ("{}", &[("CASARE_WS_DIALECT", "json")],
              r#"ws_dialect = "json" (from env CASARE_WS_DIALECT): must be one of casare, reference"#),
             (r#"{"orchestrator_url": "http://host:8000"}"#, &[],

@@ -141,3 +141,51 @@ fn a_damaged_page_is_moved_aside_reported_loudly_and_the_robot_keeps_taking_jobs
     })
     .expect("a new job runs after the damage");
 }
+
+#[test]
+fn a_finished_job_assigned_again_after_a_clock_step_of_31_days_is_answered_not_run() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let mut robot = Robot::start(json!({"orchestrator_url": fake.url()}));
+    fake.wait_for("register", WAIT).expect("registered");
+    fake.assign_job("once", one_node("x"), json!({}), None);
+    fake.wait_until(WAIT, |m| {
+        m["type"] == "job_complete" && m["job_id"] == "once"
+    })
+    .expect("completed");
+    // The result leaves the outbox once a heartbeat after it was sent.
+    robot.wait_for_output("job once completed", WAIT);
+    eventually(&robot, "the result is acknowledged", || {
+        fake.received()
+            .iter()
+            .rev()
+            .find(|m| m["type"] == "heartbeat")
+            .filter(|m| m["metrics"]["outbox"] == 0 && m["metrics"]["jobs_done"] == 1)
+            .cloned()
+    });
+    robot.kill9();
+    // The machine's clock steps 31 days ahead: to the robot, the job settled 31 days ago.
+    let conn = rusqlite::Connection::open(robot.data_dir().join("casare-robot.db")).unwrap();
+    conn.execute(
+        "UPDATE jobs SET finished_at = finished_at - 31 * 86400, received_at = received_at - 31 * 86400",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    robot.spawn();
+    assert!(fake.wait_connections(2, WAIT));
+    let before = fake.received().len();
+    fake.assign_job("once", one_node("x"), json!({}), None);
+    eventually(&robot, "the job is answered from its record", || {
+        fake.received()[before..]
+            .iter()
+            .find(|m| m["type"] == "job_complete" && m["job_id"] == "once")
+            .cloned()
+    });
+    let out = robot.output();
+    assert!(out.contains("answering from its record"), "{out}");
+    assert_eq!(
+        out.matches("job once started").count(),
+        1,
+        "ran once: {out}"
+    );
+}

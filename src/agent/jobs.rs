@@ -116,9 +116,12 @@ impl Agent {
         let purged = self
             .store
             .lock()
-            .purge_jobs(crate::store::jobs::FINISHED_RETENTION);
+            .purge_jobs(self.settings.finished_job_records);
         if let Ok(n @ 1..) = purged {
-            log::info!("forgot {n} settled job record(s) past retention");
+            log::info!(
+                "forgot {n} settled job record(s) beyond the newest {} (finished_job_records)",
+                self.settings.finished_job_records
+            );
         }
         let unsettled = self.store.lock().unsettled_jobs();
         let unsettled = match unsettled {

@@ -111,6 +111,8 @@ pub struct AgentSettings {
     pub log_file: Option<std::path::PathBuf>,
     /// The configuration file, for status readers.
     pub config_file: Option<std::path::PathBuf>,
+    /// Settled job records kept (`finished_job_records`).
+    pub finished_job_records: u64,
 }
 
 /// Where the agent publishes what operators see.

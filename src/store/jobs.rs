@@ -27,7 +27,6 @@ use crate::link::protocol::LogEntry;
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::time::Duration;
 
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs(
@@ -65,9 +64,6 @@ CREATE UNIQUE INDEX IF NOT EXISTS outbox_one_result ON outbox(route, job_id) WHE
 /// Log batches (of up to 100 lines) the outbox keeps per route while the orchestrator is away;
 /// older ones are dropped (results are never dropped, progress is one entry per job).
 pub const MAX_LOG_BATCHES: usize = 2000;
-
-/// How long settled job records are kept (duplicates are answered from them meanwhile).
-pub const FINISHED_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Which orchestrator link a job came from and its reports go to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -517,6 +513,19 @@ fn push_entry(
     Ok(seq)
 }
 
+/// The settle order of job records (`settle_seq`, what [`Store::purge_jobs`] keeps by): a
+/// column added in place when missing, so it needs no schema version of its own.
+pub(crate) fn add_settle_seq(conn: &rusqlite::Connection) -> Result<(), StoreError> {
+    let has: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'settle_seq'")?
+        .exists([])?;
+    if !has {
+        conn.execute_batch("ALTER TABLE jobs ADD COLUMN settle_seq INTEGER")?;
+    }
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS jobs_by_settle_seq ON jobs(settle_seq)")?;
+    Ok(())
+}
+
 /// Schema 3: the `completed_jobs` table of `run --job-id` (schema 1-2) became `jobs` records of
 /// route `Local`; its results move over, so a completed job id is still answered, not rerun.
 pub(crate) fn migrate_completed_jobs(tx: &Transaction<'_>) -> Result<(), StoreError> {
@@ -573,7 +582,8 @@ fn settle_in(
         .transpose()
         .map_err(|e| StoreError::Sql(e.to_string()))?;
     let n = tx.execute(
-        "UPDATE jobs SET state = ?2, report = ?3, finished_at = ?4, workflow = x'', lock_epoch = NULL
+        "UPDATE jobs SET state = ?2, report = ?3, finished_at = ?4, workflow = x'', lock_epoch = NULL,
+             settle_seq = (SELECT COALESCE(MAX(settle_seq), 0) + 1 FROM jobs)
          WHERE job_id = ?1 AND (?5 IS NULL OR fencing_token = ?5)",
         params![job_id, state.as_str(), body, now_secs(), token.map(|t| t as i64)],
     )?;
@@ -940,13 +950,15 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Delete settled job records older than `older_than` (their outbox entries are long gone).
-    pub fn purge_jobs(&mut self, older_than: Duration) -> Result<usize, StoreError> {
-        let cutoff = now_secs() - older_than.as_secs_f64();
+    /// Delete settled job records except the newest `keep` by settle order (`settle_seq`, a
+    /// counter persisted in the store: a clock step changes nothing). Records whose report still
+    /// waits in the outbox are kept; records settled before the counter existed count as oldest.
+    pub fn purge_jobs(&mut self, keep: u64) -> Result<usize, StoreError> {
         Ok(self.conn.execute(
-            "DELETE FROM jobs WHERE state IN ('finished', 'cancelled') AND finished_at < ?1
+            "DELETE FROM jobs WHERE state IN ('finished', 'cancelled')
+               AND COALESCE(settle_seq, 0) <= (SELECT COALESCE(MAX(settle_seq), 0) FROM jobs) - ?1
                AND job_id NOT IN (SELECT job_id FROM outbox WHERE job_id IS NOT NULL)",
-            [cutoff],
+            [keep as i64],
         )?)
     }
 

@@ -402,6 +402,7 @@ impl Store {
         self.conn.execute_batch(checkpoint::SCHEMA)?;
         self.conn.execute_batch(jobs::SCHEMA)?;
         self.conn.execute_batch(reserve::SCHEMA)?;
+        jobs::add_settle_seq(&self.conn)?;
         if version < SCHEMA_VERSION {
             let tx = self.conn.transaction()?;
             jobs::migrate_completed_jobs(&tx)?;
