@@ -189,3 +189,116 @@ fn a_finished_job_assigned_again_after_a_clock_step_of_31_days_is_answered_not_r
         "ran once: {out}"
     );
 }
+
+/// Runs `job` (one node) to its end and waits until its result left the outbox.
+fn complete_and_acknowledge(fake: &FakeOrchestrator, robot: &Robot, job: &str, n_done: u64) {
+    fake.assign_job(job, one_node("x"), json!({}), None);
+    fake.wait_until(WAIT, |m| m["type"] == "job_complete" && m["job_id"] == job)
+        .expect("completed");
+    eventually(robot, "the result is acknowledged", || {
+        fake.received()
+            .iter()
+            .rev()
+            .find(|m| m["type"] == "heartbeat")
+            .filter(|m| m["metrics"]["outbox"] == 0 && m["metrics"]["jobs_done"] == n_done)
+            .cloned()
+    });
+}
+
+/// Assigns `job` again and returns the `job_complete` that answers it.
+fn assign_again(fake: &FakeOrchestrator, robot: &Robot, job: &str) -> Value {
+    let before = fake.received().len();
+    fake.assign_job(job, one_node("x"), json!({}), None);
+    eventually(robot, "the job assigned again is answered", || {
+        fake.received()[before..]
+            .iter()
+            .find(|m| m["type"] == "job_complete" && m["job_id"] == job)
+            .cloned()
+    })
+}
+
+#[test]
+fn a_database_truncated_to_zero_bytes_is_detected_and_no_job_runs_twice_or_vanishes() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let mut robot = Robot::start(json!({"orchestrator_url": fake.url()}));
+    fake.wait_for("register", WAIT).expect("registered");
+    complete_and_acknowledge(&fake, &robot, "done", 1);
+    let slow = chain(&[("wait", "WaitNode", json!({"duration": 30}))]);
+    fake.assign_job("running", slow, json!({}), None);
+    robot.wait_for_output("job running started", WAIT);
+    robot.kill9();
+    let db = robot.data_dir().join("casare-robot.db");
+    assert!(robot.data_dir().join("casare-robot.db-wal").exists());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&db)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+
+    robot.spawn();
+    robot.wait_for_output("recorded again from the journal", WAIT);
+    // The job that was running does not vanish: the orchestrator hears it failed.
+    let failed = fake
+        .wait_until(WAIT, |m| {
+            m["type"] == "job_failed" && m["job_id"] == "running"
+        })
+        .expect("the interrupted job is reported failed");
+    assert!(failed.to_string().contains("store was lost"), "{failed}");
+    let hb = fake
+        .wait_until(WAIT, |m| {
+            m["type"] == "heartbeat" && m["metrics"]["store"]["damaged"].is_string()
+        })
+        .expect("the heartbeat says the store was damaged");
+    assert!(
+        hb["metrics"]["store"]["damaged"]
+            .as_str()
+            .unwrap()
+            .contains("journal"),
+        "{hb}"
+    );
+    // The completed job is answered (from what survived, or from the journal), not run again.
+    assign_again(&fake, &robot, "done");
+    let out = robot.output();
+    assert_eq!(out.matches("job done started").count(), 1, "{out}");
+    assert_eq!(out.matches("job running started").count(), 1, "{out}");
+}
+
+#[test]
+fn garbage_in_the_wal_is_detected_as_lost_commits_and_no_job_runs_twice() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let mut robot = Robot::start(json!({"orchestrator_url": fake.url()}));
+    fake.wait_for("register", WAIT).expect("registered");
+    complete_and_acknowledge(&fake, &robot, "first", 1);
+    // A clean stop writes the WAL into the database file.
+    robot.interrupt();
+    assert!(robot.wait_exit(WAIT).is_some(), "{}", robot.output());
+    robot.spawn();
+    assert!(fake.wait_connections(2, WAIT));
+    complete_and_acknowledge(&fake, &robot, "second", 1);
+    robot.kill9();
+    // Garbage over the WAL header: SQLite ignores the whole WAL, and with it every commit since
+    // the clean stop.
+    let wal = robot.data_dir().join("casare-robot.db-wal");
+    let mut bytes = std::fs::read(&wal).unwrap();
+    bytes[..32].fill(0xAB);
+    std::fs::write(&wal, bytes).unwrap();
+
+    robot.spawn();
+    robot.wait_for_output("lost its newest", WAIT);
+    assert!(fake.wait_connections(3, WAIT));
+    let again = assign_again(&fake, &robot, "second");
+    assert!(
+        again["result"]["outputs"]["_result_lost"].is_string(),
+        "{again}\n{}",
+        robot.output()
+    );
+    let first = assign_again(&fake, &robot, "first");
+    assert!(
+        first["result"]["outputs"]["_result_lost"].is_null(),
+        "its own record: {first}"
+    );
+    let out = robot.output();
+    assert_eq!(out.matches("job second started").count(), 1, "{out}");
+    assert_eq!(out.matches("job first started").count(), 1, "{out}");
+}

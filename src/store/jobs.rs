@@ -21,7 +21,7 @@
 //! The facades [`OfflineQueue`], [`JobLocker`] and [`CancellationChecker`] give these tables the
 //! reference robot's API names.
 
-use super::{now_secs, SharedStore, Store, StoreError};
+use super::{journal, now_secs, SharedStore, Store, StoreError};
 use crate::engine::runner::{RunOutcome, RunStatus};
 use crate::link::protocol::LogEntry;
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -108,6 +108,12 @@ impl Routes {
     /// One route.
     pub fn of(route: Route) -> Routes {
         Routes(route.bit())
+    }
+    pub(crate) fn bits(self) -> i64 {
+        self.0
+    }
+    pub(crate) fn from_bits(bits: i64) -> Routes {
+        Routes(bits)
     }
 }
 
@@ -259,14 +265,19 @@ impl Report {
     /// replaced by a note (the job did complete), a failure's message is cut to 2,000 bytes.
     pub fn trimmed_for_full_disk(&self) -> Report {
         match self {
-            Report::Complete { duration_ms, .. } => Report::Complete {
-                result: serde_json::json!({
-                    "success": true,
-                    "status": "completed",
-                    "result_dropped": "the robot's disk was full: the job completed, but its result could not be stored",
-                }),
-                duration_ms: *duration_ms,
-            },
+            Report::Complete { duration_ms, .. } => {
+                let note = "the robot's disk was full: the job completed, but its result could not be stored";
+                Report::Complete {
+                    // In `outputs` too: that is what both links send of a result.
+                    result: serde_json::json!({
+                        "success": true,
+                        "status": "completed",
+                        "result_dropped": note,
+                        "outputs": {"_result_dropped": note},
+                    }),
+                    duration_ms: *duration_ms,
+                }
+            }
             Report::Failed {
                 error,
                 error_type,
@@ -569,7 +580,7 @@ pub(crate) fn migrate_completed_jobs(tx: &Transaction<'_>) -> Result<(), StoreEr
 
 /// Settle `job_id` inside `tx`: state, report, checkpoint (dropped; a failed run's is kept for
 /// a new attempt) and one outbox entry per route. False when the record did not match `token`.
-fn settle_in(
+pub(crate) fn settle_in(
     tx: &Transaction<'_>,
     job_id: &str,
     token: Option<u64>,
@@ -648,6 +659,7 @@ fn finish_in(
         ),
     };
     settle_in(tx, job_id, Some(token), state, report, routes)?;
+    journal::bump(tx)?;
     Ok(finish)
 }
 
@@ -696,7 +708,7 @@ impl Store {
     pub fn record_job(&mut self, job: &NewJob<'_>) -> Result<Recorded, StoreError> {
         let workflow = compress(job.workflow)?;
         let variables = Value::Object(job.variables.clone()).to_string();
-        self.durable_tx(|tx| {
+        let recorded = self.durable_tx(|tx| {
             let existing = tx
                 .query_row(
                     &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ?1"),
@@ -723,6 +735,7 @@ impl Store {
                         params![job.job_id, job.route.bit(), workflow, variables, job.timeout,
                                 now_secs(), job.attempt, job.lease_expires_at],
                     )?;
+                    journal::bump(tx)?;
                     return Ok(Recorded::Retry);
                 }
                 if !rec.routes.has(job.route) {
@@ -756,8 +769,14 @@ impl Store {
                     job.lease_expires_at
                 ],
             )?;
+            journal::bump(tx)?;
             Ok(Recorded::New)
-        })
+        })?;
+        if matches!(recorded, Recorded::New | Recorded::Retry) {
+            let routes = Routes::of(job.route);
+            self.journal_note(job.job_id, journal::Event::Accepted, routes, job.attempt);
+        }
+        Ok(recorded)
     }
 
     /// The record of `job_id`.
@@ -858,7 +877,7 @@ impl Store {
         report: &Report,
     ) -> Result<Finish, StoreError> {
         // Read and decide inside the transaction: a cancellation persisted meanwhile is seen.
-        match self.settle_tx(|tx| finish_in(tx, job_id, token, report)) {
+        let finish = match self.settle_tx(|tx| finish_in(tx, job_id, token, report)) {
             Err(e) if e.is_full() => {
                 log::error!(
                     "job {job_id}: the disk is full even for the settle reserve; its end is recorded without its result"
@@ -867,7 +886,18 @@ impl Store {
                 self.settle_tx(|tx| finish_in(tx, job_id, token, &small))
             }
             other => other,
+        }?;
+        match &finish {
+            Finish::Reported(report, routes) => {
+                let event = journal::Event::of_settle(Some(report));
+                self.journal_note(job_id, event, *routes, 0);
+            }
+            Finish::Silent => {
+                self.journal_note(job_id, journal::Event::Cancelled, Routes::default(), 0)
+            }
+            Finish::Held | Finish::Fenced => {}
         }
+        Ok(finish)
     }
 
     /// Settle a job that never ran (an invalid workflow, a damaged record, a cancellation
@@ -897,7 +927,17 @@ impl Store {
         report: Option<&Report>,
         routes: Routes,
     ) -> Result<(), StoreError> {
-        self.settle_tx(|tx| settle_in(tx, job_id, token, state, report, routes).map(|_| ()))
+        let settled = self.settle_tx(|tx| {
+            let settled = settle_in(tx, job_id, token, state, report, routes)?;
+            if settled {
+                journal::bump(tx)?;
+            }
+            Ok(settled)
+        })?;
+        if settled {
+            self.journal_note(job_id, journal::Event::of_settle(report), routes, 0);
+        }
+        Ok(())
     }
 
     /// Persist a cancellation of `job_id` (CancellationChecker; FULL): a restart never resumes

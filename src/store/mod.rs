@@ -13,6 +13,7 @@
 
 pub mod checkpoint;
 pub mod jobs;
+pub mod journal;
 mod reserve;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
@@ -115,6 +116,8 @@ pub struct Store {
     damage: Option<Damage>,
     replaced_at: Option<std::time::Instant>,
     reserve_released: bool,
+    journal: Option<journal::Journal>,
+    store_id: Option<String>,
 }
 
 /// The shortest time between two replacements of a damaged store file.
@@ -215,16 +218,18 @@ impl Store {
             message: e.to_string().to_lowercase(),
         })?;
         let path = data_dir.join(DB_FILE);
-        match Store::open_file(&path) {
-            Ok(store) => Ok(store),
+        let mut store = match Store::open_file(&path) {
+            Ok(store) => store,
             Err(StoreError::Damaged(why)) => {
                 let moved_to = move_aside(&path, &why)?;
                 let mut store = Store::open_file(&path)?;
                 store.damage = Some(Damage::found(why, Some(moved_to)));
-                Ok(store)
+                store
             }
-            Err(e) => Err(e),
-        }
+            Err(e) => return Err(e),
+        };
+        store.attach_journal_logged(data_dir);
+        Ok(store)
     }
 
     /// Damage found in the store file while this process runs (the file was moved aside and
@@ -263,8 +268,17 @@ impl Store {
                 None
             }
         };
-        match moved_to.as_ref().map(|_| Store::open_file(&path)) {
-            Some(Ok(fresh)) => self.conn = fresh.conn,
+        let reopened = moved_to.as_ref().map(|_| Store::open_file(&path));
+        // Set before the journal is attached: it adds what it restored.
+        self.damage = Some(Damage::found(why.clone(), moved_to));
+        match reopened {
+            Some(Ok(fresh)) => {
+                self.conn = fresh.conn;
+                self.journal = None;
+                if let Some(dir) = path.parent() {
+                    self.attach_journal_logged(dir);
+                }
+            }
             other => {
                 if let Some(Err(e)) = other {
                     log::error!("cannot create a new store after the damage ({e})");
@@ -279,8 +293,16 @@ impl Store {
                 }
             }
         }
-        self.damage = Some(Damage::found(why.clone(), moved_to));
         true
+    }
+
+    fn attach_journal_logged(&mut self, data_dir: &Path) {
+        if let Err(e) = self.attach_journal(data_dir) {
+            log::error!(
+                "store {}: cannot check it against its job journal ({e}); a reset of the store may go unnoticed",
+                self.path.display()
+            );
+        }
     }
 
     fn open_file(path: &Path) -> Result<Store, StoreError> {
@@ -319,6 +341,8 @@ impl Store {
             damage: None,
             replaced_at: None,
             reserve_released: false,
+            journal: None,
+            store_id: None,
         };
         store.migrate()?;
         if let Err(e) = store.refill_settle_reserve() {
@@ -343,6 +367,8 @@ impl Store {
             damage: None,
             replaced_at: None,
             reserve_released: false,
+            journal: None,
+            store_id: None,
         };
         store.migrate()?;
         Ok(store)
@@ -590,7 +616,18 @@ mod tests {
         assert!(store.is_durable());
         assert!(store.damage().is_some());
         assert_eq!(corrupt_files(dir.path()).len(), 1);
-        assert_eq!(store.job("job-7").unwrap(), None, "a fresh store");
+        // A fresh file, where the journal recorded the lost jobs again, settled as failed.
+        let rec = store
+            .job("job-7")
+            .unwrap()
+            .expect("restored from the journal");
+        assert!(
+            matches!(&rec.report, Some(jobs::Report::Failed { error_type, .. }) if error_type == "StoreLost"),
+            "{rec:?}"
+        );
+        assert!(store.unsettled_jobs().unwrap().is_empty());
+        let what = &store.damage().unwrap().what;
+        assert!(what.contains("recorded again from the journal"), "{what}");
         record(&mut store, "after");
         // A second damage within the minute is not replaced again (no spinning).
         assert!(!store.replace_if_damaged(&StoreError::Damaged("again".into())));
