@@ -82,6 +82,10 @@ pub(crate) struct Entry {
     routes: i64,
     #[serde(default)]
     attempt: u32,
+    /// A job that ran to its end when its settlement could not be committed (a full disk): the
+    /// next open settles it from this line.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    unrecorded: bool,
 }
 
 /// The open journal of a durable store.
@@ -174,6 +178,7 @@ fn marker(store_id: &str, seq: i64) -> Entry {
         job: String::new(),
         routes: 0,
         attempt: 0,
+        unrecorded: false,
     }
 }
 
@@ -217,9 +222,32 @@ impl Store {
                 job: job_id.to_string(),
                 routes: routes.bits(),
                 attempt,
+                unrecorded: false,
             };
             journal.append(&entry, event != Event::Accepted);
         }
+    }
+
+    /// The end of a run of `job_id` could not be committed (the disk is full even for the
+    /// settle reserve): note it in the journal (synced), so the next open settles the job
+    /// instead of running it again. Best effort: a disk with no room for one line loses it.
+    pub fn journal_unrecorded_end(&mut self, job_id: &str, report: &Report) {
+        let (Some(store_id), Some(journal)) = (self.store_id.clone(), self.journal.as_mut()) else {
+            return;
+        };
+        let entry = Entry {
+            seq: 0,
+            store: store_id,
+            event: Event::of_settle(Some(report)),
+            job: job_id.to_string(),
+            routes: 0,
+            attempt: 0,
+            unrecorded: true,
+        };
+        journal.append(&entry, true);
+        log::error!(
+            "job {job_id}: its end is noted in the job journal; the next start records it (the job is not run again)"
+        );
     }
 
     fn journal_seq(&self) -> Option<i64> {
@@ -251,7 +279,7 @@ impl Store {
                 .iter()
                 .filter(|e| e.event != Event::Store && e.seq > from)
                 .collect();
-            let restored = self.durable_tx(|tx| restore(tx, &lost))?;
+            let restored = self.durable_tx(|tx| restore(tx, &lost, LOST_WITH_STORE))?;
             let what = if from == i64::MIN {
                 format!(
                     "the database holds none of the job events its journal {} records (it was emptied, truncated, replaced or moved aside)",
@@ -291,6 +319,28 @@ impl Store {
             }
             tx.commit()?;
         }
+        // Ends that a full disk kept from being recorded: settle them now (settled ones are
+        // skipped, so a line already applied changes nothing).
+        let mut unrecorded: Vec<&Entry> = Vec::new();
+        for e in entries.iter().filter(|e| e.unrecorded) {
+            let unsettled = self
+                .job(&e.job)
+                .ok()
+                .flatten()
+                .is_some_and(|r| !r.state.is_settled());
+            if unsettled && !matches!(e.event, Event::Store | Event::Accepted) {
+                unrecorded.push(e);
+            }
+        }
+        if !unrecorded.is_empty() {
+            let n = self.durable_tx(|tx| restore(tx, &unrecorded, LOST_TO_FULL_DISK))?;
+            if n > 0 {
+                log::error!(
+                    "store {}: {n} job(s) that ran to their end while the disk was full are recorded now from the job journal (not run again; their results are lost)",
+                    self.path.display()
+                );
+            }
+        }
         self.store_id = Some(store_id.clone());
         let seq = self.journal_seq().unwrap_or(0);
         let size = std::fs::metadata(&journal.path).map_or(0, |m| m.len());
@@ -309,9 +359,13 @@ impl Store {
     }
 }
 
-/// Record again, settled, every job of `lost` the database does not know as settled; returns
-/// how many were written.
-fn restore(tx: &Transaction<'_>, lost: &[&Entry]) -> Result<usize, StoreError> {
+/// Why a job's report was lost, for the reports [`restore`] writes.
+const LOST_WITH_STORE: &str = "was lost with a damaged or reset store";
+const LOST_TO_FULL_DISK: &str = "could not be stored: the robot's disk was full when it ended";
+
+/// Record again, settled, every job of `lost` the database does not know as settled; `why`
+/// ends the sentence saying where its report went. Returns how many were written.
+fn restore(tx: &Transaction<'_>, lost: &[&Entry], why: &str) -> Result<usize, StoreError> {
     let mut last: IndexMap<&str, (Event, i64, u32)> = IndexMap::new();
     for e in lost {
         let slot = last.entry(e.job.as_str()).or_insert((e.event, 0, 0));
@@ -351,7 +405,9 @@ fn restore(tx: &Transaction<'_>, lost: &[&Entry]) -> Result<usize, StoreError> {
                 super::jobs::JobState::Finished,
                 Report::Complete {
                     result: {
-                        let note = "the job completed on this robot, but its recorded result was lost with a damaged or reset store; it is not run again";
+                        let note = format!(
+                            "the job completed on this robot, but its result {why}; it is not run again"
+                        );
                         // In `outputs` too: that is what both links send of a result.
                         serde_json::json!({
                             "success": true,
@@ -367,7 +423,7 @@ fn restore(tx: &Transaction<'_>, lost: &[&Entry]) -> Result<usize, StoreError> {
             Event::Failed => (
                 super::jobs::JobState::Finished,
                 Report::Failed {
-                    error: "the job failed on this robot; its recorded report was lost with a damaged or reset store".into(),
+                    error: format!("the job failed on this robot; its report {why}"),
                     error_type: "StoreLost".into(),
                     failed_node: None,
                     duration_ms: 0,
@@ -463,6 +519,32 @@ mod tests {
     }
 
     #[test]
+    fn an_end_the_full_disk_kept_from_the_database_is_recorded_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        record(&mut store, "ran");
+        store.start_job("ran", 1).unwrap().unwrap();
+        let report = Report::Complete {
+            result: serde_json::json!({"success": true}),
+            duration_ms: 1,
+        };
+        // What the worker does when even the settle reserve did not help.
+        store.journal_unrecorded_end("ran", &report);
+        drop(store);
+        for _ in 0..2 {
+            let mut store = Store::open(dir.path()).unwrap();
+            assert!(store.damage().is_none(), "{:?}", store.damage());
+            assert!(store.unsettled_jobs().unwrap().is_empty(), "not run again");
+            let rec = store.job("ran").unwrap().unwrap();
+            let Some(Report::Complete { result, .. }) = &rec.report else {
+                panic!("{rec:?}")
+            };
+            let note = result["outputs"]["_result_lost"].as_str().unwrap();
+            assert!(note.contains("disk was full"), "{note}");
+        }
+    }
+
+    #[test]
     fn a_torn_last_line_is_ignored_and_a_large_journal_is_compacted() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path()).unwrap();
@@ -482,6 +564,7 @@ mod tests {
             job: "old".into(),
             routes: 1,
             attempt: 0,
+            unrecorded: false,
         })
         .unwrap();
         let mut old = String::new();
