@@ -271,7 +271,7 @@ fn garbage_in_the_wal_is_detected_as_lost_commits_and_no_job_runs_twice() {
     fake.wait_for("register", WAIT).expect("registered");
     complete_and_acknowledge(&fake, &robot, "first", 1);
     // A clean stop writes the WAL into the database file.
-    robot.interrupt();
+    fake.shutdown_robot(true);
     assert!(robot.wait_exit(WAIT).is_some(), "{}", robot.output());
     robot.spawn();
     assert!(fake.wait_connections(2, WAIT));
