@@ -424,14 +424,7 @@ fn a_full_disk_is_a_clear_error_and_the_store_keeps_working_afterwards() {
     store
         .record_job(&new_job("small", Route::Ws, &v, 0))
         .unwrap();
-    let pages: i64 = store
-        .conn
-        .query_row("PRAGMA page_count", [], |r| r.get(0))
-        .unwrap();
-    store
-        .conn
-        .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
-        .unwrap();
+    crate::store::tests::forbid_growth(&store);
     // A large, incompressible workflow does not fit.
     let mut rng = fastrand::Rng::with_seed(7);
     let big: String = (0..400_000).map(|_| rng.alphanumeric()).collect();

@@ -445,23 +445,9 @@ fn restore(tx: &Transaction<'_>, lost: &[&Entry], why: &str) -> Result<usize, St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::jobs::{JobState, NewJob, Recorded, Route};
+    use crate::store::jobs::{JobState, Recorded, Route};
+    use crate::store::tests::record;
     use crate::store::DB_FILE;
-
-    fn record(store: &mut Store, job_id: &str) -> Recorded {
-        let vars = serde_json::Map::new();
-        store
-            .record_job(&NewJob {
-                job_id,
-                route: Route::Ws,
-                workflow: r#"{"nodes": {}}"#,
-                variables: &vars,
-                timeout: None,
-                attempt: 0,
-                lease_expires_at: None,
-            })
-            .unwrap()
-    }
 
     fn complete(store: &mut Store, job_id: &str) {
         record(store, job_id);

@@ -450,7 +450,7 @@ pub(crate) fn now_secs() -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -502,7 +502,20 @@ mod tests {
         assert_eq!(aside.len(), 1);
     }
 
-    fn record(store: &mut Store, job_id: &str) {
+    /// Forbid the database file to grow by a single page: what a full disk looks like to SQLite.
+    pub(crate) fn forbid_growth(store: &Store) {
+        let pages: i64 = store
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        store
+            .conn
+            .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
+            .unwrap();
+    }
+
+    /// Record WebSocket job `job_id` with an empty workflow (for the store's tests).
+    pub(crate) fn record(store: &mut Store, job_id: &str) -> jobs::Recorded {
         let vars = serde_json::Map::new();
         store
             .record_job(&jobs::NewJob {
@@ -514,7 +527,7 @@ mod tests {
                 attempt: 0,
                 lease_expires_at: None,
             })
-            .unwrap();
+            .unwrap()
     }
 
     /// Breaks the b-tree page header of `table`'s root page in the (closed) database file:

@@ -76,7 +76,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::jobs::{Finish, JobState, NewJob, Report, Route};
+    use crate::store::jobs::{Finish, JobState, Report, Route};
+    use crate::store::tests::record;
     use crate::store::Store;
     use serde_json::json;
 
@@ -84,27 +85,9 @@ mod tests {
     /// job `j` recorded and started.
     fn full_store(dir: &std::path::Path) -> (Store, u64) {
         let mut store = Store::open(dir).unwrap();
-        let vars = serde_json::Map::new();
-        store
-            .record_job(&NewJob {
-                job_id: "j",
-                route: Route::Ws,
-                workflow: r#"{"nodes": {}}"#,
-                variables: &vars,
-                timeout: None,
-                attempt: 0,
-                lease_expires_at: None,
-            })
-            .unwrap();
+        record(&mut store, "j");
         let token = store.start_job("j", 1).unwrap().unwrap();
-        let pages: i64 = store
-            .conn
-            .query_row("PRAGMA page_count", [], |r| r.get(0))
-            .unwrap();
-        store
-            .conn
-            .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
-            .unwrap();
+        crate::store::tests::forbid_growth(&store);
         (store, token)
     }
 
