@@ -358,6 +358,13 @@ mod tests {
             text.contains("last error: connection closed: reset"),
             "{text}"
         );
+        assert!(!text.contains("STORE DAMAGED"), "{text}");
+        snap.store_damage = Some("the store was damaged (integrity check)".into());
+        let text = render(&snap, &Liveness::Running);
+        assert!(
+            text.contains("STORE DAMAGED: the store was damaged (integrity check)"),
+            "{text}"
+        );
         snap.state = "stopped".into();
         assert_eq!(Liveness::of(&snap, false, now), Liveness::Stopped);
         assert!(render(&snap, &Liveness::Stopped).contains("not running (stopped at"));
