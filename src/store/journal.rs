@@ -22,9 +22,10 @@
 //! that failure is queued for the orchestrator, so no job vanishes silently. A REST job whose
 //! report is a failure can still run again as a new attempt of the orchestrator.
 //!
-//! The journal is compacted at open once it passes [`COMPACT_BYTES`] (the last event of the
-//! newest [`COMPACT_KEEP_JOBS`] jobs are kept). To start a robot over with an empty store, delete
-//! the database and the journal together.
+//! The journal is compacted at open once it passes [`COMPACT_BYTES`], and by a running robot
+//! each time it appended that much (the last event of the newest [`COMPACT_KEEP_JOBS`] jobs are
+//! kept). To start a robot over with an empty store, delete the database and the journal
+//! together.
 
 use super::jobs::{Report, Routes};
 use super::{Damage, Store, StoreError};
@@ -37,7 +38,8 @@ use std::path::{Path, PathBuf};
 /// File name of the journal inside the data directory.
 pub const JOURNAL_FILE: &str = "casare-robot.journal";
 
-/// The journal is compacted at open when it is larger than this.
+/// The journal is compacted at open when it is larger than this, and by a running robot each
+/// time it appended this much.
 pub const COMPACT_BYTES: u64 = 4 << 20;
 
 /// Jobs whose last event a compaction keeps.
@@ -94,6 +96,8 @@ pub(crate) struct Journal {
     path: PathBuf,
     file: Option<std::fs::File>,
     warned: bool,
+    /// Bytes appended by this process (a long-running robot compacts when they add up).
+    appended: u64,
 }
 
 impl Journal {
@@ -102,6 +106,7 @@ impl Journal {
             path: data_dir.join(JOURNAL_FILE),
             file: None,
             warned: false,
+            appended: 0,
         }
     }
 
@@ -129,6 +134,7 @@ impl Journal {
             let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
             line.push(b'\n');
             file.write_all(&line)?;
+            self.appended += line.len() as u64;
             if sync {
                 file.sync_data()?;
             }
@@ -225,6 +231,16 @@ impl Store {
                 unrecorded: false,
             };
             journal.append(&entry, event != Event::Accepted);
+            if journal.appended > COMPACT_BYTES {
+                journal.appended = 0;
+                let entries = journal.read();
+                if let Err(e) = journal.compact(&entries, &entry.store, seq) {
+                    log::warn!(
+                        "cannot compact the job journal {}: {e}",
+                        journal.path.display()
+                    );
+                }
+            }
         }
     }
 
@@ -528,6 +544,32 @@ mod tests {
             let note = result["outputs"]["_result_lost"].as_str().unwrap();
             assert!(note.contains("disk was full"), "{note}");
         }
+    }
+
+    #[test]
+    fn a_running_robot_compacts_its_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        for i in 0..20 {
+            complete(&mut store, &format!("job-{i}"));
+        }
+        let path = dir.path().join(JOURNAL_FILE);
+        let before = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            before.matches("\"job-3\"").count(),
+            2,
+            "accepted and completed"
+        );
+        store.journal.as_mut().unwrap().appended = COMPACT_BYTES;
+        complete(&mut store, "last");
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(after.matches("\"job-3\"").count(), 1, "{after}");
+        assert!(after.len() < before.len(), "{after}");
+        // Still appendable, and the store reopens clean.
+        complete(&mut store, "after");
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.damage().is_none(), "{:?}", store.damage());
     }
 
     #[test]
