@@ -1,6 +1,8 @@
-//! A damaged store with the real binary: a damaged page found at start-up is moved aside and
-//! reported loudly (log, status file, heartbeat, `/health` 503) while the robot keeps taking
-//! jobs. Every wait has a deadline.
+//! A damaged, reset or clock-stepped store with the real binary: a damaged page found at
+//! start-up is moved aside and reported loudly (log, status file, heartbeat, `/health` 503)
+//! while the robot keeps taking jobs; a database truncated to 0 bytes or rolled back by garbage
+//! in its WAL is detected through the job journal, and no job runs twice or vanishes; a clock
+//! step does not purge a finished job's record. Every wait has a deadline.
 
 mod support;
 
@@ -134,6 +136,12 @@ fn a_damaged_page_is_moved_aside_reported_loudly_and_the_robot_keeps_taking_jobs
             .any(|e| e.file_name().to_string_lossy().contains(".corrupt-")),
         "the damaged file is kept for inspection"
     );
+    // The held job is not silently lost: the journal knew it, and the orchestrator hears it
+    // failed with the store.
+    let failed = fake
+        .wait_until(WAIT, |m| m["type"] == "job_failed" && m["job_id"] == "held")
+        .expect("the held job is reported failed");
+    assert!(failed.to_string().contains("store was lost"), "{failed}");
     // The robot keeps taking and running jobs on the new store.
     fake.assign_job("after", one_node("x"), json!({}), None);
     fake.wait_until(WAIT, |m| {
