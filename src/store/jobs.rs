@@ -986,7 +986,14 @@ impl Store {
         tx.execute("DELETE FROM checkpoints WHERE job_id = ?1", [job_id])?;
         tx.execute("DELETE FROM outbox WHERE job_id = ?1", [job_id])?;
         let n = tx.execute("DELETE FROM jobs WHERE job_id = ?1", [job_id])?;
+        if n > 0 {
+            journal::bump(&tx)?;
+        }
         tx.commit()?;
+        if n > 0 {
+            let event = journal::Event::Forgotten;
+            self.journal_note(job_id, event, Routes::default(), 0);
+        }
         Ok(n > 0)
     }
 

@@ -59,6 +59,9 @@ pub(crate) enum Event {
     Failed,
     /// It was cancelled (or its lease was lost).
     Cancelled,
+    /// Its record was deleted on purpose (a REST job given back, `checkpoints clear`): the same
+    /// id is a new job again.
+    Forgotten,
 }
 
 impl Event {
@@ -290,12 +293,29 @@ impl Store {
             _ => None,
         };
         let store_id = db_id.clone().unwrap_or_else(new_store_id);
+        // First the identity and the number to continue from (after what the journal holds).
+        if db_id.as_deref() != Some(store_id.as_str()) || db_seq < journal_seq {
+            // NORMAL durability: the next FULL commit (a job recorded) makes it durable first.
+            let tx = self.conn.transaction()?;
+            {
+                tx.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES('store_id', ?1)",
+                    [&store_id],
+                )?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES('journal_seq', ?1)",
+                    [journal_seq.max(db_seq).to_string()],
+                )?;
+            }
+            tx.commit()?;
+        }
         if let Some(from) = lost_from {
             let lost: Vec<&Entry> = entries
                 .iter()
                 .filter(|e| e.event != Event::Store && e.seq > from)
                 .collect();
             let restored = self.durable_tx(|tx| restore(tx, &lost, LOST_WITH_STORE))?;
+            let restored = restored.len();
             let what = if from == i64::MIN {
                 format!(
                     "the database holds none of the job events its journal {} records (it was emptied, truncated, replaced or moved aside)",
@@ -320,21 +340,6 @@ impl Store {
                 None => Damage::found(what, None),
             });
         }
-        if db_id.as_deref() != Some(store_id.as_str()) || db_seq < journal_seq {
-            // NORMAL durability: the next FULL commit (a job recorded) makes it durable first.
-            let tx = self.conn.transaction()?;
-            {
-                tx.execute(
-                    "INSERT OR REPLACE INTO meta(key, value) VALUES('store_id', ?1)",
-                    [&store_id],
-                )?;
-                tx.execute(
-                    "INSERT OR REPLACE INTO meta(key, value) VALUES('journal_seq', ?1)",
-                    [journal_seq.max(db_seq).to_string()],
-                )?;
-            }
-            tx.commit()?;
-        }
         // Ends that a full disk kept from being recorded: settle them now (settled ones are
         // skipped, so a line already applied changes nothing).
         let mut unrecorded: Vec<&Entry> = Vec::new();
@@ -349,7 +354,8 @@ impl Store {
             }
         }
         if !unrecorded.is_empty() {
-            let n = self.durable_tx(|tx| restore(tx, &unrecorded, LOST_TO_FULL_DISK))?;
+            let restored = self.durable_tx(|tx| restore(tx, &unrecorded, LOST_TO_FULL_DISK))?;
+            let n = restored.len();
             if n > 0 {
                 log::error!(
                     "store {}: {n} job(s) that ran to their end while the disk was full are recorded now from the job journal (not run again; their results are lost)",
@@ -380,15 +386,21 @@ const LOST_WITH_STORE: &str = "was lost with a damaged or reset store";
 const LOST_TO_FULL_DISK: &str = "could not be stored: the robot's disk was full when it ended";
 
 /// Record again, settled, every job of `lost` the database does not know as settled; `why`
-/// ends the sentence saying where its report went. Returns how many were written.
-fn restore(tx: &Transaction<'_>, lost: &[&Entry], why: &str) -> Result<usize, StoreError> {
+/// ends the sentence saying where its report went. Returns the jobs written. Nothing is
+/// journaled: a later reset restores them the same way, and a failure queued for the
+/// orchestrator here is queued again then (it may not have been delivered; a second one is
+/// harmless).
+fn restore(tx: &Transaction<'_>, lost: &[&Entry], why: &str) -> Result<Vec<String>, StoreError> {
     let mut last: IndexMap<&str, (Event, i64, u32)> = IndexMap::new();
     for e in lost {
         let slot = last.entry(e.job.as_str()).or_insert((e.event, 0, 0));
         *slot = (e.event, slot.1 | e.routes, slot.2.max(e.attempt));
     }
-    let mut n = 0;
+    let mut written = Vec::new();
     for (job_id, (event, routes, attempt)) in last {
+        if event == Event::Forgotten {
+            continue;
+        }
         let state: Option<String> = tx
             .query_row("SELECT state FROM jobs WHERE job_id = ?1", [job_id], |r| {
                 r.get(0)
@@ -446,16 +458,16 @@ fn restore(tx: &Transaction<'_>, lost: &[&Entry], why: &str) -> Result<usize, St
                 },
                 Routes::default(),
             ),
-            Event::Cancelled | Event::Store => (
+            Event::Cancelled | Event::Store | Event::Forgotten => (
                 super::jobs::JobState::Cancelled,
                 Report::Cancelled,
                 Routes::default(),
             ),
         };
         super::jobs::settle_in(tx, job_id, None, state, Some(&report), report_to)?;
-        n += 1;
+        written.push(job_id.to_string());
     }
-    Ok(n)
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -515,6 +527,20 @@ mod tests {
             matches!(&rec.report, Some(Report::Failed { error_type, .. }) if error_type == "StoreLost")
         );
         assert_eq!(store.outbox_len(Some(Route::Ws)).unwrap(), 1);
+        // A forgotten job (given back) is not brought back by a reset.
+        record(&mut store, "given-back");
+        assert!(store.forget_job("given-back").unwrap());
+        drop(store);
+        std::fs::remove_file(dir.path().join(DB_FILE)).unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        assert!(store.damage().is_some());
+        assert_eq!(store.job("given-back").unwrap(), None);
+        assert!(matches!(record(&mut store, "done"), Recorded::Known(_)));
+        // The job that was waiting is known as failed, and its failure (lost with the outbox
+        // of the second database) is queued again.
+        let rec = store.job("waiting").unwrap().unwrap();
+        assert!(matches!(rec.report, Some(Report::Failed { .. })), "{rec:?}");
+        assert_eq!(store.outbox_len(None).unwrap(), 1);
         drop(store);
         // Said once: the next open is clean.
         assert!(Store::open(dir.path()).unwrap().damage().is_none());
