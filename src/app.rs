@@ -83,21 +83,29 @@ impl std::fmt::Display for WorkflowFileError {
     }
 }
 
+/// Read at most `limit` bytes of `path`, refusing anything longer. The size is checked while
+/// reading, not from the metadata: a device or pipe (`/dev/zero`, a FIFO) reports length 0 and
+/// would otherwise be read until memory runs out.
+pub fn read_capped(path: &Path, what: &str, limit: usize) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+    if bytes.len() > limit {
+        return Err(format!(
+            "{what} {} is larger than the limit of {limit} bytes",
+            path.display()
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Read and load a workflow file.
 pub fn read_workflow(path: &Path) -> Result<Workflow, WorkflowFileError> {
-    let meta = std::fs::metadata(path).map_err(|e| {
-        WorkflowFileError::Io(format!("cannot read workflow {}: {e}", path.display()))
-    })?;
-    if meta.len() > MAX_WORKFLOW_BYTES as u64 {
-        return Err(WorkflowFileError::Io(format!(
-            "workflow {} is {} bytes; the limit is {MAX_WORKFLOW_BYTES}",
-            path.display(),
-            meta.len()
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(|e| {
-        WorkflowFileError::Io(format!("cannot read workflow {}: {e}", path.display()))
-    })?;
+    let bytes = read_capped(path, "workflow", MAX_WORKFLOW_BYTES).map_err(WorkflowFileError::Io)?;
     let text = String::from_utf8(bytes).map_err(|e| {
         WorkflowFileError::Io(format!(
             "workflow {} is not UTF-8 text: {e}",
@@ -291,8 +299,9 @@ fn unknown_env_vars() -> Vec<crate::config::UnknownEnvVar> {
 fn load_inputs(args: &RunArgs) -> Result<Dict, String> {
     let mut inputs = Dict::new();
     if let Some(file) = &args.vars_file {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read --vars-file {}: {e}", file.display()))?;
+        let bytes = read_capped(file, "--vars-file", MAX_WORKFLOW_BYTES)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| format!("--vars-file {} is not UTF-8 text: {e}", file.display()))?;
         match Value::parse_json(&text) {
             Ok(Value::Dict(d)) => inputs.extend(d.iter().map(|(k, v)| (k.clone(), v.clone()))),
             Ok(other) => {
@@ -603,6 +612,7 @@ fn cmd_start(args: &StartArgs) -> u8 {
         status_dir,
         log_file,
         config_file: config.config_file.clone(),
+        finished_job_records: config.finished_job_records,
     };
     let (tx, rx) = agent::channel();
     let signal_tx = tx.clone();

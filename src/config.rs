@@ -73,6 +73,7 @@ pub const ALL_KEYS: &[&str] = &[
     "max_value_mb",
     "max_resume_attempts",
     "node_executions_max",
+    "finished_job_records",
 ];
 
 /// Keys that are also read from an unprefixed env var (`ROBOT_ID`, …), after `CASARE_<KEY>`.
@@ -534,6 +535,9 @@ pub struct RobotConfig {
     pub max_resume_attempts: u32,
     /// Node executions listed in a job's result (`node_executions`); the rest are only counted.
     pub node_executions_max: usize,
+    /// Settled job records kept to answer a job assigned again (the newest by settle order;
+    /// wall-clock time plays no part, so a clock step purges nothing).
+    pub finished_job_records: u64,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
     sources: IndexMap<&'static str, Source>,
@@ -726,6 +730,7 @@ impl RobotConfig {
             "max_value_mb" => self.max_value_mb.to_string(),
             "max_resume_attempts" => self.max_resume_attempts.to_string(),
             "node_executions_max" => self.node_executions_max.to_string(),
+            "finished_job_records" => self.finished_job_records.to_string(),
             _ => "(unknown key)".to_string(),
         }
     }
@@ -1318,6 +1323,7 @@ fn validate(raw: &RawConfig, env: EnvLookup) -> (RobotConfig, Vec<ConfigError>) 
             0,
             100_000,
         ) as usize,
+        finished_job_records: v.int("finished_job_records", 10_000, 100, 10_000_000),
         config_file: None,
         sources: IndexMap::new(),
     };
@@ -1513,6 +1519,8 @@ mod tests {
              "max_value_mb = 0 (from /x/robot_config.json): must be an integer from 1 to 1000000"),
             ("{}", &[("CASARE_MAX_RESUME_ATTEMPTS", "0")],
              r#"max_resume_attempts = "0" (from env CASARE_MAX_RESUME_ATTEMPTS): must be an integer from 1 to 1000"#),
+            ("{}", &[("CASARE_FINISHED_JOB_RECORDS", "5")],
+             r#"finished_job_records = "5" (from env CASARE_FINISHED_JOB_RECORDS): must be an integer from 100 to 10000000"#),
             ("{}", &[("CASARE_WS_DIALECT", "json")],
              r#"ws_dialect = "json" (from env CASARE_WS_DIALECT): must be one of casare, reference"#),
             (r#"{"orchestrator_url": "http://host:8000"}"#, &[],

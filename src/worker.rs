@@ -363,6 +363,10 @@ pub fn run_job(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEven
             let settled = store.lock().finish_job(&job_id, lock.token, &report);
             settled.map_err(|e| {
                 log::error!("job {job_id}: cannot record its end: {e}");
+                let mut store = store.lock();
+                if !store.replace_if_damaged(&e) && !matches!(report, Report::Cancelled) {
+                    store.journal_unrecorded_end(&job_id, &report);
+                }
                 e.to_string()
             })
         }

@@ -568,3 +568,55 @@ fn typos_in_env_vars_and_var_flags_are_warned_about() {
         text(&out.stderr)
     );
 }
+
+/// Runs the binary with `args` and returns its output, killing it when it does not end within
+/// `limit` (the test then fails naming the command).
+#[cfg(unix)]
+fn run_within(args: &[&str], limit: Duration) -> Output {
+    use std::process::Stdio;
+    let mut child = bin()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("casare-robot {args:?} did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn endless_workflow_and_vars_files_are_refused_at_the_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = write_temp(&dir, "wf.json", r#"{"nodes": {}}"#);
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["run", "/dev/zero"],
+            "workflow /dev/zero is larger than the limit",
+        ),
+        (
+            &["validate", "/dev/zero"],
+            "workflow /dev/zero is larger than the limit",
+        ),
+        (
+            &["run", wf.to_str().unwrap(), "--vars-file", "/dev/zero"],
+            "--vars-file /dev/zero is larger than the limit",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = run_within(args, Duration::from_secs(60));
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

@@ -17,6 +17,7 @@ use crate::resilience::outq::Kind;
 use crate::store::jobs::{
     CancelKind, Finish, JobRecord, JobState, NewJob, Recorded, Report, Route, Routes,
 };
+use crate::store::StoreError;
 use crate::worker::{JobEvent, JobSpec, LiveProgress};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +38,18 @@ impl Agent {
         self.jobs.contains_key(job_id)
             || self.verifying.contains(job_id)
             || self.waiting.iter().any(|w| w == job_id)
+    }
+
+    /// A store error at run time: a damaged file is moved aside (loudly: log, status,
+    /// heartbeat, `/health`) and the robot continues on a fresh one. True when the store was
+    /// replaced, so the caller can try again.
+    fn store_failed(&mut self, e: &StoreError) -> bool {
+        let replaced = self.store.lock().replace_if_damaged(e);
+        if replaced {
+            self.note_error(format!("the store was damaged and replaced: {e}"));
+            self.publish_soon();
+        }
+        replaced
     }
 
     fn reject(&mut self, job_id: &str, reason: String) {
@@ -103,12 +116,20 @@ impl Agent {
         let purged = self
             .store
             .lock()
-            .purge_jobs(crate::store::jobs::FINISHED_RETENTION);
+            .purge_jobs(self.settings.finished_job_records);
         if let Ok(n @ 1..) = purged {
-            log::info!("forgot {n} settled job record(s) past retention");
+            log::info!(
+                "forgot {n} settled job record(s) beyond the newest {} (finished_job_records)",
+                self.settings.finished_job_records
+            );
         }
-        let unsettled = match self.store.lock().unsettled_jobs() {
+        let unsettled = self.store.lock().unsettled_jobs();
+        let unsettled = match unsettled {
             Ok(jobs) => jobs,
+            Err(e) if self.store_failed(&e) => {
+                self.start_waiting();
+                return self.update_rest_capacity();
+            }
             Err(e) => {
                 log::error!("cannot read the job store: {e}; nothing is resumed");
                 return;
@@ -181,6 +202,7 @@ impl Agent {
                 }
             }
             Ok(None) => {}
+            Err(e) if self.store_failed(&e) => return self.on_assign(a),
             Err(e) => {
                 return self.reject(&job_id, format!("the robot cannot read its job store: {e}"))
             }
@@ -212,6 +234,7 @@ impl Agent {
         let workflow = a.workflow.to_string();
         let recorded = self.store.lock().record_job(&new_job(&a, &workflow));
         match recorded {
+            Err(e) if self.store_failed(&e) => return self.on_assign(a),
             Err(e) => {
                 log::error!("job {job_id}: cannot record it: {e}");
                 return self.reject(
@@ -356,11 +379,13 @@ impl Agent {
     }
 
     fn start(&mut self, job_id: &str) {
-        let rec = match self.store.lock().job(job_id) {
+        let rec = self.store.lock().job(job_id);
+        let rec = match rec {
             Ok(Some(rec)) if !rec.state.is_settled() => rec,
             Ok(_) => return,
             Err(e) => {
                 log::error!("job {job_id}: cannot read its record: {e}");
+                self.store_failed(&e);
                 return;
             }
         };
@@ -399,6 +424,7 @@ impl Agent {
             }
             Err(e) => {
                 log::error!("job {job_id}: cannot lock it: {e}");
+                self.store_failed(&e);
                 return;
             }
         };

@@ -113,6 +113,8 @@ pub struct AgentSettings {
     pub log_file: Option<std::path::PathBuf>,
     /// The configuration file, for status readers.
     pub config_file: Option<std::path::PathBuf>,
+    /// Settled job records kept (`finished_job_records`).
+    pub finished_job_records: u64,
 }
 
 /// Where the agent publishes what operators see.
@@ -743,6 +745,7 @@ impl Agent {
             "jobs_done": self.jobs_done,
             "store": {
                 "durable": store.is_durable(),
+                "damaged": store.damage().map(|d| d.summary()),
                 "full_commits": store.counters().full_commits,
             },
             "link": self.conn.as_ref().map(|c| c.snapshot(Instant::now())),

@@ -89,7 +89,10 @@ impl Agent {
             .collect();
         jobs.sort_by(|a, b| a.job_id.cmp(&b.job_id));
         let queues = self.queues();
-        let durable = self.store.lock().is_durable();
+        let (durable, store_damage) = {
+            let store = self.store.lock();
+            (store.is_durable(), store.damage().map(|d| d.summary()))
+        };
         StatusSnapshot {
             robot_id: self.settings.robot_id.clone(),
             robot_name: self.settings.robot_name.clone(),
@@ -124,6 +127,7 @@ impl Agent {
             outbox: queues.outbox,
             queued_messages: queues.control,
             durable,
+            store_damage,
             last_error: self.last_error.as_ref().map(|(e, _)| e.clone()),
             last_error_at: self.last_error.as_ref().map(|(_, t)| t.clone()),
             metrics: self.metrics.get_full_report(queues),

@@ -81,6 +81,9 @@ pub fn evaluate(s: &StatusSnapshot, age: Duration, settings: &HealthSettings) ->
             age.as_secs_f64()
         ));
     }
+    if let Some(damage) = &s.store_damage {
+        reasons.push(damage.clone());
+    }
     if matches!(s.state.as_str(), "stopping" | "stopped") {
         reasons.push(format!("the robot is {}", s.state));
     }
@@ -493,6 +496,13 @@ mod tests {
                     ..healthy()
                 },
                 "the robot is stopping",
+            ),
+            (
+                StatusSnapshot {
+                    store_damage: Some("the store was damaged (integrity check)".into()),
+                    ..healthy()
+                },
+                "the store was damaged",
             ),
         ];
         for (snap, reason) in cases {

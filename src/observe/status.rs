@@ -74,6 +74,9 @@ pub struct StatusSnapshot {
     pub queued_messages: usize,
     /// The store is durable (false: in-memory fallback).
     pub durable: bool,
+    /// Damage found in the store file while this robot runs (moved aside; see the log).
+    #[serde(default)]
+    pub store_damage: Option<String>,
     /// The last error worth an operator's attention, with its time (RFC 3339).
     pub last_error: Option<String>,
     /// When it happened.
@@ -243,6 +246,9 @@ pub fn render(s: &StatusSnapshot, liveness: &Liveness) -> String {
         s.queued_messages,
         if s.durable { "" } else { "; STORE NOT DURABLE" }
     );
+    if let Some(damage) = &s.store_damage {
+        let _ = writeln!(out, "  STORE DAMAGED: {damage}");
+    }
     for j in &s.jobs {
         let _ = writeln!(
             out,
@@ -354,6 +360,13 @@ mod tests {
         assert!(text.contains("job-7   40%  fetch  3.5 s"), "{text}");
         assert!(
             text.contains("last error: connection closed: reset"),
+            "{text}"
+        );
+        assert!(!text.contains("STORE DAMAGED"), "{text}");
+        snap.store_damage = Some("the store was damaged (integrity check)".into());
+        let text = render(&snap, &Liveness::Running);
+        assert!(
+            text.contains("STORE DAMAGED: the store was damaged (integrity check)"),
             "{text}"
         );
         snap.state = "stopped".into();

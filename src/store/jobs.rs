@@ -21,13 +21,12 @@
 //! The facades [`OfflineQueue`], [`JobLocker`] and [`CancellationChecker`] give these tables the
 //! reference robot's API names.
 
-use super::{now_secs, SharedStore, Store, StoreError};
+use super::{journal, now_secs, SharedStore, Store, StoreError};
 use crate::engine::runner::{RunOutcome, RunStatus};
 use crate::link::protocol::LogEntry;
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::time::Duration;
 
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs(
@@ -66,9 +65,6 @@ CREATE UNIQUE INDEX IF NOT EXISTS outbox_one_result ON outbox(route, job_id) WHE
 /// Log batches (of up to 100 lines) the outbox keeps per route while the orchestrator is away;
 /// older ones are dropped (results are never dropped, progress is one entry per job).
 pub const MAX_LOG_BATCHES: usize = 2000;
-
-/// How long settled job records are kept (duplicates are answered from them meanwhile).
-pub const FINISHED_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Which orchestrator link a job came from and its reports go to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -113,6 +109,12 @@ impl Routes {
     /// One route.
     pub fn of(route: Route) -> Routes {
         Routes(route.bit())
+    }
+    pub(crate) fn bits(self) -> i64 {
+        self.0
+    }
+    pub(crate) fn from_bits(bits: i64) -> Routes {
+        Routes(bits)
     }
 }
 
@@ -260,6 +262,44 @@ impl Report {
             Report::Progress { .. } => "progress",
             Report::Logs { .. } => "log",
             _ => "result",
+        }
+    }
+
+    /// The same report, small enough to record on a full disk: a completed job's result is
+    /// replaced by a note (the job did complete), a failure's message is cut to 2,000 bytes.
+    pub fn trimmed_for_full_disk(&self) -> Report {
+        match self {
+            Report::Complete { duration_ms, .. } => {
+                let note = "the robot's disk was full: the job completed, but its result could not be stored";
+                Report::Complete {
+                    // In `outputs` too: that is what both links send of a result.
+                    result: serde_json::json!({
+                        "success": true,
+                        "status": "completed",
+                        "result_dropped": note,
+                        "outputs": {"_result_dropped": note},
+                    }),
+                    duration_ms: *duration_ms,
+                }
+            }
+            Report::Failed {
+                error,
+                error_type,
+                failed_node,
+                duration_ms,
+            } => {
+                let mut cut = error.len().min(2000);
+                while !error.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                Report::Failed {
+                    error: error[..cut].to_string(),
+                    error_type: error_type.clone(),
+                    failed_node: failed_node.clone(),
+                    duration_ms: *duration_ms,
+                }
+            }
+            other => other.clone(),
         }
     }
 
@@ -495,6 +535,19 @@ fn push_entry(
     Ok(seq)
 }
 
+/// The settle order of job records (`settle_seq`, what [`Store::purge_jobs`] keeps by): a
+/// column added in place when missing, so it needs no schema version of its own.
+pub(crate) fn add_settle_seq(conn: &rusqlite::Connection) -> Result<(), StoreError> {
+    let has: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'settle_seq'")?
+        .exists([])?;
+    if !has {
+        conn.execute_batch("ALTER TABLE jobs ADD COLUMN settle_seq INTEGER")?;
+    }
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS jobs_by_settle_seq ON jobs(settle_seq)")?;
+    Ok(())
+}
+
 /// Schema 3: the `completed_jobs` table of `run --job-id` (schema 1-2) became `jobs` records of
 /// route `Local`; its results move over, so a completed job id is still answered, not rerun.
 pub(crate) fn migrate_completed_jobs(tx: &Transaction<'_>) -> Result<(), StoreError> {
@@ -577,7 +630,7 @@ pub(crate) fn migrate_resume_attempts(tx: &Transaction<'_>) -> Result<(), StoreE
 
 /// Settle `job_id` inside `tx`: state, report, checkpoint (dropped; a failed run's is kept for
 /// a new attempt) and one outbox entry per route. False when the record did not match `token`.
-fn settle_in(
+pub(crate) fn settle_in(
     tx: &Transaction<'_>,
     job_id: &str,
     token: Option<u64>,
@@ -590,7 +643,8 @@ fn settle_in(
         .transpose()
         .map_err(|e| StoreError::Sql(e.to_string()))?;
     let n = tx.execute(
-        "UPDATE jobs SET state = ?2, report = ?3, finished_at = ?4, workflow = x'', lock_epoch = NULL
+        "UPDATE jobs SET state = ?2, report = ?3, finished_at = ?4, workflow = x'', lock_epoch = NULL,
+             settle_seq = (SELECT COALESCE(MAX(settle_seq), 0) + 1 FROM jobs)
          WHERE job_id = ?1 AND (?5 IS NULL OR fencing_token = ?5)",
         params![job_id, state.as_str(), body, now_secs(), token.map(|t| t as i64)],
     )?;
@@ -617,6 +671,53 @@ fn settle_in(
         }
     }
     Ok(true)
+}
+
+/// The end of a run of `job_id` under `token`, inside `tx` (see [`Store::finish_job`]).
+fn finish_in(
+    tx: &Transaction<'_>,
+    job_id: &str,
+    token: u64,
+    report: &Report,
+) -> Result<Finish, StoreError> {
+    let row: Option<(String, i64, i64, Option<String>)> = tx
+        .query_row(
+            "SELECT state, fencing_token, routes, cancel_kind FROM jobs WHERE job_id = ?1",
+            [job_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((state, current, routes, cancel_kind)) = row else {
+        return Ok(Finish::Fenced);
+    };
+    if state != "running" || current as u64 != token {
+        return Ok(Finish::Fenced);
+    }
+    let routes = Routes(routes);
+    let (state, report, finish) = match (report, cancel_kind.as_deref().map(CancelKind::parse)) {
+        (_, Some(CancelKind::LeaseLost)) => (JobState::Cancelled, None, Finish::Silent),
+        (_, Some(CancelKind::Orchestrator)) => (
+            JobState::Cancelled,
+            Some(&Report::Cancelled),
+            Finish::Reported(Report::Cancelled, routes),
+        ),
+        (Report::Cancelled, None) => {
+            // A clean stop is not a death: the resume that follows starts a new count.
+            tx.execute(
+                "UPDATE jobs SET resume_attempts = 0 WHERE job_id = ?1",
+                [job_id],
+            )?;
+            return Ok(Finish::Held);
+        }
+        (report, None) => (
+            JobState::Finished,
+            Some(report),
+            Finish::Reported(report.clone(), routes),
+        ),
+    };
+    settle_in(tx, job_id, Some(token), state, report, routes)?;
+    journal::bump(tx)?;
+    Ok(finish)
 }
 
 impl Store {
@@ -664,7 +765,7 @@ impl Store {
     pub fn record_job(&mut self, job: &NewJob<'_>) -> Result<Recorded, StoreError> {
         let workflow = compress(job.workflow)?;
         let variables = Value::Object(job.variables.clone()).to_string();
-        self.durable_tx(|tx| {
+        let recorded = self.durable_tx(|tx| {
             let existing = tx
                 .query_row(
                     &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ?1"),
@@ -691,6 +792,7 @@ impl Store {
                         params![job.job_id, job.route.bit(), workflow, variables, job.timeout,
                                 now_secs(), job.attempt, job.lease_expires_at],
                     )?;
+                    journal::bump(tx)?;
                     return Ok(Recorded::Retry);
                 }
                 if !rec.routes.has(job.route) {
@@ -724,8 +826,14 @@ impl Store {
                     job.lease_expires_at
                 ],
             )?;
+            journal::bump(tx)?;
             Ok(Recorded::New)
-        })
+        })?;
+        if matches!(recorded, Recorded::New | Recorded::Retry) {
+            let routes = Routes::of(job.route);
+            self.journal_note(job.job_id, journal::Event::Accepted, routes, job.attempt);
+        }
+        Ok(recorded)
     }
 
     /// The record of `job_id`.
@@ -852,46 +960,27 @@ impl Store {
         report: &Report,
     ) -> Result<Finish, StoreError> {
         // Read and decide inside the transaction: a cancellation persisted meanwhile is seen.
-        self.durable_tx(|tx| {
-            let row: Option<(String, i64, i64, Option<String>)> = tx
-                .query_row(
-                    "SELECT state, fencing_token, routes, cancel_kind FROM jobs WHERE job_id = ?1",
-                    [job_id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()?;
-            let Some((state, current, routes, cancel_kind)) = row else {
-                return Ok(Finish::Fenced);
-            };
-            if state != "running" || current as u64 != token {
-                return Ok(Finish::Fenced);
+        let finish = match self.settle_tx(|tx| finish_in(tx, job_id, token, report)) {
+            Err(e) if e.is_full() => {
+                log::error!(
+                    "job {job_id}: the disk is full even for the settle reserve; its end is recorded without its result"
+                );
+                let small = report.trimmed_for_full_disk();
+                self.settle_tx(|tx| finish_in(tx, job_id, token, &small))
             }
-            let routes = Routes(routes);
-            let (state, report, finish) =
-                match (report, cancel_kind.as_deref().map(CancelKind::parse)) {
-                    (_, Some(CancelKind::LeaseLost)) => (JobState::Cancelled, None, Finish::Silent),
-                    (_, Some(CancelKind::Orchestrator)) => (
-                        JobState::Cancelled,
-                        Some(&Report::Cancelled),
-                        Finish::Reported(Report::Cancelled, routes),
-                    ),
-                    (Report::Cancelled, None) => {
-                        // A clean stop is not a death: the resume that follows starts a new count.
-                        tx.execute(
-                            "UPDATE jobs SET resume_attempts = 0 WHERE job_id = ?1",
-                            [job_id],
-                        )?;
-                        return Ok(Finish::Held);
-                    }
-                    (report, None) => (
-                        JobState::Finished,
-                        Some(report),
-                        Finish::Reported(report.clone(), routes),
-                    ),
-                };
-            settle_in(tx, job_id, Some(token), state, report, routes)?;
-            Ok(finish)
-        })
+            other => other,
+        }?;
+        match &finish {
+            Finish::Reported(report, routes) => {
+                let event = journal::Event::of_settle(Some(report));
+                self.journal_note(job_id, event, *routes, 0);
+            }
+            Finish::Silent => {
+                self.journal_note(job_id, journal::Event::Cancelled, Routes::default(), 0)
+            }
+            Finish::Held | Finish::Fenced => {}
+        }
+        Ok(finish)
     }
 
     /// Settle a job that never ran (an invalid workflow, a damaged record, a cancellation
@@ -921,7 +1010,17 @@ impl Store {
         report: Option<&Report>,
         routes: Routes,
     ) -> Result<(), StoreError> {
-        self.durable_tx(|tx| settle_in(tx, job_id, token, state, report, routes).map(|_| ()))
+        let settled = self.settle_tx(|tx| {
+            let settled = settle_in(tx, job_id, token, state, report, routes)?;
+            if settled {
+                journal::bump(tx)?;
+            }
+            Ok(settled)
+        })?;
+        if settled {
+            self.journal_note(job_id, journal::Event::of_settle(report), routes, 0);
+        }
+        Ok(())
     }
 
     /// Persist a cancellation of `job_id` (CancellationChecker; FULL): a restart never resumes
@@ -970,17 +1069,26 @@ impl Store {
         tx.execute("DELETE FROM checkpoints WHERE job_id = ?1", [job_id])?;
         tx.execute("DELETE FROM outbox WHERE job_id = ?1", [job_id])?;
         let n = tx.execute("DELETE FROM jobs WHERE job_id = ?1", [job_id])?;
+        if n > 0 {
+            journal::bump(&tx)?;
+        }
         tx.commit()?;
+        if n > 0 {
+            let event = journal::Event::Forgotten;
+            self.journal_note(job_id, event, Routes::default(), 0);
+        }
         Ok(n > 0)
     }
 
-    /// Delete settled job records older than `older_than` (their outbox entries are long gone).
-    pub fn purge_jobs(&mut self, older_than: Duration) -> Result<usize, StoreError> {
-        let cutoff = now_secs() - older_than.as_secs_f64();
+    /// Delete settled job records except the newest `keep` by settle order (`settle_seq`, a
+    /// counter persisted in the store: a clock step changes nothing). Records whose report still
+    /// waits in the outbox are kept; records settled before the counter existed count as oldest.
+    pub fn purge_jobs(&mut self, keep: u64) -> Result<usize, StoreError> {
         Ok(self.conn.execute(
-            "DELETE FROM jobs WHERE state IN ('finished', 'cancelled') AND finished_at < ?1
+            "DELETE FROM jobs WHERE state IN ('finished', 'cancelled')
+               AND COALESCE(settle_seq, 0) <= (SELECT COALESCE(MAX(settle_seq), 0) FROM jobs) - ?1
                AND job_id NOT IN (SELECT job_id FROM outbox WHERE job_id IS NOT NULL)",
-            [cutoff],
+            [keep as i64],
         )?)
     }
 

@@ -424,14 +424,7 @@ fn a_full_disk_is_a_clear_error_and_the_store_keeps_working_afterwards() {
     store
         .record_job(&new_job("small", Route::Ws, &v, 0))
         .unwrap();
-    let pages: i64 = store
-        .conn
-        .query_row("PRAGMA page_count", [], |r| r.get(0))
-        .unwrap();
-    store
-        .conn
-        .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
-        .unwrap();
+    crate::store::tests::forbid_growth(&store);
     // A large, incompressible workflow does not fit.
     let mut rng = fastrand::Rng::with_seed(7);
     let big: String = (0..400_000).map(|_| rng.alphanumeric()).collect();
@@ -485,7 +478,7 @@ fn a_damaged_record_is_settled_as_failed_instead_of_blocking_the_start() {
 }
 
 #[test]
-fn settled_jobs_are_purged_after_retention_but_not_while_their_report_waits() {
+fn settled_jobs_are_purged_by_settle_order_but_not_while_their_report_waits() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path()).unwrap();
     let v = vars();
@@ -496,10 +489,47 @@ fn settled_jobs_are_purged_after_retention_but_not_while_their_report_waits() {
     }
     let a_seq = store.outbox_after(Route::Ws, 0, 1).unwrap()[0].seq;
     store.outbox_remove(&[a_seq]).unwrap();
-    assert_eq!(store.purge_jobs(Duration::ZERO).unwrap(), 1);
+    assert_eq!(store.purge_jobs(0).unwrap(), 1);
     assert!(store.job("a").unwrap().is_none());
     assert!(store.job("b").unwrap().is_some());
-    assert_eq!(store.purge_jobs(Duration::from_secs(3600)).unwrap(), 0);
+    assert_eq!(store.purge_jobs(10).unwrap(), 0);
+}
+
+#[test]
+fn a_clock_step_purges_nothing_only_newer_settles_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let v = vars();
+    let settle = |store: &mut Store, id: &str| {
+        store.record_job(&new_job(id, Route::Ws, &v, 0)).unwrap();
+        let t = store.start_job(id, 1).unwrap().unwrap();
+        store.finish_job(id, t, &complete()).unwrap();
+        let seqs: Vec<i64> = store
+            .outbox_after(Route::Ws, 0, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        store.outbox_remove(&seqs).unwrap();
+    };
+    settle(&mut store, "old");
+    // The wall clock jumps 31 days ahead (as if the job had settled 31 days ago).
+    store
+        .conn
+        .execute(
+            "UPDATE jobs SET finished_at = finished_at - 31 * 86400, received_at = received_at - 31 * 86400",
+            [],
+        )
+        .unwrap();
+    assert_eq!(store.purge_jobs(100).unwrap(), 0);
+    let again = store.record_job(&new_job("old", Route::Ws, &v, 0)).unwrap();
+    assert!(matches!(again, Recorded::Known(_)), "{again:?}");
+    // Only settles push a record out: with room for 2, the third settle purges the oldest.
+    settle(&mut store, "b");
+    settle(&mut store, "c");
+    assert_eq!(store.purge_jobs(2).unwrap(), 1);
+    assert!(store.job("old").unwrap().is_none());
+    assert!(store.job("b").unwrap().is_some() && store.job("c").unwrap().is_some());
 }
 
 #[test]
