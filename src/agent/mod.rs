@@ -195,6 +195,8 @@ struct WsDelivery {
     backlog: bool,
     /// The close handshake was started on this connection.
     close_sent: bool,
+    /// The robot said on this connection that sent entries wait for an acknowledgement.
+    unacked_warned: bool,
 }
 
 /// The daemon's central state machine.
@@ -397,8 +399,8 @@ impl Agent {
         if let Some(c) = self.conn.as_ref().and_then(Connection::poll_timeout) {
             t = t.min(c);
         }
-        if let Some((_, _, sent)) = self.delivery.inflight.front() {
-            t = t.min(*sent + self.ack_timeout());
+        if let Some(unacked) = self.unacked_deadline() {
+            t = t.min(unacked);
         }
         if let Some(s) = &self.stopping {
             t = t.min(Instant::now() + Duration::from_millis(100));
@@ -788,7 +790,7 @@ impl Agent {
             self.flush_logs();
             self.send_heartbeat();
         }
-        self.settle_unacked(now);
+        self.warn_unacked(now);
         self.drive_shutdown(now);
         if now >= self.next_status {
             self.publish_status(false);

@@ -10,9 +10,15 @@
 //! connection's frames in order, so it has read the entry). After each batch the agent sends
 //! such a marker heartbeat (one outstanding at a time). Entries not acknowledged when the
 //! connection drops are sent again after the reconnect: delivery is at least once, and a
-//! duplicate result is harmless (the orchestrator settles a job once). A server that never
-//! answers heartbeats gets its entries settled after [`Agent::ack_timeout`] on a connection that
-//! stayed up.
+//! duplicate result is harmless (the orchestrator settles a job once).
+//!
+//! Nothing else settles an entry: a connection that stays up (keepalive pings answered by the
+//! WebSocket layer) while the orchestrator's handler is stalled acknowledges nothing, and what
+//! it was sent is sent again after the reconnect that follows the orchestrator's restart. A
+//! server that never answers heartbeats therefore never empties the outbox: its entries are
+//! re-sent after every reconnect (and after a robot restart), never lost; the robot says so once
+//! per connection at warn level after [`Agent::ack_timeout`], and the outbox count in status and
+//! heartbeats shows the backlog.
 
 use super::Agent;
 use crate::link::protocol::{self, Outbound};
@@ -25,8 +31,8 @@ use std::time::{Duration, Instant};
 const BATCH: usize = 200;
 
 impl Agent {
-    /// How long a sent entry waits for a heartbeat acknowledgement before the connection's
-    /// survival counts as one.
+    /// How long a sent entry waits for a heartbeat acknowledgement before the robot warns that
+    /// the orchestrator is not acknowledging (the entry stays in the outbox).
     pub(super) fn ack_timeout(&self) -> Duration {
         (self.settings.heartbeat_interval * 2).max(Duration::from_secs(5))
     }
@@ -201,28 +207,36 @@ impl Agent {
         }
     }
 
-    /// Entries sent long ago on a connection that is still up count as delivered (a server that
-    /// does not answer heartbeats).
-    pub(super) fn settle_unacked(&mut self, now: Instant) {
-        if !self.connected {
+    /// Entries sent long ago on a connection that is still up stay in the outbox (they leave
+    /// only on an acknowledgement); say once per connection that the orchestrator is not
+    /// acknowledging them.
+    pub(super) fn warn_unacked(&mut self, now: Instant) {
+        if !self.connected || self.delivery.unacked_warned {
             return;
         }
         let limit = self.ack_timeout();
-        let mut settled = Vec::new();
-        while let Some(&(seq, _, sent)) = self.delivery.inflight.front() {
-            if now < sent + limit {
-                break;
-            }
-            settled.push(seq);
-            self.delivery.inflight.pop_front();
+        let Some(&(_, _, sent)) = self.delivery.inflight.front() else {
+            return;
+        };
+        if now < sent + limit {
+            return;
         }
-        if !settled.is_empty() {
-            log::debug!(
-                "{} outbox entr(y/ies) settled without a heartbeat acknowledgement",
-                settled.len()
-            );
-            self.remove_delivered(&settled);
+        self.delivery.unacked_warned = true;
+        log::warn!(
+            "the orchestrator has not acknowledged a heartbeat for {} s; {} sent message(s) stay \
+             in the outbox and are sent again after the next reconnect",
+            limit.as_secs(),
+            self.delivery.inflight.len()
+        );
+    }
+
+    /// When [`Agent::warn_unacked`] has something to check next.
+    pub(super) fn unacked_deadline(&self) -> Option<Instant> {
+        if self.delivery.unacked_warned {
+            return None;
         }
+        let (_, _, sent) = self.delivery.inflight.front()?;
+        Some(*sent + self.ack_timeout())
     }
 
     fn remove_delivered(&mut self, seqs: &[i64]) {
