@@ -182,6 +182,14 @@ impl Connection {
                 if matches!(self.state, LinkState::Disconnected) {
                     return None;
                 }
+                if self.state == LinkState::Unauthorized && self.next_attempt.is_some() {
+                    // The close the robot asked for after a refused registration: the
+                    // unauthorized schedule (the maximum backoff) stays.
+                    if let Some(p) = self.permit.take() {
+                        self.breaker.release(now, p);
+                    }
+                    return None;
+                }
                 if let Some(p) = self.permit.take() {
                     self.breaker.release(now, p);
                 }
@@ -413,6 +421,46 @@ mod tests {
             Some(LinkAction::Close)
         );
         assert_eq!(c.state(), LinkState::Unauthorized);
+    }
+
+    #[test]
+    fn the_close_after_a_refused_registration_keeps_the_unauthorized_schedule() {
+        let t0 = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut c = conn(t0);
+        c.handle(t0, LinkInput::Start, &mut rng);
+        c.handle(t0, LinkInput::Connected, &mut rng);
+        assert_eq!(
+            c.handle(t0, LinkInput::RegistrationRefused, &mut rng),
+            Some(LinkAction::Close)
+        );
+        let scheduled = c.poll_timeout();
+        // The socket closes because the robot asked it to (a normal close, not an auth code).
+        let t1 = t0 + Duration::from_millis(5);
+        assert_eq!(
+            c.handle(t1, LinkInput::Closed { auth: false }, &mut rng),
+            None
+        );
+        assert_eq!(c.state(), LinkState::Unauthorized);
+        assert_eq!(c.poll_timeout(), scheduled, "the close keeps the schedule");
+        let wait = scheduled.unwrap() - t0;
+        assert!(wait >= Duration::from_secs(54), "{wait:?}");
+        // Twenty seconds later: no attempt was made.
+        let mut attempts = 0;
+        let mut now = t1;
+        while let Some(t) = c.poll_timeout() {
+            if t > t0 + Duration::from_secs(20) {
+                break;
+            }
+            now = t;
+            if c.handle_timeout(now).is_some() {
+                attempts += 1;
+                c.handle(now, LinkInput::Connected, &mut rng);
+                c.handle(now, LinkInput::RegistrationRefused, &mut rng);
+                c.handle(now, LinkInput::Closed { auth: false }, &mut rng);
+            }
+        }
+        assert_eq!(attempts, 0);
     }
 
     #[test]

@@ -199,6 +199,10 @@ struct WsDelivery {
     unacked_warned: bool,
 }
 
+/// Distinct unknown message types the agent remembers (and logs once each); past it, unknown
+/// types are ignored silently, so a flood of made-up types costs neither memory nor time.
+const MAX_UNKNOWN_TYPES: usize = 64;
+
 /// The daemon's central state machine.
 pub struct Agent {
     settings: AgentSettings,
@@ -231,7 +235,8 @@ pub struct Agent {
     next_heartbeat: Instant,
     started: Instant,
     host: host::HostSampler,
-    unknown_types_seen: Vec<String>,
+    /// Unknown message types already logged (at most [`MAX_UNKNOWN_TYPES`]).
+    unknown_types_seen: HashSet<String>,
     jobs_done: u64,
     /// The last resource sample (heartbeats between samples reuse it).
     figures: host::HostFigures,
@@ -295,7 +300,7 @@ impl Agent {
             stopping: None,
             started: now,
             host: host::HostSampler::default(),
-            unknown_types_seen: Vec::new(),
+            unknown_types_seen: HashSet::new(),
             jobs_done: 0,
             figures: host::HostFigures::default(),
             metrics: MetricsCollector::new(),
@@ -459,8 +464,15 @@ impl Agent {
             }
         }
         let breaker: Vec<_> = conn.breaker_mut().take_transitions();
-        for t in &breaker {
-            log::info!("circuit breaker: {t:?}");
+        if !breaker.is_empty() {
+            let retry_in = conn
+                .snapshot(Instant::now())
+                .breaker
+                .next_attempt_in_secs
+                .map(Duration::from_secs_f64);
+            for t in &breaker {
+                log::info!("{}", t.sentence("connection attempts", retry_in));
+            }
         }
         for t in audits {
             match t {
@@ -651,9 +663,16 @@ impl Agent {
                 )
             }
             Inbound::Unknown { msg_type } => {
-                if !self.unknown_types_seen.contains(&msg_type) {
+                let seen = &mut self.unknown_types_seen;
+                if seen.len() < MAX_UNKNOWN_TYPES && !seen.contains(&msg_type) {
                     log::debug!("ignored unknown message type {msg_type:?}");
-                    self.unknown_types_seen.push(msg_type);
+                    seen.insert(msg_type);
+                    if seen.len() == MAX_UNKNOWN_TYPES {
+                        log::debug!(
+                            "{MAX_UNKNOWN_TYPES} distinct unknown message types seen; further ones \
+                             are ignored without a log line"
+                        );
+                    }
                 }
             }
         }

@@ -381,8 +381,14 @@ impl WsActor {
                 }
             } else if last_ping.elapsed() >= self.settings.ping_every {
                 last_ping = Instant::now();
-                if let Err(e) = socket.send(Message::Ping(Vec::new().into())) {
-                    return self.closed(None, format!("ping failed: {e}"), false);
+                match socket.send(Message::Ping(Vec::new().into())) {
+                    Ok(()) => {}
+                    // A full socket buffer (a large frame draining on a slow link): the ping is
+                    // queued behind it and the next flush sends it, as for data frames. The
+                    // silence limit still catches a dead peer.
+                    Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
+                    Err(tungstenite::Error::WriteBufferFull(_)) => {}
+                    Err(e) => return self.closed(None, format!("ping failed: {e}"), false),
                 }
             }
             if last_inbound.elapsed() > self.settings.silence_limit {

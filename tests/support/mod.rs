@@ -89,6 +89,8 @@ struct Shared {
     stalled: AtomicBool,
     /// See [`FakeOrchestrator::limit_message_size`].
     max_message: Mutex<Option<usize>>,
+    /// See [`FakeOrchestrator::pause_reading_for`].
+    read_paused_until: Mutex<Option<Instant>>,
     /// Set by `kill` and drop: the current accept thread and every connection stop.
     stop: AtomicBool,
 }
@@ -120,6 +122,7 @@ impl FakeOrchestrator {
             refuse_status: Mutex::new(None),
             stalled: AtomicBool::new(false),
             max_message: Mutex::new(None),
+            read_paused_until: Mutex::new(None),
             stop: AtomicBool::new(false),
         });
         let mut fake = FakeOrchestrator {
@@ -385,6 +388,13 @@ impl FakeOrchestrator {
         *self.shared.max_message.lock() = bytes;
     }
 
+    /// Stop reading on every connection for `pause` (a slow link: what the robot sends piles up in
+    /// the socket buffers). Meanwhile the fake keeps writing: queued frames, and a WebSocket ping
+    /// every 200 ms, so the robot does not take the link for dead.
+    pub fn pause_reading_for(&self, pause: Duration) {
+        *self.shared.read_paused_until.lock() = Some(Instant::now() + pause);
+    }
+
     /// Closes the open connections with a close frame of this code (4001/4003: auth).
     pub fn close_with(&self, code: u16) -> usize {
         self.broadcast(|| Command::Close(code))
@@ -609,6 +619,22 @@ fn run_connection(
         }
         if closing_since.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
             return;
+        }
+        let paused = shared
+            .read_paused_until
+            .lock()
+            .is_some_and(|until| Instant::now() < until);
+        if paused {
+            let _ = ws.get_ref().set_nonblocking(false);
+            nonblocking = false;
+            while let Some(cmd) = pending.take().or_else(|| commands.try_recv().ok()) {
+                if let Command::Text(text) = cmd {
+                    let _ = ws.send(Message::text(text));
+                }
+            }
+            let _ = ws.send(Message::Ping(Vec::new().into()));
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
         }
         while let Some(cmd) = pending.take().or_else(|| commands.try_recv().ok()) {
             last_activity = Instant::now();
