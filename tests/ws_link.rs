@@ -141,3 +141,54 @@ fn the_breaker_says_in_a_sentence_that_it_opened() {
         "no Debug struct in the log: {out}"
     );
 }
+
+#[test]
+fn a_trickling_handshake_is_bounded_as_a_whole() {
+    // A peer that accepts TCP and answers the upgrade one byte per half second: every read succeeds,
+    // the handshake never completes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    listener.set_nonblocking(true).expect("non-blocking");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let trickler = {
+        let (stop, accepted) = (stop.clone(), accepted.clone());
+        std::thread::Builder::new()
+            .name("trickler".into())
+            .spawn(move || {
+                use std::io::Write;
+                // Each peer with how much of the answer it got (the answer never completes).
+                let mut peers: Vec<(std::net::TcpStream, usize)> = Vec::new();
+                let answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n";
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    if let Ok((peer, _)) = listener.accept() {
+                        accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        peers.push((peer, 0));
+                    }
+                    for (peer, sent) in &mut peers {
+                        if let Some(byte) = answer.get(*sent..*sent + 1) {
+                            let _ = peer.write_all(byte);
+                            *sent += 1;
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            })
+            .expect("spawn")
+    };
+    let robot = Robot::start(json!({"orchestrator_url": format!("ws://127.0.0.1:{port}")}));
+    robot.wait_for_output("orchestrator unreachable", Duration::from_secs(30));
+    assert!(
+        support::wait_flag(Duration::from_secs(30), || {
+            accepted.load(std::sync::atomic::Ordering::SeqCst) >= 2
+        }),
+        "the robot gives up on the first handshake and tries again"
+    );
+    let out = robot.output();
+    assert!(
+        out.contains("the handshake did not complete within 10 s"),
+        "{out}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = trickler.join();
+}

@@ -454,9 +454,13 @@ impl Agent {
                     self.settings.robot_id,
                     conn.snapshot(Instant::now()).next_attempt_in_secs.unwrap_or(0.0)
                 ),
-                Transition::OutageStarted { unauthorized: false } => {
-                    log::warn!("orchestrator unreachable; reconnecting with backoff (one line per outage)")
-                }
+                Transition::OutageStarted { unauthorized: false } => log::warn!(
+                    "orchestrator unreachable{}; reconnecting with backoff (one line per outage)",
+                    self.last_error
+                        .as_ref()
+                        .map(|(why, _)| format!(" ({why})"))
+                        .unwrap_or_default()
+                ),
                 Transition::Restored { attempts, outage } => log::info!(
                     "connected again after {attempts} attempt(s), {:.1} s offline",
                     outage.as_secs_f64()
