@@ -192,3 +192,55 @@ fn a_trickling_handshake_is_bounded_as_a_whole() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = trickler.join();
 }
+
+#[test]
+fn a_malformed_assignment_with_a_job_id_is_rejected_naming_the_field() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let robot = start_robot(&fake, json!({}));
+    fake.wait_for("register", WAIT)
+        .expect("the robot registers");
+    let cases = [
+        (
+            json!({"type": "job_assign", "job_id": "bad-wf", "workflow_data": [1, 2]}),
+            "workflow_data",
+        ),
+        (
+            json!({"type": "job_assign", "job_id": "bad-json", "workflow_json": "{nope"}),
+            "workflow_json",
+        ),
+        (
+            json!({"type": "job_assign", "job_id": "bad-vars", "workflow_data": quick(), "variables": "x=1"}),
+            "variables",
+        ),
+        (
+            json!({"type": "job_assign", "job_id": "bad-timeout", "workflow_data": quick(), "timeout": "soon"}),
+            "timeout",
+        ),
+        (
+            json!({"type": "job_assign", "job_id": "no-wf"}),
+            "workflow_data/workflow_json/workflow",
+        ),
+    ];
+    for (msg, field) in cases {
+        let job_id = msg["job_id"].as_str().unwrap_or_default().to_string();
+        fake.send(msg);
+        let reject = fake
+            .wait_until(WAIT, for_job(&job_id, "job_reject"))
+            .unwrap_or_else(|| panic!("{job_id} is answered with job_reject"));
+        let reason = reject["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains(&format!("\"{field}\"")),
+            "{job_id}: {reason}"
+        );
+    }
+    let out = robot.output();
+    assert!(
+        out.contains("[WARN ] job bad-vars: malformed assignment from the orchestrator"),
+        "{out}"
+    );
+    // The robot keeps running jobs.
+    fake.assign_job("ok", quick(), json!({}), None);
+    fake.wait_until(WAIT, for_job("ok", "job_complete"))
+        .expect("jobs still run");
+    assert_eq!(fake.connections(), 1, "the connection was kept");
+}

@@ -591,7 +591,10 @@ impl Agent {
             }
             WsEvent::Frame(text) => match protocol::parse_inbound(&text) {
                 Ok(msg) => self.on_message(msg),
-                Err(e) => log::warn!("ignored a frame from the orchestrator: {e}"),
+                Err(e) => match protocol::rejectable_assignment(&text, &e) {
+                    Some(job_id) => self.on_malformed_assign(&job_id, &e),
+                    None => log::warn!("ignored a frame from the orchestrator: {e}"),
+                },
             },
         }
     }

@@ -259,6 +259,27 @@ pub fn parse_inbound(text: &str) -> Result<Inbound, ProtocolError> {
     Ok(msg)
 }
 
+/// The job id to answer when `text`, a frame that failed with `error`, is a job assignment whose
+/// `job_id` is usable but whose other fields are malformed (the workflow is not an object or a
+/// JSON string holding one, the variables are not an object, ...). `None` for any other error:
+/// without a job id there is nobody to answer.
+pub fn rejectable_assignment(text: &str, error: &ProtocolError) -> Option<String> {
+    let (ProtocolError::MissingField { msg_type, field }
+    | ProtocolError::InvalidField {
+        msg_type, field, ..
+    }) = error
+    else {
+        return None;
+    };
+    if *field == "job_id" || !matches!(msg_type.as_str(), "job_assign" | "job_assignment") {
+        return None;
+    }
+    let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(text) else {
+        return None;
+    };
+    required_id(msg_type, &obj).ok()
+}
+
 /// The first of `keys` present as a string (numbers are rendered), ignoring nulls.
 fn opt_string(obj: &Map<String, Value>, keys: &[&str]) -> Option<String> {
     keys.iter().find_map(|k| match obj.get(*k) {
@@ -1575,6 +1596,44 @@ mod tests {
             let msg = err.to_string();
             assert!(msg.contains(needle), "{text}: {msg:?} lacks {needle:?}");
             assert!(msg.chars().next().unwrap().is_lowercase(), "{msg}");
+        }
+    }
+
+    #[test]
+    fn malformed_assignments_with_a_job_id_can_be_answered() {
+        let cases: &[(&str, Option<&str>)] = &[
+            (r#"{"type":"job_assign","job_id":"a"}"#, Some("a")),
+            (
+                r#"{"type":"job_assignment","job_id":"b","workflow":"x"}"#,
+                Some("b"),
+            ),
+            (
+                r#"{"type":"job_assign","job_id":7,"workflow_json":"[1]"}"#,
+                Some("7"),
+            ),
+            (
+                r#"{"type":"job_assign","job_id":"c","workflow":{},"variables":[1]}"#,
+                Some("c"),
+            ),
+            (
+                r#"{"type":"job_assign","job_id":"d","workflow":{},"timeout":"x"}"#,
+                Some("d"),
+            ),
+            (r#"{"type":"job_assign","workflow_data":{}}"#, None),
+            (
+                r#"{"type":"job_assign","job_id":"","workflow_data":{}}"#,
+                None,
+            ),
+            (r#"{"type":"job_cancel"}"#, None),
+            ("{nope", None),
+        ];
+        for (text, expected) in cases {
+            let err = parse_inbound(text).expect_err(text);
+            assert_eq!(
+                rejectable_assignment(text, &err).as_deref(),
+                *expected,
+                "{text}"
+            );
         }
     }
 
