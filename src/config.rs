@@ -70,6 +70,7 @@ pub const ALL_KEYS: &[&str] = &[
     "audit_enabled",
     "audit_max_mb",
     "audit_backups",
+    "max_frame_mb",
 ];
 
 /// Keys that are also read from an unprefixed env var (`ROBOT_ID`, …), after `CASARE_<KEY>`.
@@ -525,6 +526,9 @@ pub struct RobotConfig {
     pub audit_max_mb: u64,
     /// Rotated audit files kept.
     pub audit_backups: u32,
+    /// The largest message the robot sends to the orchestrator (MB); a larger result is sent
+    /// truncated (its outputs replaced by a note), its full text kept in the store.
+    pub max_frame_mb: u64,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
     sources: IndexMap<&'static str, Source>,
@@ -713,6 +717,7 @@ impl RobotConfig {
             "audit_enabled" => self.audit_enabled.to_string(),
             "audit_max_mb" => self.audit_max_mb.to_string(),
             "audit_backups" => self.audit_backups.to_string(),
+            "max_frame_mb" => self.max_frame_mb.to_string(),
             _ => "(unknown key)".to_string(),
         }
     }
@@ -1156,6 +1161,12 @@ fn validate(raw: &RawConfig, env: EnvLookup) -> (RobotConfig, Vec<ConfigError>) 
         audit_enabled: v.bool("audit_enabled", true),
         audit_max_mb: v.int("audit_max_mb", 10, 1, 100_000),
         audit_backups: v.int("audit_backups", 5, 0, 1000) as u32,
+        max_frame_mb: v.int(
+            "max_frame_mb",
+            crate::link::bound::DEFAULT_MAX_FRAME_MB,
+            1,
+            (crate::link::protocol::MAX_FRAME_BYTES / 1_048_576) as u64,
+        ),
         config_file: None,
         sources: IndexMap::new(),
     };

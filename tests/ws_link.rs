@@ -81,7 +81,7 @@ fn a_result_stays_queued_while_a_stalled_orchestrator_does_not_acknowledge_it() 
 #[test]
 fn a_ping_behind_a_large_frame_on_a_slow_link_does_not_drop_the_connection() {
     let fake = FakeOrchestrator::start(Dialect::Casare);
-    let robot = start_robot(&fake, json!({}));
+    let robot = start_robot(&fake, json!({"max_frame_mb": 64}));
     fake.wait_for("register", WAIT)
         .expect("the robot registers");
     fake.wait_for("heartbeat", WAIT).expect("a heartbeat");
@@ -243,4 +243,96 @@ fn a_malformed_assignment_with_a_job_id_is_rejected_naming_the_field() {
     fake.wait_until(WAIT, for_job("ok", "job_complete"))
         .expect("jobs still run");
     assert_eq!(fake.connections(), 1, "the connection was kept");
+}
+
+fn assert_truncated(done: &Value, job_id: &str) {
+    let result = &done["result"];
+    assert_eq!(result["truncated"], true, "{result}");
+    assert_eq!(result["success"], true);
+    let note = result["outputs"]["truncated"].as_str().unwrap_or_default();
+    assert!(
+        note.contains(&format!("job_id {job_id}")) && note.contains("casare-robot.db"),
+        "the note says where the full result is: {note}"
+    );
+    assert!(note.contains("max_frame_mb"), "{note}");
+}
+
+#[test]
+fn a_result_over_max_frame_mb_is_delivered_truncated_with_a_note() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let robot = start_robot(&fake, json!({"max_frame_mb": 1}));
+    fake.wait_for("register", WAIT)
+        .expect("the robot registers");
+    let big = "x".repeat(2 * 1024 * 1024);
+    fake.assign_job("job-big", quick(), json!({"big": big}), None);
+    let done = fake
+        .wait_until(WAIT, for_job("job-big", "job_complete"))
+        .expect("the result arrives");
+    assert_truncated(&done, "job-big");
+    assert!(done.to_string().len() < 1024 * 1024);
+    robot.wait_for_output("it is sent truncated", WAIT);
+    // A result that fits is sent whole.
+    fake.assign_job("job-small", quick(), json!({"small": "y"}), None);
+    let done = fake
+        .wait_until(WAIT, for_job("job-small", "job_complete"))
+        .expect("the small result arrives");
+    assert_eq!(done["result"]["outputs"]["small"], "y");
+    assert_eq!(done["result"].get("truncated"), None);
+}
+
+#[test]
+fn a_frame_the_orchestrator_refuses_as_too_big_is_not_sent_again_unchanged() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    // uvicorn closes with 1009 past its limit (16 MiB by default); here 1 MiB, under the
+    // robot's default max_frame_mb of 8.
+    fake.limit_message_size(Some(1024 * 1024));
+    let robot = start_robot(&fake, json!({}));
+    fake.wait_for("register", WAIT)
+        .expect("the robot registers");
+    let big = "x".repeat(3 * 1024 * 1024);
+    fake.assign_job("job-big", quick(), json!({"big": big}), None);
+    let done = fake
+        .wait_until(WAIT, for_job("job-big", "job_complete"))
+        .unwrap_or_else(|| {
+            panic!(
+                "the result arrives after the refusal:\n{}\n{:?}",
+                robot.output(),
+                fake.received()
+                    .iter()
+                    .map(|m| format!("{}:{}", m["type"], m.to_string().len()))
+                    .collect::<Vec<_>>()
+            )
+        });
+    assert_truncated(&done, "job-big");
+    let refused = fake
+        .received()
+        .iter()
+        .filter(|m| m["type"] == "_too_big")
+        .count();
+    assert!(refused >= 1, "the full frame was refused first");
+    assert!(fake.connections() >= 2);
+    robot.wait_for_output("refused a message as too big (close code 1009", WAIT);
+}
+
+#[test]
+fn a_rest_result_over_max_frame_mb_is_sent_truncated_too() {
+    let fake = support::rest::FakeRest::start();
+    let robot = Robot::start(json!({
+        "api_url": fake.url(),
+        "poll_interval": 0.1,
+        "poll_max_interval": 0.3,
+        "max_frame_mb": 1,
+    }));
+    let big = "x".repeat(2 * 1024 * 1024);
+    fake.submit("rest-big", quick(), json!({"big": big}));
+    assert!(
+        fake.wait_until(WAIT, |f| f.completions("rest-big") >= 1),
+        "the result is delivered:\n{}",
+        robot.output()
+    );
+    let results = fake.results("rest-big");
+    let result = results.first().cloned().unwrap_or_default();
+    assert_eq!(result["truncated"], true, "{result}");
+    let note = result["outputs"]["truncated"].as_str().unwrap_or_default();
+    assert!(note.contains("job_id rest-big"), "{note}");
 }

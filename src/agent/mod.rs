@@ -97,6 +97,8 @@ pub struct AgentSettings {
     pub max_concurrent_jobs: usize,
     /// Heartbeat period.
     pub heartbeat_interval: Duration,
+    /// The largest frame to send (`max_frame_mb`); larger results go out truncated.
+    pub max_frame_bytes: usize,
     /// Time running jobs get on shutdown.
     pub graceful_shutdown: Duration,
     /// Extra time cancelled jobs get to stop (child processes, a node in flight).
@@ -197,6 +199,8 @@ struct WsDelivery {
     close_sent: bool,
     /// The robot said on this connection that sent entries wait for an acknowledgement.
     unacked_warned: bool,
+    /// The largest frame sent on this connection (bytes).
+    largest_sent: usize,
 }
 
 /// Distinct unknown message types the agent remembers (and logs once each); past it, unknown
@@ -223,6 +227,10 @@ pub struct Agent {
     /// Recovered REST jobs whose lease is being confirmed.
     verifying: HashSet<String>,
     delivery: WsDelivery,
+    /// The largest frame sent: `max_frame_bytes`, lowered when the orchestrator refuses one as
+    /// too big (close code 1009).
+    frame_limit: usize,
+    frame_refusals: crate::link::bound::FrameRefusals,
     control: OutQueue<Frame>,
     logs: Vec<LogEntry>,
     log_sequence: u64,
@@ -275,6 +283,8 @@ impl Agent {
         };
         Agent {
             next_heartbeat: now + settings.heartbeat_interval,
+            frame_limit: settings.max_frame_bytes,
+            frame_refusals: Default::default(),
             settings,
             events,
             ws,
@@ -569,6 +579,7 @@ impl Agent {
                     "connection closed: {reason}{}",
                     code.map(|c| format!(" (code {c})")).unwrap_or_default()
                 ));
+                self.check_frame_refused(code);
                 self.delivery.inflight.clear();
                 log::info!(
                     "connection closed: {reason}{}",
@@ -583,8 +594,11 @@ impl Agent {
             }
             WsEvent::SendFailed(frame) => {
                 // Outbox entries stay in the store and are sent again after the reconnect; other
-                // frames wait in memory.
-                if frame.kind != Kind::Result {
+                // frames wait in memory, except a stale register or heartbeat: a fresh one goes
+                // out on connect, and a heartbeat the robot did not count would be answered with
+                // an acknowledgement taken for a marker's (settling entries the orchestrator
+                // never read).
+                if frame.kind != Kind::Result && !is_presence(&frame) {
                     let (kind, job_id) = (frame.kind, frame.job_id.clone());
                     let _ = self.control.push(kind, job_id.as_deref(), frame);
                 }
@@ -711,6 +725,18 @@ impl Agent {
     // ---- sending ---------------------------------------------------------------------------
 
     fn ws_send(&mut self, frame: Frame) {
+        if frame.kind != Kind::Result && frame.text.len() > self.frame_limit {
+            // Results are bounded when encoded (sent truncated); the others are lossy.
+            log::warn!(
+                "a {:?} message of {} bytes is over the frame limit of {} bytes (max_frame_mb); \
+                 it is dropped",
+                frame.kind,
+                frame.text.len(),
+                self.frame_limit
+            );
+            return;
+        }
+        self.delivery.largest_sent = self.delivery.largest_sent.max(frame.text.len());
         if let Some(ws) = &self.ws {
             ws.send(WsCommand::Send(frame));
         }
@@ -915,6 +941,20 @@ impl Agent {
             self.delivery.close_sent = true;
         }
     }
+}
+
+/// Whether a control frame is a `register` or a heartbeat (`heartbeat`, `status_update`).
+fn is_presence(frame: &Frame) -> bool {
+    if frame.kind != Kind::Control {
+        return false;
+    }
+    let msg_type = serde_json::from_str::<serde_json::Value>(&frame.text)
+        .ok()
+        .and_then(|v| v["type"].as_str().map(str::to_string));
+    matches!(
+        msg_type.as_deref(),
+        Some("register" | "heartbeat" | "status_update")
+    )
 }
 
 /// What this robot can do (sent with `register` on both links).

@@ -21,6 +21,7 @@
 //! heartbeats shows the backlog.
 
 use super::Agent;
+use crate::link::bound;
 use crate::link::protocol::{self, Outbound};
 use crate::link::ws::Frame;
 use crate::resilience::outq::Kind;
@@ -37,8 +38,49 @@ impl Agent {
         (self.settings.heartbeat_interval * 2).max(Duration::from_secs(5))
     }
 
-    /// The frame for an outbox report.
+    /// The frame for an outbox report, within the frame limit for results: a larger result goes
+    /// out truncated (its outputs replaced by a note, a long error cut; the store keeps the full
+    /// report). Other reports are lossy: [`Agent::ws_send`] drops one over the limit.
     fn encode_report(&mut self, job_id: Option<&str>, report: &Report) -> (String, Kind) {
+        let (text, kind) = self.encode_unbounded(job_id, report);
+        let limit = self.frame_limit;
+        if text.len() <= limit {
+            return (text, kind);
+        }
+        let id = job_id.unwrap_or_default();
+        let smaller = match report {
+            Report::Complete {
+                result,
+                duration_ms,
+            } => Report::Complete {
+                result: bound::truncated_result(id, result, text.len(), limit),
+                duration_ms: *duration_ms,
+            },
+            Report::Failed {
+                error,
+                error_type,
+                failed_node,
+                duration_ms,
+            } => Report::Failed {
+                error: bound::truncated_error(error),
+                error_type: error_type.clone(),
+                failed_node: failed_node.clone(),
+                duration_ms: *duration_ms,
+            },
+            Report::Cancelled | Report::Progress { .. } | Report::Logs { .. } => {
+                return (text, kind);
+            }
+        };
+        log::warn!(
+            "job {id}: its result is {} bytes encoded, over the frame limit of {limit} bytes \
+             (max_frame_mb); it is sent truncated and the full result stays in the store",
+            text.len()
+        );
+        self.encode_unbounded(job_id, &smaller)
+    }
+
+    /// The frame for an outbox report, whatever its size.
+    fn encode_unbounded(&mut self, job_id: Option<&str>, report: &Report) -> (String, Kind) {
         let job_id = job_id.unwrap_or_default().to_string();
         let (msg, kind) = match report.clone() {
             Report::Complete {
@@ -174,6 +216,8 @@ impl Agent {
             }
             let now = Instant::now();
             for entry in entries {
+                // An entry too large to send (not a result: those are truncated) is dropped by
+                // `ws_send` and leaves with the next acknowledgement like a sent one.
                 let (text, kind) = self.encode_report(entry.job_id.as_deref(), &entry.report);
                 self.ws_send(Frame {
                     text,
@@ -206,6 +250,10 @@ impl Agent {
             d.inflight.pop_front();
         }
         self.remove_delivered(&settled);
+        if !settled.is_empty() && self.delivery.inflight.is_empty() {
+            // Everything sent was read: no frame was refused.
+            self.frame_refusals.on_ack();
+        }
         if !self.delivery.inflight.is_empty() && self.delivery.hb_sent == self.delivery.hb_acked {
             self.send_ws_heartbeat();
         }
@@ -244,6 +292,30 @@ impl Agent {
         }
         let (_, _, sent) = self.delivery.inflight.front()?;
         Some(*sent + self.ack_timeout())
+    }
+
+    /// The connection ended with close `code`: lower the frame limit when the orchestrator
+    /// refused a frame as too big (see [`bound::FrameRefusals`]), so the refused frame goes out
+    /// smaller (a result truncated) after the reconnect instead of the same frame forever. Call
+    /// before the in-flight entries are cleared.
+    pub(super) fn check_frame_refused(&mut self, code: Option<u16>) {
+        let unacked = !self.delivery.inflight.is_empty();
+        let largest_sent = self.delivery.largest_sent;
+        if let Some(lowered) =
+            self.frame_refusals
+                .on_close(code, largest_sent, unacked, self.frame_limit)
+        {
+            log::warn!(
+                "the orchestrator refused a message as too big ({}; the largest sent was {} \
+                 bytes); messages are now kept under {lowered} bytes",
+                match code {
+                    Some(bound::MESSAGE_TOO_BIG) => "close code 1009".to_string(),
+                    _ => "the connection dropped twice with it unacknowledged".to_string(),
+                },
+                self.delivery.largest_sent
+            );
+            self.frame_limit = lowered;
+        }
     }
 
     fn remove_delivered(&mut self, seqs: &[i64]) {

@@ -717,8 +717,12 @@ pub fn to_value(msg: &Outbound, dialect: Dialect, robot_id: &str, now: DateTime<
         } => {
             let outputs = object_or_empty(result.get("outputs").unwrap_or(&Value::Null));
             let field = |k: &str, default: Value| result.get(k).cloned().unwrap_or(default);
+            // A result sent truncated (see `link::bound`) says so.
+            let truncated = ["truncated", "result_bytes"]
+                .into_iter()
+                .filter_map(|k| result.get(k).map(|v| (k.to_string(), v.clone())));
             if reference {
-                return json!({
+                let mut msg = json!({
                     "type": msg_type,
                     "job_id": job_id,
                     "robot_id": robot_id,
@@ -728,9 +732,13 @@ pub fn to_value(msg: &Outbound, dialect: Dialect, robot_id: &str, now: DateTime<
                     "error": null,
                     "timestamp": timestamp,
                 });
+                if let Some(obj) = msg.as_object_mut() {
+                    obj.extend(truncated);
+                }
+                return msg;
             }
             let executed = field("executed_nodes", json!(0));
-            json!({
+            let mut msg = json!({
                 "type": msg_type,
                 "job_id": job_id,
                 "robot_id": robot_id,
@@ -748,7 +756,11 @@ pub fn to_value(msg: &Outbound, dialect: Dialect, robot_id: &str, now: DateTime<
                 },
                 "duration_ms": duration_ms,
                 "timestamp": timestamp,
-            })
+            });
+            if let Some(obj) = msg["result"].as_object_mut() {
+                obj.extend(truncated);
+            }
+            msg
         }
         Outbound::JobFailed {
             job_id,

@@ -22,6 +22,7 @@
 //!   (the server never recovers an expired lease, so without this it would hang forever);
 //! - on `Stop`, flushes the outbox until its deadline and ends.
 
+use crate::link::bound;
 use crate::link::protocol::{Capabilities, RobotStatus};
 use crate::link::rest::{
     ClaimedJob, LeaseOutcome, PollInterval, PollOutcome, Registration, RestClient, RestError,
@@ -44,6 +45,8 @@ pub struct RestIoSettings {
     pub lease: Duration,
     /// Sent with `register`.
     pub capabilities: Capabilities,
+    /// The largest result body to send (`max_frame_mb`); a larger result goes out truncated.
+    pub max_body_bytes: usize,
 }
 
 /// What the agent asks of the rest-io thread.
@@ -575,7 +578,10 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
             return Delivery::Refused;
         };
         let r = match &entry.report {
-            Report::Complete { result, .. } => self.client.complete(job_id, result).map(|_| ()),
+            Report::Complete { result, .. } => {
+                let result = bound::bounded_result(job_id, result, self.settings.max_body_bytes);
+                self.client.complete(job_id, &result).map(|_| ())
+            }
             Report::Failed { error, .. } => self.client.fail(job_id, error).map(|_| ()),
             Report::Progress {
                 progress,
