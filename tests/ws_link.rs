@@ -336,3 +336,35 @@ fn a_rest_result_over_max_frame_mb_is_sent_truncated_too() {
     let note = result["outputs"]["truncated"].as_str().unwrap_or_default();
     assert!(note.contains("job_id rest-big"), "{note}");
 }
+
+#[test]
+fn the_robot_re_registers_soon_after_orchestrator_restarts() {
+    // The reference reconnect parameters (1 s, ×2, up to 60 s), not the fast test defaults.
+    let mut fake = FakeOrchestrator::start(Dialect::Casare);
+    let _robot = start_robot(
+        &fake,
+        json!({"reconnect_delay": 1.0, "max_reconnect_delay": 60.0}),
+    );
+    fake.wait_for("register", WAIT)
+        .expect("the robot registers");
+    let mut waits = Vec::new();
+    for (round, down) in [1, 3, 2, 4, 3, 2].into_iter().enumerate() {
+        fake.kill();
+        // The orchestrator is down for a restart of `down` seconds.
+        std::thread::sleep(Duration::from_secs(down));
+        while fake.recv(Duration::ZERO).is_some() {}
+        fake.restart();
+        let back = std::time::Instant::now();
+        fake.wait_for("register", Duration::from_secs(90))
+            .unwrap_or_else(|| panic!("round {round}: the robot registers again"));
+        waits.push(back.elapsed().as_secs_f64());
+    }
+    waits.sort_by(f64::total_cmp);
+    // Measured, not asserted (the schedule's bound is asserted on the sans-IO connection).
+    println!(
+        "re-registration after a restart: {:?} s; p95 (the largest of {}) {:.2} s",
+        waits.iter().map(|w| format!("{w:.2}")).collect::<Vec<_>>(),
+        waits.len(),
+        waits[waits.len() - 1]
+    );
+}
