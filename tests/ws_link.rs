@@ -33,6 +33,14 @@ fn for_job<'a>(job: &'a str, ty: &'a str) -> impl FnMut(&Value) -> bool + 'a {
     move |m| m["job_id"] == job && m["type"] == ty
 }
 
+/// A robot started against `fake` (with `extra` config) that has registered.
+fn registered_robot(fake: &FakeOrchestrator, extra: Value) -> Robot {
+    let robot = start_robot(fake, extra);
+    fake.wait_for("register", WAIT)
+        .expect("the robot registers");
+    robot
+}
+
 /// The outbox count a heartbeat reports.
 fn outbox_of(heartbeat: &Value) -> u64 {
     heartbeat["metrics"]["outbox"]
@@ -43,9 +51,7 @@ fn outbox_of(heartbeat: &Value) -> u64 {
 #[test]
 fn a_result_stays_queued_while_a_stalled_orchestrator_does_not_acknowledge_it() {
     let mut fake = FakeOrchestrator::start(Dialect::Casare);
-    let robot = start_robot(&fake, json!({}));
-    fake.wait_for("register", WAIT)
-        .expect("the robot registers");
+    let robot = registered_robot(&fake, json!({}));
     fake.wait_for("heartbeat", WAIT).expect("a heartbeat");
     // The handler hangs; the WebSocket layer still answers the robot's keepalive pings.
     fake.stall_handler(true);
@@ -81,9 +87,7 @@ fn a_result_stays_queued_while_a_stalled_orchestrator_does_not_acknowledge_it() 
 #[test]
 fn a_ping_behind_a_large_frame_on_a_slow_link_does_not_drop_the_connection() {
     let fake = FakeOrchestrator::start(Dialect::Casare);
-    let robot = start_robot(&fake, json!({"max_frame_mb": 64}));
-    fake.wait_for("register", WAIT)
-        .expect("the robot registers");
+    let robot = registered_robot(&fake, json!({"max_frame_mb": 64}));
     fake.wait_for("heartbeat", WAIT).expect("a heartbeat");
     // The link stops draining for longer than a ping interval (1 s) while a result larger than
     // every socket buffer is on its way.
@@ -105,9 +109,7 @@ fn a_ping_behind_a_large_frame_on_a_slow_link_does_not_drop_the_connection() {
 #[test]
 fn a_flood_of_unknown_message_types_is_not_remembered_one_by_one() {
     let fake = FakeOrchestrator::start(Dialect::Casare);
-    let robot = start_robot(&fake, json!({"log_level": "debug"}));
-    fake.wait_for("register", WAIT)
-        .expect("the robot registers");
+    let robot = registered_robot(&fake, json!({"log_level": "debug"}));
     for n in 0..2_000 {
         fake.send(json!({"type": format!("made_up_{n}")}));
     }
@@ -196,9 +198,7 @@ fn a_trickling_handshake_is_bounded_as_a_whole() {
 #[test]
 fn a_malformed_assignment_with_a_job_id_is_rejected_naming_the_field() {
     let fake = FakeOrchestrator::start(Dialect::Casare);
-    let robot = start_robot(&fake, json!({}));
-    fake.wait_for("register", WAIT)
-        .expect("the robot registers");
+    let robot = registered_robot(&fake, json!({}));
     let cases = [
         (
             json!({"type": "job_assign", "job_id": "bad-wf", "workflow_data": [1, 2]}),
@@ -260,9 +260,7 @@ fn assert_truncated(done: &Value, job_id: &str) {
 #[test]
 fn a_result_over_max_frame_mb_is_delivered_truncated_with_a_note() {
     let fake = FakeOrchestrator::start(Dialect::Casare);
-    let robot = start_robot(&fake, json!({"max_frame_mb": 1}));
-    fake.wait_for("register", WAIT)
-        .expect("the robot registers");
+    let robot = registered_robot(&fake, json!({"max_frame_mb": 1}));
     let big = "x".repeat(2 * 1024 * 1024);
     fake.assign_job("job-big", quick(), json!({"big": big}), None);
     let done = fake
@@ -286,9 +284,7 @@ fn a_frame_the_orchestrator_refuses_as_too_big_is_not_sent_again_unchanged() {
     // uvicorn closes with 1009 past its limit (16 MiB by default); here 1 MiB, under the
     // robot's default max_frame_mb of 8.
     fake.limit_message_size(Some(1024 * 1024));
-    let robot = start_robot(&fake, json!({}));
-    fake.wait_for("register", WAIT)
-        .expect("the robot registers");
+    let robot = registered_robot(&fake, json!({}));
     let big = "x".repeat(3 * 1024 * 1024);
     fake.assign_job("job-big", quick(), json!({"big": big}), None);
     let done = fake
@@ -341,12 +337,10 @@ fn a_rest_result_over_max_frame_mb_is_sent_truncated_too() {
 fn the_robot_re_registers_soon_after_orchestrator_restarts() {
     // The reference reconnect parameters (1 s, ×2, up to 60 s), not the fast test defaults.
     let mut fake = FakeOrchestrator::start(Dialect::Casare);
-    let _robot = start_robot(
+    let _robot = registered_robot(
         &fake,
         json!({"reconnect_delay": 1.0, "max_reconnect_delay": 60.0}),
     );
-    fake.wait_for("register", WAIT)
-        .expect("the robot registers");
     let mut waits = Vec::new();
     for (round, down) in [1, 3, 2, 4, 3, 2].into_iter().enumerate() {
         fake.kill();

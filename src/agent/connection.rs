@@ -321,6 +321,14 @@ mod tests {
         )
     }
 
+    /// A manager whose first attempt connected at `t0`.
+    fn connected(t0: Instant, rng: &mut fastrand::Rng) -> Connection {
+        let mut c = conn(t0);
+        c.handle(t0, LinkInput::Start, rng);
+        c.handle(t0, LinkInput::Connected, rng);
+        c
+    }
+
     #[test]
     fn start_connects_at_once_and_success_resets() {
         let t0 = Instant::now();
@@ -460,9 +468,7 @@ mod tests {
     fn the_close_after_a_refused_registration_keeps_the_unauthorized_schedule() {
         let t0 = Instant::now();
         let mut rng = fastrand::Rng::with_seed(7);
-        let mut c = conn(t0);
-        c.handle(t0, LinkInput::Start, &mut rng);
-        c.handle(t0, LinkInput::Connected, &mut rng);
+        let mut c = connected(t0, &mut rng);
         assert_eq!(
             c.handle(t0, LinkInput::RegistrationRefused, &mut rng),
             Some(LinkAction::Close)
@@ -499,9 +505,8 @@ mod tests {
     fn reregister_after(down: f64, seed: u64) -> f64 {
         let t0 = Instant::now();
         let mut rng = fastrand::Rng::with_seed(seed);
-        let mut c = Connection::new(Backoff::default(), BreakerConfig::default(), t0);
-        c.handle(t0, LinkInput::Start, &mut rng);
-        c.handle(t0, LinkInput::Connected, &mut rng);
+        // `conn` has the reference parameters (1 s, ×2, 60 s) and the default breaker.
+        let mut c = connected(t0, &mut rng);
         c.handle(t0, LinkInput::Closed { auth: false }, &mut rng);
         let back = t0 + Duration::from_secs_f64(down);
         loop {
@@ -541,9 +546,7 @@ mod tests {
     fn quick_attempts_are_capped_then_the_schedule_resumes_from_the_cap() {
         let t0 = Instant::now();
         let mut rng = fastrand::Rng::with_seed(9);
-        let mut c = conn(t0);
-        c.handle(t0, LinkInput::Start, &mut rng);
-        c.handle(t0, LinkInput::Connected, &mut rng);
+        let mut c = connected(t0, &mut rng);
         c.handle(t0, LinkInput::Closed { auth: false }, &mut rng);
         let mut now = t0;
         let mut waits = Vec::new();
