@@ -362,3 +362,21 @@ fn the_robot_re_registers_soon_after_orchestrator_restarts() {
         waits[waits.len() - 1]
     );
 }
+
+#[test]
+fn a_refused_registration_waits_the_maximum_backoff_before_trying_again() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    fake.refuse_registration(true);
+    let robot = registered_robot(&fake, json!({"max_reconnect_delay": 30.0}));
+    robot.wait_for_output("refused the registration", WAIT);
+    // The unauthorized schedule (about 30 s here) holds: no second handshake within 5 s (the
+    // robot's own close used to replace it with a quick reconnect, dozens a minute).
+    let again = support::wait_flag(Duration::from_secs(5), || fake.handshake_attempts() >= 2);
+    assert!(
+        !again,
+        "{} handshakes:\n{}",
+        fake.handshake_attempts(),
+        robot.output()
+    );
+    assert!(robot.output().contains("next attempt in"));
+}

@@ -87,6 +87,8 @@ struct Shared {
     refuse_status: Mutex<Option<u16>>,
     /// See [`FakeOrchestrator::stall_handler`].
     stalled: AtomicBool,
+    /// See [`FakeOrchestrator::refuse_registration`].
+    refuse_registration: AtomicBool,
     /// See [`FakeOrchestrator::limit_message_size`].
     max_message: Mutex<Option<usize>>,
     /// See [`FakeOrchestrator::pause_reading_for`].
@@ -121,6 +123,7 @@ impl FakeOrchestrator {
             reply_to_register: AtomicBool::new(true),
             refuse_status: Mutex::new(None),
             stalled: AtomicBool::new(false),
+            refuse_registration: AtomicBool::new(false),
             max_message: Mutex::new(None),
             read_paused_until: Mutex::new(None),
             stop: AtomicBool::new(false),
@@ -379,6 +382,13 @@ impl FakeOrchestrator {
     /// (no `register_ack`, no `heartbeat_ack`), like a server whose handler hangs.
     pub fn stall_handler(&self, stalled: bool) {
         self.shared.stalled.store(stalled, Ordering::SeqCst);
+    }
+
+    /// Answer `register` with `register_ack {success: false, message}` (or accept again).
+    pub fn refuse_registration(&self, refuse: bool) {
+        self.shared
+            .refuse_registration
+            .store(refuse, Ordering::SeqCst);
     }
 
     /// Refuse messages larger than `bytes` on connections accepted from now on, closing with code
@@ -696,6 +706,13 @@ fn handle_text(ws: &mut WebSocket<TcpStream>, shared: &Shared, text: &str) {
         return;
     }
     let reply = match msg_type.as_str() {
+        "register" if shared.refuse_registration.load(Ordering::SeqCst) => Some(json!({
+            "type": "register_ack",
+            "robot_id": value["robot_id"],
+            "success": false,
+            "message": "robot not allowed",
+            "timestamp": now_rfc3339(),
+        })),
         "register" => Some(json!({
             "type": "register_ack",
             "robot_id": value["robot_id"],
