@@ -380,3 +380,22 @@ fn a_refused_registration_waits_the_maximum_backoff_before_trying_again() {
     );
     assert!(robot.output().contains("next attempt in"));
 }
+
+#[test]
+fn a_duplicate_assignment_is_answered_while_the_first_result_waits_for_its_acknowledgement() {
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let _robot = registered_robot(&fake, json!({}));
+    // No acknowledgements: the result stays in the outbox, sent and unacknowledged.
+    fake.stall_handler(true);
+    fake.assign_job("dup", quick(), json!({}), None);
+    let first = fake
+        .wait_until(WAIT, for_job("dup", "job_complete"))
+        .expect("the result");
+    fake.assign_job("dup", quick(), json!({}), None);
+    fake.wait_until(WAIT, for_job("dup", "job_accept"))
+        .expect("the duplicate is accepted");
+    let again = fake
+        .wait_until(WAIT, for_job("dup", "job_complete"))
+        .expect("and answered with the recorded result");
+    assert_eq!(again["result"]["outputs"], first["result"]["outputs"]);
+}

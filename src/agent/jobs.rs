@@ -329,8 +329,14 @@ impl Agent {
             "job {id} was settled here before: answering from its record, not running it again"
         );
         let pushed = self.store.lock().outbox_push(route, Some(&id), &report);
-        if let Err(e) = pushed {
-            log::warn!("job {id}: cannot queue its recorded report: {e}");
+        match pushed {
+            // Its result is still in the outbox, sent and not yet acknowledged: the asking
+            // orchestrator gets it again now (a duplicate result is harmless).
+            Ok(None) if route == Route::Ws && report.is_result() => {
+                self.send_report_direct(&id, &report)
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("job {id}: cannot queue its recorded report: {e}"),
         }
         self.flush_routes(Routes::of(route));
         if route == Route::Rest {
