@@ -604,6 +604,7 @@ fn cmd_start(args: &StartArgs) -> u8 {
         dialect,
         max_concurrent_jobs: config.max_concurrent_jobs as usize,
         heartbeat_interval: config.heartbeat_interval,
+        max_frame_bytes: (config.max_frame_mb as usize).saturating_mul(1_048_576),
         graceful_shutdown: config.graceful_shutdown_seconds,
         cancel_grace: config.cancel_grace_seconds,
         run_options,
@@ -691,6 +692,7 @@ fn cmd_start(args: &StartArgs) -> u8 {
                 poll_max_interval: config.poll_max_interval,
                 lease: config.lease_seconds,
                 capabilities: agent::capabilities(config.max_concurrent_jobs as usize),
+                max_body_bytes: (config.max_frame_mb as usize).saturating_mul(1_048_576),
             };
             match RestHandle::start(client, io, store.clone(), tx.clone(), Event::Rest) {
                 Ok(h) => Some(h),

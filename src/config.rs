@@ -74,6 +74,7 @@ pub const ALL_KEYS: &[&str] = &[
     "max_resume_attempts",
     "node_executions_max",
     "finished_job_records",
+    "max_frame_mb",
 ];
 
 /// Keys that are also read from an unprefixed env var (`ROBOT_ID`, …), after `CASARE_<KEY>`.
@@ -538,6 +539,9 @@ pub struct RobotConfig {
     /// Settled job records kept to answer a job assigned again (the newest by settle order;
     /// wall-clock time plays no part, so a clock step purges nothing).
     pub finished_job_records: u64,
+    /// The largest message the robot sends to the orchestrator (MB); a larger result is sent
+    /// truncated (its outputs replaced by a note), its full text kept in the store.
+    pub max_frame_mb: u64,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
     sources: IndexMap<&'static str, Source>,
@@ -731,6 +735,7 @@ impl RobotConfig {
             "max_resume_attempts" => self.max_resume_attempts.to_string(),
             "node_executions_max" => self.node_executions_max.to_string(),
             "finished_job_records" => self.finished_job_records.to_string(),
+            "max_frame_mb" => self.max_frame_mb.to_string(),
             _ => "(unknown key)".to_string(),
         }
     }
@@ -1324,6 +1329,12 @@ fn validate(raw: &RawConfig, env: EnvLookup) -> (RobotConfig, Vec<ConfigError>) 
             100_000,
         ) as usize,
         finished_job_records: v.int("finished_job_records", 10_000, 100, 10_000_000),
+        max_frame_mb: v.int(
+            "max_frame_mb",
+            crate::link::bound::DEFAULT_MAX_FRAME_MB,
+            1,
+            (crate::link::protocol::MAX_FRAME_BYTES / 1_048_576) as u64,
+        ),
         config_file: None,
         sources: IndexMap::new(),
     };

@@ -9,7 +9,7 @@
 use super::{Agent, RunningJob};
 use crate::engine::runner::RunStatus;
 use crate::engine::{model, CancelToken, Dict, Value, Workflow};
-use crate::link::protocol::{JobAssignment, LogEntry, Outbound};
+use crate::link::protocol::{JobAssignment, LogEntry, Outbound, ProtocolError};
 use crate::link::rest::ClaimedJob;
 use crate::link::rest_io::RestCommand;
 use crate::observe::metrics::JobEnd;
@@ -270,6 +270,20 @@ impl Agent {
         self.start_waiting();
     }
 
+    /// A job assignment with a usable job id and malformed fields: answered with `job_reject`
+    /// naming the field, unless the job is already here (then the malformed copy is ignored).
+    pub(super) fn on_malformed_assign(&mut self, job_id: &str, error: &ProtocolError) {
+        log::warn!("job {job_id}: malformed assignment from the orchestrator: {error}");
+        let known = self.known_here(job_id) || matches!(self.store.lock().job(job_id), Ok(Some(_)));
+        if known {
+            log::warn!(
+                "job {job_id}: the robot already has this job; the malformed copy is ignored"
+            );
+            return;
+        }
+        self.reject(job_id, format!("malformed assignment: {error}"));
+    }
+
     pub(super) fn on_claimed(&mut self, job: ClaimedJob, recorded: Recorded) {
         self.claims_seen += 1;
         let job_id = job.job_id.clone();
@@ -338,8 +352,14 @@ impl Agent {
             "job {id} was settled here before: answering from its record, not running it again"
         );
         let pushed = self.store.lock().outbox_push(route, Some(&id), &report);
-        if let Err(e) = pushed {
-            log::warn!("job {id}: cannot queue its recorded report: {e}");
+        match pushed {
+            // Its result is still in the outbox, sent and not yet acknowledged: the asking
+            // orchestrator gets it again now (a duplicate result is harmless).
+            Ok(None) if route == Route::Ws && report.is_result() => {
+                self.send_report_direct(&id, &report)
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("job {id}: cannot queue its recorded report: {e}"),
         }
         self.flush_routes(Routes::of(route));
         if route == Route::Rest {

@@ -97,6 +97,8 @@ pub struct AgentSettings {
     pub max_concurrent_jobs: usize,
     /// Heartbeat period.
     pub heartbeat_interval: Duration,
+    /// The largest frame to send (`max_frame_mb`); larger results go out truncated.
+    pub max_frame_bytes: usize,
     /// Time running jobs get on shutdown.
     pub graceful_shutdown: Duration,
     /// Extra time cancelled jobs get to stop (child processes, a node in flight).
@@ -199,7 +201,15 @@ struct WsDelivery {
     backlog: bool,
     /// The close handshake was started on this connection.
     close_sent: bool,
+    /// The robot said on this connection that sent entries wait for an acknowledgement.
+    unacked_warned: bool,
+    /// The largest frame sent on this connection (bytes).
+    largest_sent: usize,
 }
+
+/// Distinct unknown message types the agent remembers (and logs once each); past it, unknown
+/// types are ignored silently, so a flood of made-up types costs neither memory nor time.
+const MAX_UNKNOWN_TYPES: usize = 64;
 
 /// The daemon's central state machine.
 pub struct Agent {
@@ -223,6 +233,10 @@ pub struct Agent {
     /// Recovered REST jobs whose lease is being confirmed.
     verifying: HashSet<String>,
     delivery: WsDelivery,
+    /// The largest frame sent: `max_frame_bytes`, lowered when the orchestrator refuses one as
+    /// too big (close code 1009).
+    frame_limit: usize,
+    frame_refusals: crate::link::bound::FrameRefusals,
     control: OutQueue<Frame>,
     logs: Vec<LogEntry>,
     log_sequence: u64,
@@ -235,7 +249,8 @@ pub struct Agent {
     next_heartbeat: Instant,
     started: Instant,
     host: host::HostSampler,
-    unknown_types_seen: Vec<String>,
+    /// Unknown message types already logged (at most [`MAX_UNKNOWN_TYPES`]).
+    unknown_types_seen: HashSet<String>,
     jobs_done: u64,
     /// The last resource sample (heartbeats between samples reuse it).
     figures: host::HostFigures,
@@ -274,6 +289,8 @@ impl Agent {
         };
         Agent {
             next_heartbeat: now + settings.heartbeat_interval,
+            frame_limit: settings.max_frame_bytes,
+            frame_refusals: Default::default(),
             settings,
             events,
             ws,
@@ -300,7 +317,7 @@ impl Agent {
             stopping: None,
             started: now,
             host: host::HostSampler::default(),
-            unknown_types_seen: Vec::new(),
+            unknown_types_seen: HashSet::new(),
             jobs_done: 0,
             figures: host::HostFigures::default(),
             metrics: MetricsCollector::new(),
@@ -404,8 +421,8 @@ impl Agent {
         if let Some(c) = self.conn.as_ref().and_then(Connection::poll_timeout) {
             t = t.min(c);
         }
-        if let Some((_, _, sent)) = self.delivery.inflight.front() {
-            t = t.min(*sent + self.ack_timeout());
+        if let Some(unacked) = self.unacked_deadline() {
+            t = t.min(unacked);
         }
         if let Some(s) = &self.stopping {
             t = t.min(Instant::now() + Duration::from_millis(100));
@@ -454,9 +471,13 @@ impl Agent {
                     self.settings.robot_id,
                     conn.snapshot(Instant::now()).next_attempt_in_secs.unwrap_or(0.0)
                 ),
-                Transition::OutageStarted { unauthorized: false } => {
-                    log::warn!("orchestrator unreachable; reconnecting with backoff (one line per outage)")
-                }
+                Transition::OutageStarted { unauthorized: false } => log::warn!(
+                    "orchestrator unreachable{}; reconnecting with backoff (one line per outage)",
+                    self.last_error
+                        .as_ref()
+                        .map(|(why, _)| format!(" ({why})"))
+                        .unwrap_or_default()
+                ),
                 Transition::Restored { attempts, outage } => log::info!(
                     "connected again after {attempts} attempt(s), {:.1} s offline",
                     outage.as_secs_f64()
@@ -464,8 +485,15 @@ impl Agent {
             }
         }
         let breaker: Vec<_> = conn.breaker_mut().take_transitions();
-        for t in &breaker {
-            log::info!("circuit breaker: {t:?}");
+        if !breaker.is_empty() {
+            let retry_in = conn
+                .snapshot(Instant::now())
+                .breaker
+                .next_attempt_in_secs
+                .map(Duration::from_secs_f64);
+            for t in &breaker {
+                log::info!("{}", t.sentence("connection attempts", retry_in));
+            }
         }
         for t in audits {
             match t {
@@ -558,6 +586,7 @@ impl Agent {
                     "connection closed: {reason}{}",
                     code.map(|c| format!(" (code {c})")).unwrap_or_default()
                 ));
+                self.check_frame_refused(code);
                 self.delivery.inflight.clear();
                 log::info!(
                     "connection closed: {reason}{}",
@@ -572,15 +601,21 @@ impl Agent {
             }
             WsEvent::SendFailed(frame) => {
                 // Outbox entries stay in the store and are sent again after the reconnect; other
-                // frames wait in memory.
-                if frame.kind != Kind::Result {
+                // frames wait in memory, except a stale register or heartbeat: a fresh one goes
+                // out on connect, and a heartbeat the robot did not count would be answered with
+                // an acknowledgement taken for a marker's (settling entries the orchestrator
+                // never read).
+                if frame.kind != Kind::Result && !is_presence(&frame) {
                     let (kind, job_id) = (frame.kind, frame.job_id.clone());
                     let _ = self.control.push(kind, job_id.as_deref(), frame);
                 }
             }
             WsEvent::Frame(text) => match protocol::parse_inbound(&text) {
                 Ok(msg) => self.on_message(msg),
-                Err(e) => log::warn!("ignored a frame from the orchestrator: {e}"),
+                Err(e) => match protocol::rejectable_assignment(&text, &e) {
+                    Some(job_id) => self.on_malformed_assign(&job_id, &e),
+                    None => log::warn!("ignored a frame from the orchestrator: {e}"),
+                },
             },
         }
     }
@@ -666,9 +701,16 @@ impl Agent {
                 )
             }
             Inbound::Unknown { msg_type } => {
-                if !self.unknown_types_seen.contains(&msg_type) {
+                let seen = &mut self.unknown_types_seen;
+                if seen.len() < MAX_UNKNOWN_TYPES && !seen.contains(&msg_type) {
                     log::debug!("ignored unknown message type {msg_type:?}");
-                    self.unknown_types_seen.push(msg_type);
+                    seen.insert(msg_type);
+                    if seen.len() == MAX_UNKNOWN_TYPES {
+                        log::debug!(
+                            "{MAX_UNKNOWN_TYPES} distinct unknown message types seen; further ones \
+                             are ignored without a log line"
+                        );
+                    }
                 }
             }
         }
@@ -700,6 +742,18 @@ impl Agent {
     // ---- sending ---------------------------------------------------------------------------
 
     fn ws_send(&mut self, frame: Frame) {
+        if frame.kind != Kind::Result && frame.text.len() > self.frame_limit {
+            // Results are bounded when encoded (sent truncated); the others are lossy.
+            log::warn!(
+                "a {:?} message of {} bytes is over the frame limit of {} bytes (max_frame_mb); \
+                 it is dropped",
+                frame.kind,
+                frame.text.len(),
+                self.frame_limit
+            );
+            return;
+        }
+        self.delivery.largest_sent = self.delivery.largest_sent.max(frame.text.len());
         if let Some(ws) = &self.ws {
             ws.send(WsCommand::Send(frame));
         }
@@ -806,7 +860,7 @@ impl Agent {
             self.flush_logs();
             self.send_heartbeat();
         }
-        self.settle_unacked(now);
+        self.warn_unacked(now);
         self.drive_shutdown(now);
         if now >= self.next_status {
             self.publish_status(false);
@@ -905,6 +959,20 @@ impl Agent {
             self.delivery.close_sent = true;
         }
     }
+}
+
+/// Whether a control frame is a `register` or a heartbeat (`heartbeat`, `status_update`).
+fn is_presence(frame: &Frame) -> bool {
+    if frame.kind != Kind::Control {
+        return false;
+    }
+    let msg_type = serde_json::from_str::<serde_json::Value>(&frame.text)
+        .ok()
+        .and_then(|v| v["type"].as_str().map(str::to_string));
+    matches!(
+        msg_type.as_deref(),
+        Some("register" | "heartbeat" | "status_update")
+    )
 }
 
 /// What this robot can do (sent with `register` on both links).

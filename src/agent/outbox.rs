@@ -10,11 +10,18 @@
 //! connection's frames in order, so it has read the entry). After each batch the agent sends
 //! such a marker heartbeat (one outstanding at a time). Entries not acknowledged when the
 //! connection drops are sent again after the reconnect: delivery is at least once, and a
-//! duplicate result is harmless (the orchestrator settles a job once). A server that never
-//! answers heartbeats gets its entries settled after [`Agent::ack_timeout`] on a connection that
-//! stayed up.
+//! duplicate result is harmless (the orchestrator settles a job once).
+//!
+//! Nothing else settles an entry: a connection that stays up (keepalive pings answered by the
+//! WebSocket layer) while the orchestrator's handler is stalled acknowledges nothing, and what
+//! it was sent is sent again after the reconnect that follows the orchestrator's restart. A
+//! server that never answers heartbeats therefore never empties the outbox: its entries are
+//! re-sent after every reconnect (and after a robot restart), never lost; the robot says so once
+//! per connection at warn level after [`Agent::ack_timeout`], and the outbox count in status and
+//! heartbeats shows the backlog.
 
 use super::Agent;
+use crate::link::bound;
 use crate::link::protocol::{self, Outbound};
 use crate::link::ws::Frame;
 use crate::resilience::outq::Kind;
@@ -25,14 +32,55 @@ use std::time::{Duration, Instant};
 const BATCH: usize = 200;
 
 impl Agent {
-    /// How long a sent entry waits for a heartbeat acknowledgement before the connection's
-    /// survival counts as one.
+    /// How long a sent entry waits for a heartbeat acknowledgement before the robot warns that
+    /// the orchestrator is not acknowledging (the entry stays in the outbox).
     pub(super) fn ack_timeout(&self) -> Duration {
         (self.settings.heartbeat_interval * 2).max(Duration::from_secs(5))
     }
 
-    /// The frame for an outbox report.
+    /// The frame for an outbox report, within the frame limit for results: a larger result goes
+    /// out truncated (its outputs replaced by a note, a long error cut; the store keeps the full
+    /// report). Other reports are lossy: [`Agent::ws_send`] drops one over the limit.
     fn encode_report(&mut self, job_id: Option<&str>, report: &Report) -> (String, Kind) {
+        let (text, kind) = self.encode_unbounded(job_id, report);
+        let limit = self.frame_limit;
+        if text.len() <= limit {
+            return (text, kind);
+        }
+        let id = job_id.unwrap_or_default();
+        let smaller = match report {
+            Report::Complete {
+                result,
+                duration_ms,
+            } => Report::Complete {
+                result: bound::truncated_result(id, result, text.len(), limit),
+                duration_ms: *duration_ms,
+            },
+            Report::Failed {
+                error,
+                error_type,
+                failed_node,
+                duration_ms,
+            } => Report::Failed {
+                error: bound::truncated_error(error),
+                error_type: error_type.clone(),
+                failed_node: failed_node.clone(),
+                duration_ms: *duration_ms,
+            },
+            Report::Cancelled | Report::Progress { .. } | Report::Logs { .. } => {
+                return (text, kind);
+            }
+        };
+        log::warn!(
+            "job {id}: its result is {} bytes encoded, over the frame limit of {limit} bytes \
+             (max_frame_mb); it is sent truncated and the full result stays in the store",
+            text.len()
+        );
+        self.encode_unbounded(job_id, &smaller)
+    }
+
+    /// The frame for an outbox report, whatever its size.
+    fn encode_unbounded(&mut self, job_id: Option<&str>, report: &Report) -> (String, Kind) {
         let job_id = job_id.unwrap_or_default().to_string();
         let (msg, kind) = match report.clone() {
             Report::Complete {
@@ -103,6 +151,13 @@ impl Agent {
             && !self.delivery.backlog
             && self.control.is_empty();
         if direct {
+            if let (Report::Progress { .. }, Some(job_id)) = (&report, job_id) {
+                // The worker records the result before the agent hears its last progress.
+                if let Ok(true) = self.store.lock().progress_is_stale(Route::Ws, job_id) {
+                    log::debug!("job {job_id}: progress after its result is dropped");
+                    return;
+                }
+            }
             let (text, kind) = self.encode_report(job_id, &report);
             self.ws_send(Frame {
                 text,
@@ -161,6 +216,8 @@ impl Agent {
             }
             let now = Instant::now();
             for entry in entries {
+                // An entry too large to send (not a result: those are truncated) is dropped by
+                // `ws_send` and leaves with the next acknowledgement like a sent one.
                 let (text, kind) = self.encode_report(entry.job_id.as_deref(), &entry.report);
                 self.ws_send(Frame {
                     text,
@@ -193,6 +250,10 @@ impl Agent {
             d.inflight.pop_front();
         }
         self.remove_delivered(&settled);
+        if !settled.is_empty() && self.delivery.inflight.is_empty() {
+            // Everything sent was read: no frame was refused.
+            self.frame_refusals.on_ack();
+        }
         if !self.delivery.inflight.is_empty() && self.delivery.hb_sent == self.delivery.hb_acked {
             self.send_ws_heartbeat();
         }
@@ -201,27 +262,59 @@ impl Agent {
         }
     }
 
-    /// Entries sent long ago on a connection that is still up count as delivered (a server that
-    /// does not answer heartbeats).
-    pub(super) fn settle_unacked(&mut self, now: Instant) {
-        if !self.connected {
+    /// Entries sent long ago on a connection that is still up stay in the outbox (they leave
+    /// only on an acknowledgement); say once per connection that the orchestrator is not
+    /// acknowledging them.
+    pub(super) fn warn_unacked(&mut self, now: Instant) {
+        if !self.connected || self.delivery.unacked_warned {
             return;
         }
         let limit = self.ack_timeout();
-        let mut settled = Vec::new();
-        while let Some(&(seq, _, sent)) = self.delivery.inflight.front() {
-            if now < sent + limit {
-                break;
-            }
-            settled.push(seq);
-            self.delivery.inflight.pop_front();
+        let Some(&(_, _, sent)) = self.delivery.inflight.front() else {
+            return;
+        };
+        if now < sent + limit {
+            return;
         }
-        if !settled.is_empty() {
-            log::debug!(
-                "{} outbox entr(y/ies) settled without a heartbeat acknowledgement",
-                settled.len()
+        self.delivery.unacked_warned = true;
+        log::warn!(
+            "the orchestrator has not acknowledged a heartbeat for {} s; {} sent message(s) stay \
+             in the outbox and are sent again after the next reconnect",
+            limit.as_secs(),
+            self.delivery.inflight.len()
+        );
+    }
+
+    /// When [`Agent::warn_unacked`] has something to check next.
+    pub(super) fn unacked_deadline(&self) -> Option<Instant> {
+        if self.delivery.unacked_warned {
+            return None;
+        }
+        let (_, _, sent) = self.delivery.inflight.front()?;
+        Some(*sent + self.ack_timeout())
+    }
+
+    /// The connection ended with close `code`: lower the frame limit when the orchestrator
+    /// refused a frame as too big (see [`bound::FrameRefusals`]), so the refused frame goes out
+    /// smaller (a result truncated) after the reconnect instead of the same frame forever. Call
+    /// before the in-flight entries are cleared.
+    pub(super) fn check_frame_refused(&mut self, code: Option<u16>) {
+        let unacked = !self.delivery.inflight.is_empty();
+        let largest_sent = self.delivery.largest_sent;
+        if let Some(lowered) =
+            self.frame_refusals
+                .on_close(code, largest_sent, unacked, self.frame_limit)
+        {
+            log::warn!(
+                "the orchestrator refused a message as too big ({}; the largest sent was {} \
+                 bytes); messages are now kept under {lowered} bytes",
+                match code {
+                    Some(bound::MESSAGE_TOO_BIG) => "close code 1009".to_string(),
+                    _ => "the connection dropped twice with it unacknowledged".to_string(),
+                },
+                self.delivery.largest_sent
             );
-            self.remove_delivered(&settled);
+            self.frame_limit = lowered;
         }
     }
 

@@ -4,6 +4,7 @@
 //! link when `orchestrator_url` is set and REST polling when `api_url` is set (both at once: a
 //! job id arriving on both runs once).
 
+pub mod bound;
 pub mod protocol;
 pub mod rest;
 pub mod rest_io;

@@ -261,6 +261,27 @@ pub fn parse_inbound(text: &str) -> Result<Inbound, ProtocolError> {
     Ok(msg)
 }
 
+/// The job id to answer when `text`, a frame that failed with `error`, is a job assignment whose
+/// `job_id` is usable but whose other fields are malformed (the workflow is not an object or a
+/// JSON string holding one, the variables are not an object, ...). `None` for any other error:
+/// without a job id there is nobody to answer.
+pub fn rejectable_assignment(text: &str, error: &ProtocolError) -> Option<String> {
+    let (ProtocolError::MissingField { msg_type, field }
+    | ProtocolError::InvalidField {
+        msg_type, field, ..
+    }) = error
+    else {
+        return None;
+    };
+    if *field == "job_id" || !matches!(msg_type.as_str(), "job_assign" | "job_assignment") {
+        return None;
+    }
+    let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(text) else {
+        return None;
+    };
+    required_id(msg_type, &obj).ok()
+}
+
 /// The first of `keys` present as a string (numbers are rendered), ignoring nulls.
 fn opt_string(obj: &Map<String, Value>, keys: &[&str]) -> Option<String> {
     keys.iter().find_map(|k| match obj.get(*k) {
@@ -708,8 +729,12 @@ pub fn to_value(msg: &Outbound, dialect: Dialect, robot_id: &str, now: DateTime<
         } => {
             let outputs = object_or_empty(result.get("outputs").unwrap_or(&Value::Null));
             let field = |k: &str, default: Value| result.get(k).cloned().unwrap_or(default);
+            // A result sent truncated (see `link::bound`) says so.
+            let truncated = ["truncated", "result_bytes"]
+                .into_iter()
+                .filter_map(|k| result.get(k).map(|v| (k.to_string(), v.clone())));
             if reference {
-                return json!({
+                let mut msg = json!({
                     "type": msg_type,
                     "job_id": job_id,
                     "robot_id": robot_id,
@@ -719,9 +744,13 @@ pub fn to_value(msg: &Outbound, dialect: Dialect, robot_id: &str, now: DateTime<
                     "error": null,
                     "timestamp": timestamp,
                 });
+                if let Some(obj) = msg.as_object_mut() {
+                    obj.extend(truncated);
+                }
+                return msg;
             }
             let executed = field("executed_nodes", json!(0));
-            json!({
+            let mut msg = json!({
                 "type": msg_type,
                 "job_id": job_id,
                 "robot_id": robot_id,
@@ -745,7 +774,11 @@ pub fn to_value(msg: &Outbound, dialect: Dialect, robot_id: &str, now: DateTime<
                 },
                 "duration_ms": duration_ms,
                 "timestamp": timestamp,
-            })
+            });
+            if let Some(obj) = msg["result"].as_object_mut() {
+                obj.extend(truncated);
+            }
+            msg
         }
         Outbound::JobFailed {
             job_id,
@@ -1626,6 +1659,44 @@ mod tests {
             let msg = err.to_string();
             assert!(msg.contains(needle), "{text}: {msg:?} lacks {needle:?}");
             assert!(msg.chars().next().unwrap().is_lowercase(), "{msg}");
+        }
+    }
+
+    #[test]
+    fn malformed_assignments_with_a_job_id_can_be_answered() {
+        let cases: &[(&str, Option<&str>)] = &[
+            (r#"{"type":"job_assign","job_id":"a"}"#, Some("a")),
+            (
+                r#"{"type":"job_assignment","job_id":"b","workflow":"x"}"#,
+                Some("b"),
+            ),
+            (
+                r#"{"type":"job_assign","job_id":7,"workflow_json":"[1]"}"#,
+                Some("7"),
+            ),
+            (
+                r#"{"type":"job_assign","job_id":"c","workflow":{},"variables":[1]}"#,
+                Some("c"),
+            ),
+            (
+                r#"{"type":"job_assign","job_id":"d","workflow":{},"timeout":"x"}"#,
+                Some("d"),
+            ),
+            (r#"{"type":"job_assign","workflow_data":{}}"#, None),
+            (
+                r#"{"type":"job_assign","job_id":"","workflow_data":{}}"#,
+                None,
+            ),
+            (r#"{"type":"job_cancel"}"#, None),
+            ("{nope", None),
+        ];
+        for (text, expected) in cases {
+            let err = parse_inbound(text).expect_err(text);
+            assert_eq!(
+                rejectable_assignment(text, &err).as_deref(),
+                *expected,
+                "{text}"
+            );
         }
     }
 

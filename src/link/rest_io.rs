@@ -39,6 +39,7 @@
 //! claim is accepted again. A 429 is neither: the robot is rate limited, waits the server's
 //! `Retry-After` (capped, see [`PollInterval`]) and says so once per episode.
 
+use crate::link::bound;
 use crate::link::protocol::{Capabilities, RobotStatus};
 use crate::link::rest::{
     lease_renewal_interval, ClaimedJob, LeaseOutcome, PollInterval, PollOutcome, Registration,
@@ -63,6 +64,8 @@ pub struct RestIoSettings {
     pub lease: Duration,
     /// Sent with `register`.
     pub capabilities: Capabilities,
+    /// The largest result body to send (`max_frame_mb`); a larger result goes out truncated.
+    pub max_body_bytes: usize,
 }
 
 /// What the agent asks of the rest-io thread.
@@ -744,7 +747,10 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
             self.send_progress_of(job_id);
         }
         let r = match &entry.report {
-            Report::Complete { result, .. } => self.client.complete(job_id, result).map(|_| ()),
+            Report::Complete { result, .. } => {
+                let result = bound::bounded_result(job_id, result, self.settings.max_body_bytes);
+                self.client.complete(job_id, &result).map(|_| ())
+            }
             Report::Failed { error, .. } => self.client.fail(job_id, error).map(|_| ()),
             Report::Progress {
                 progress,

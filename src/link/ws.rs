@@ -7,7 +7,8 @@
 //! queued message goes out at once, an inbound frame is read within a millisecond. (Socket read
 //! timeouts are rounded to scheduler ticks, 4-16 ms, so they alone cannot give that latency.) A
 //! timeout surfacing as `TimedOut` (Windows) is treated like `WouldBlock`. Every socket gets `TCP_NODELAY`
-//! and a write timeout. Keepalive: a WebSocket ping every `ping_every`; a connection with no inbound
+//! and a write timeout; the whole handshake has one deadline (`connect_timeout`), so a peer that
+//! trickles its answer cannot hold the link in `connecting`. Keepalive: a WebSocket ping every `ping_every`; a connection with no inbound
 //! frame for `silence_limit` is dead (half-open TCP) and is dropped.
 //!
 //! The agent drives it with [`WsCommand`]s and hears [`WsEvent`]s; after a close the thread waits
@@ -28,7 +29,7 @@ use tungstenite::{Message, WebSocket};
 /// Connection settings.
 #[derive(Clone, Debug)]
 pub struct WsSettings {
-    /// TCP connect and handshake timeout.
+    /// TCP connect timeout, and the deadline of the whole handshake (TLS and HTTP upgrade).
     pub connect_timeout: Duration,
     /// Interval between WebSocket pings.
     pub ping_every: Duration,
@@ -190,6 +191,8 @@ type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 
 /// Read timeout when the link is idle.
 const IDLE_READ_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long the thread waits between rounds of a handshake that would block.
+const HANDSHAKE_POLL: Duration = Duration::from_millis(5);
 /// How long the thread waits for a command between socket polls while traffic flows.
 const ACTIVE_POLL: Duration = Duration::from_millis(1);
 
@@ -289,22 +292,45 @@ impl WsActor {
         }
         let stream = stream.ok_or((last_err, false))?;
         let _ = stream.set_nodelay(true);
-        let _ = stream.set_read_timeout(Some(self.settings.connect_timeout));
         let _ = stream.set_write_timeout(Some(self.settings.write_timeout));
-        match tungstenite::client_tls_with_config(request, stream, None, None) {
-            Ok((socket, _response)) => Ok(socket),
-            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
-                let status = resp.status().as_u16();
-                Err((
-                    format!("the orchestrator refused the connection: HTTP {status}"),
-                    status == 401 || status == 403,
-                ))
-            }
-            Err(tungstenite::HandshakeError::Failure(e)) => {
-                Err((format!("handshake failed: {e}"), false))
-            }
-            Err(tungstenite::HandshakeError::Interrupted(_)) => {
-                Err(("handshake timed out".to_string(), false))
+        // The whole handshake (TLS and HTTP upgrade) has one deadline: a peer trickling its
+        // answer byte by byte must not keep the link `connecting` forever, so the socket is
+        // non-blocking and every interrupted round checks the deadline.
+        let _ = stream.set_nonblocking(true);
+        let deadline = Instant::now() + self.settings.connect_timeout;
+        let mut round = tungstenite::client_tls_with_config(request, stream, None, None);
+        loop {
+            match round {
+                Ok((socket, _response)) => {
+                    if let Some(s) = tcp(socket.get_ref()) {
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.set_read_timeout(Some(IDLE_READ_TIMEOUT));
+                    }
+                    return Ok(socket);
+                }
+                Err(tungstenite::HandshakeError::Interrupted(mid)) => {
+                    if Instant::now() >= deadline {
+                        return Err((
+                            format!(
+                                "the handshake did not complete within {} s",
+                                self.settings.connect_timeout.as_secs_f64()
+                            ),
+                            false,
+                        ));
+                    }
+                    std::thread::sleep(HANDSHAKE_POLL);
+                    round = mid.handshake();
+                }
+                Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
+                    let status = resp.status().as_u16();
+                    return Err((
+                        format!("the orchestrator refused the connection: HTTP {status}"),
+                        status == 401 || status == 403,
+                    ));
+                }
+                Err(tungstenite::HandshakeError::Failure(e)) => {
+                    return Err((format!("handshake failed: {e}"), false))
+                }
             }
         }
     }
@@ -381,8 +407,14 @@ impl WsActor {
                 }
             } else if last_ping.elapsed() >= self.settings.ping_every {
                 last_ping = Instant::now();
-                if let Err(e) = socket.send(Message::Ping(Vec::new().into())) {
-                    return self.closed(None, format!("ping failed: {e}"), false);
+                match socket.send(Message::Ping(Vec::new().into())) {
+                    Ok(()) => {}
+                    // A full socket buffer (a large frame draining on a slow link): the ping is
+                    // queued behind it and the next flush sends it, as for data frames. The
+                    // silence limit still catches a dead peer.
+                    Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
+                    Err(tungstenite::Error::WriteBufferFull(_)) => {}
+                    Err(e) => return self.closed(None, format!("ping failed: {e}"), false),
                 }
             }
             if last_inbound.elapsed() > self.settings.silence_limit {

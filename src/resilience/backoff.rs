@@ -83,6 +83,18 @@ impl Backoff {
         uniform(rng, floor, ceiling.max(MIN_DELAY))
     }
 
+    /// Like [`Backoff::next_delay`] with the ceiling capped at `cap`: uniform in
+    /// `[max(cap / 10, MIN_DELAY), cap]` once the ceiling passes the cap. The counter advances only
+    /// while the ceiling is within the cap, so the schedule resumes *from* the cap afterwards
+    /// (1 s, 2 s, 2 s, then 4 s, 8 s … with the reference parameters and a 2 s cap).
+    pub fn next_delay_capped(&mut self, rng: &mut fastrand::Rng, cap: Duration) -> Duration {
+        if self.ceiling() <= cap {
+            return self.next_delay(rng);
+        }
+        let floor = (cap / 10).max(MIN_DELAY);
+        uniform(rng, floor, cap.max(MIN_DELAY))
+    }
+
     /// The un-jittered ceiling of the next delay: `min(max, initial × factor^attempt)`.
     pub fn ceiling(&self) -> Duration {
         ceiling_for(self.initial, self.factor, self.max, self.attempt)

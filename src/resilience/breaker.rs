@@ -145,6 +145,35 @@ impl fmt::Display for Transition {
     }
 }
 
+impl Transition {
+    /// The transition as a sentence for an info line about `what` (e.g. "connection attempts");
+    /// `retry_in` is how long an open breaker holds attempts back.
+    pub fn sentence(&self, what: &str, retry_in: Option<Duration>) -> String {
+        let wait = retry_in
+            .map(|d| format!(" for {:.0} s", d.as_secs_f64()))
+            .unwrap_or_default();
+        match (self.to, self.reason) {
+            (BreakerState::Open, TransitionReason::TrialFailed) => {
+                format!("circuit breaker opened again (a trial failed): no {what}{wait}")
+            }
+            (BreakerState::Open, reason) => {
+                format!("circuit breaker opened after {reason}: no {what}{wait}")
+            }
+            (BreakerState::HalfOpen, _) => {
+                format!(
+                    "circuit breaker half-open (its open timeout elapsed): trial {what} allowed"
+                )
+            }
+            (BreakerState::Closed, TransitionReason::Reset) => {
+                format!("circuit breaker reset: {what} flow again")
+            }
+            (BreakerState::Closed, reason) => {
+                format!("circuit breaker closed after {reason}: {what} flow again")
+            }
+        }
+    }
+}
+
 /// Admission of one call. Give it back with exactly one of `record_success`, `record_failure` or
 /// `release`; it is neither `Clone` nor `Copy`, so it cannot be returned twice.
 #[derive(Debug, PartialEq, Eq)]
@@ -1011,6 +1040,32 @@ mod tests {
         assert_eq!(
             transition.to_string(),
             "circuit breaker closed -> open (5 consecutive failures)"
+        );
+        let secs = Some(Duration::from_secs(60));
+        let sentence = |from, to, reason, retry_in| {
+            Transition {
+                from,
+                to,
+                reason,
+                at: Instant::now(),
+            }
+            .sentence("connection attempts", retry_in)
+        };
+        assert_eq!(
+            sentence(Closed, Open, TRIPPED, secs),
+            "circuit breaker opened after 5 consecutive failures: no connection attempts for 60 s"
+        );
+        assert_eq!(
+            sentence(HalfOpen, Open, TransitionReason::TrialFailed, secs),
+            "circuit breaker opened again (a trial failed): no connection attempts for 60 s"
+        );
+        assert_eq!(
+            sentence(Open, HalfOpen, TIMED_OUT, None),
+            "circuit breaker half-open (its open timeout elapsed): trial connection attempts allowed"
+        );
+        assert_eq!(
+            sentence(HalfOpen, Closed, CLOSED_AFTER_2, None),
+            "circuit breaker closed after 2 trial calls succeeded: connection attempts flow again"
         );
         assert_eq!(
             serde_json::to_value(TRIPPED).unwrap_or_default(),

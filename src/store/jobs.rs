@@ -504,6 +504,11 @@ fn push_entry(
 ) -> Result<Option<i64>, StoreError> {
     let kind = report.kind();
     if kind == "progress" {
+        if let Some(job_id) = job_id {
+            if progress_is_stale(tx, route, job_id)? {
+                return Ok(None);
+            }
+        }
         // Coalesce: a job's progress is worth only its latest value.
         tx.execute(
             "DELETE FROM outbox WHERE route = ?1 AND job_id IS ?2 AND kind = 'progress'",
@@ -546,6 +551,27 @@ pub(crate) fn add_settle_seq(conn: &rusqlite::Connection) -> Result<(), StoreErr
     }
     conn.execute_batch("CREATE INDEX IF NOT EXISTS jobs_by_settle_seq ON jobs(settle_seq)")?;
     Ok(())
+}
+
+/// A progress report of `job_id` is stale once the job's result is recorded: queued for `route`,
+/// or the job settled (its result may be delivered already). Queued now, it would reach the
+/// orchestrator after the result (coalescing moves a progress to the latest position).
+fn progress_is_stale(
+    conn: &rusqlite::Connection,
+    route: Route,
+    job_id: &str,
+) -> Result<bool, StoreError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM outbox WHERE route = ?1 AND job_id = ?2 AND kind = 'result')
+             OR EXISTS(SELECT 1 FROM jobs WHERE job_id = ?2 AND state IN (?3, ?4))",
+        params![
+            route.bit(),
+            job_id,
+            JobState::Finished.as_str(),
+            JobState::Cancelled.as_str()
+        ],
+        |row| row.get(0),
+    )?)
 }
 
 /// Schema 3: the `completed_jobs` table of `run --job-id` (schema 1-2) became `jobs` records of
@@ -1093,8 +1119,9 @@ impl Store {
     }
 
     /// Append a report to the outbox of `route` (NORMAL durability: progress and logs). Progress
-    /// replaces the job's queued progress; a second result for a job is ignored. Returns the
-    /// entry's position, or None when it was a duplicate result.
+    /// replaces the job's queued progress; a progress of a job whose result is recorded and a
+    /// second result for a job are ignored. Returns the entry's position, or None when it was
+    /// ignored.
     pub fn outbox_push(
         &mut self,
         route: Route,
@@ -1105,6 +1132,11 @@ impl Store {
         let seq = push_entry(&tx, route, job_id, report)?;
         tx.commit()?;
         Ok(seq)
+    }
+
+    /// Whether a progress report of `job_id` for `route` is stale: the job's result is recorded.
+    pub fn progress_is_stale(&self, route: Route, job_id: &str) -> Result<bool, StoreError> {
+        progress_is_stale(&self.conn, route, job_id)
     }
 
     /// Up to `limit` entries of `route` after position `after`, oldest first.

@@ -728,3 +728,59 @@ fn job_records_of_schema_3_gain_the_resume_counter() {
     store.start_job("old", 2).unwrap().unwrap();
     assert_eq!(store.job("old").unwrap().unwrap().resume_attempts, 1);
 }
+
+#[test]
+fn progress_after_a_jobs_result_is_recorded_is_stale_and_not_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let v = vars();
+    store.record_job(&new_job("j", Route::Ws, &v, 0)).unwrap();
+    let token = store.start_job("j", 1).unwrap().unwrap();
+    store
+        .outbox_push(Route::Ws, Some("j"), &progress(50))
+        .unwrap();
+    // The worker settles the job before the agent handles the job's last progress event.
+    store.finish_job("j", token, &complete()).unwrap();
+    assert!(store.progress_is_stale(Route::Ws, "j").unwrap());
+    assert_eq!(
+        store
+            .outbox_push(Route::Ws, Some("j"), &progress(83))
+            .unwrap(),
+        None
+    );
+    let order = |store: &Store| -> Vec<Report> {
+        store
+            .outbox_after(Route::Ws, 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.report)
+            .collect()
+    };
+    assert_eq!(
+        order(&store),
+        [progress(50), complete()],
+        "nothing comes after the result"
+    );
+    // Delivered, the result leaves; the job stays settled, its progress stale.
+    let seqs: Vec<i64> = store
+        .outbox_after(Route::Ws, 0, 10)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    store.outbox_remove(&seqs).unwrap();
+    assert_eq!(
+        store
+            .outbox_push(Route::Ws, Some("j"), &progress(90))
+            .unwrap(),
+        None
+    );
+    assert!(order(&store).is_empty());
+    // A running job's progress is queued (and coalesced) as before.
+    store.record_job(&new_job("k", Route::Ws, &v, 0)).unwrap();
+    assert!(!store.progress_is_stale(Route::Ws, "k").unwrap());
+    assert!(store
+        .outbox_push(Route::Ws, Some("k"), &progress(10))
+        .unwrap()
+        .is_some());
+}

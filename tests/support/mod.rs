@@ -86,6 +86,14 @@ struct Shared {
     last_handshake: Mutex<Option<HandshakeRecord>>,
     reply_to_register: AtomicBool,
     refuse_status: Mutex<Option<u16>>,
+    /// See [`FakeOrchestrator::stall_handler`].
+    stalled: AtomicBool,
+    /// See [`FakeOrchestrator::refuse_registration`].
+    refuse_registration: AtomicBool,
+    /// See [`FakeOrchestrator::limit_message_size`].
+    max_message: Mutex<Option<usize>>,
+    /// See [`FakeOrchestrator::pause_reading_for`].
+    read_paused_until: Mutex<Option<Instant>>,
     /// Set by `kill` and drop: the current accept thread and every connection stop.
     stop: AtomicBool,
 }
@@ -115,6 +123,10 @@ impl FakeOrchestrator {
             last_handshake: Mutex::new(None),
             reply_to_register: AtomicBool::new(true),
             refuse_status: Mutex::new(None),
+            stalled: AtomicBool::new(false),
+            refuse_registration: AtomicBool::new(false),
+            max_message: Mutex::new(None),
+            read_paused_until: Mutex::new(None),
             stop: AtomicBool::new(false),
         });
         let mut fake = FakeOrchestrator {
@@ -366,6 +378,34 @@ impl FakeOrchestrator {
         *self.shared.refuse_status.lock() = status;
     }
 
+    /// Stall the message handler (or let it run again): frames are still read, recorded and seen
+    /// by [`recv`](Self::recv), and WebSocket pings are still answered, but nothing is answered
+    /// (no `register_ack`, no `heartbeat_ack`), like a server whose handler hangs.
+    pub fn stall_handler(&self, stalled: bool) {
+        self.shared.stalled.store(stalled, Ordering::SeqCst);
+    }
+
+    /// Answer `register` with `register_ack {success: false, message}` (or accept again).
+    pub fn refuse_registration(&self, refuse: bool) {
+        self.shared
+            .refuse_registration
+            .store(refuse, Ordering::SeqCst);
+    }
+
+    /// Refuse messages larger than `bytes` on connections accepted from now on, closing with code
+    /// 1009 (message too big) like uvicorn at its 16 MiB default; `None` lifts the limit.
+    /// Refused messages are recorded as `{"type": "_too_big"}`.
+    pub fn limit_message_size(&self, bytes: Option<usize>) {
+        *self.shared.max_message.lock() = bytes;
+    }
+
+    /// Stop reading on every connection for `pause` (a slow link: what the robot sends piles up in
+    /// the socket buffers). Meanwhile the fake keeps writing: queued frames, and a WebSocket ping
+    /// every 200 ms, so the robot does not take the link for dead.
+    pub fn pause_reading_for(&self, pause: Duration) {
+        *self.shared.read_paused_until.lock() = Some(Instant::now() + pause);
+    }
+
     /// Closes the open connections with a close frame of this code (4001/4003: auth).
     pub fn close_with(&self, code: u16) -> usize {
         self.broadcast(|| Command::Close(code))
@@ -529,7 +569,13 @@ fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
             None => Ok(resp),
         }
     };
-    let mut ws = match tungstenite::accept_hdr(stream, callback) {
+    let mut config = tungstenite::protocol::WebSocketConfig::default();
+    if let Some(limit) = *shared.max_message.lock() {
+        config = config
+            .max_message_size(Some(limit))
+            .max_frame_size(Some(limit));
+    }
+    let mut ws = match tungstenite::accept_hdr_with_config(stream, callback, Some(config)) {
         Ok(ws) => ws,
         Err(_) => return, // refused, or the client went away mid-handshake
     };
@@ -585,6 +631,22 @@ fn run_connection(
         if closing_since.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
             return;
         }
+        let paused = shared
+            .read_paused_until
+            .lock()
+            .is_some_and(|until| Instant::now() < until);
+        if paused {
+            let _ = ws.get_ref().set_nonblocking(false);
+            nonblocking = false;
+            while let Some(cmd) = pending.take().or_else(|| commands.try_recv().ok()) {
+                if let Command::Text(text) = cmd {
+                    let _ = ws.send(Message::text(text));
+                }
+            }
+            let _ = ws.send(Message::Ping(Vec::new().into()));
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
         while let Some(cmd) = pending.take().or_else(|| commands.try_recv().ok()) {
             last_activity = Instant::now();
             let sent = match cmd {
@@ -612,6 +674,18 @@ fn run_connection(
                 closing_since.get_or_insert_with(Instant::now);
             }
             Ok(_) => {} // pings are answered by tungstenite on the next flush
+            Err(tungstenite::Error::Capacity(_)) => {
+                let too_big = json!({"type": "_too_big"});
+                shared.log.lock().push(too_big.clone());
+                let _ = shared.inbox_tx.send(too_big);
+                let _ = ws.get_ref().set_nonblocking(false);
+                let _ = ws.close(Some(CloseFrame {
+                    code: CloseCode::Size,
+                    reason: "message too big".into(),
+                }));
+                let _ = ws.flush();
+                return;
+            }
             Err(e) if is_timeout(&e) => {
                 let _ = ws.flush();
                 if nonblocking {
@@ -629,10 +703,17 @@ fn handle_text(ws: &mut WebSocket<TcpStream>, shared: &Shared, text: &str) {
     let msg_type = value["type"].as_str().unwrap_or("").to_string();
     shared.log.lock().push(value.clone());
     let _ = shared.inbox_tx.send(value.clone());
-    if !shared.reply_to_register.load(Ordering::SeqCst) {
+    if !shared.reply_to_register.load(Ordering::SeqCst) || shared.stalled.load(Ordering::SeqCst) {
         return;
     }
     let reply = match msg_type.as_str() {
+        "register" if shared.refuse_registration.load(Ordering::SeqCst) => Some(json!({
+            "type": "register_ack",
+            "robot_id": value["robot_id"],
+            "success": false,
+            "message": "robot not allowed",
+            "timestamp": now_rfc3339(),
+        })),
         "register" => Some(json!({
             "type": "register_ack",
             "robot_id": value["robot_id"],
