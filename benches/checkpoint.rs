@@ -1,4 +1,4 @@
-//! Checkpoint cost (issue #4): the 10,000-iteration For loop with a durable checkpoint after every
+//! Checkpoint cost: the 10,000-iteration For loop with a durable checkpoint after every
 //! node (30,003 saves), and a loop over a 10,000-element list with and without checkpoints.
 //!
 //! `make bench` (or `cargo bench --bench checkpoint`). Targets: the checkpointed 10k loop

@@ -1,4 +1,4 @@
-//! End-to-end dispatch through the real daemon over loopback (issue #5): the release binary
+//! End-to-end dispatch through the real daemon over loopback: the release binary
 //! `casare-robot start` against the fake orchestrator stand-in.
 //!
 //! `make bench` (or `cargo bench --bench dispatch`). Reported:

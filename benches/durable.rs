@@ -1,4 +1,4 @@
-//! Durable dispatch (issue #6): 1,000 trivial jobs through REST polling and through WebSocket
+//! Durable dispatch: 1,000 trivial jobs through REST polling and through WebSocket
 //! push with all bookkeeping durable (job recorded before it is acknowledged, result settled
 //! with its outbox entry in one FULL transaction, delivery acknowledged), against the fake
 //! orchestrators on loopback and the release binary.

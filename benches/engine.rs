@@ -1,7 +1,7 @@
 //! Engine throughput: the 10,000-iteration For loop (30,000 node executions) and a
 //! template-heavy loop, run in-process without checkpoints.
 //!
-//! `make bench` (or `cargo bench --bench engine`). Targets (issue #2): >= 1,000,000 node executions
+//! `make bench` (or `cargo bench --bench engine`). Targets: >= 1,000,000 node executions
 //! per second on the loop; the upstream Python engine does about 6,000 per second.
 
 use casare_robot::engine::runner::{self, NoObserver, RunOptions};

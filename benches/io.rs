@@ -1,4 +1,4 @@
-//! I/O node overhead (issue #3, "Performance"): 1,000 small JSON files copied, read and parsed,
+//! I/O node overhead: 1,000 small JSON files copied, read and parsed,
 //! and 100 XML documents read and queried, through workflow nodes, against the same work done
 //! directly in Rust.
 //!

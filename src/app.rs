@@ -493,7 +493,7 @@ fn cmd_start(args: &StartArgs) -> u8 {
     use crate::resilience::breaker::BreakerConfig;
     use crate::worker::WorkerPool;
 
-    // Tray mode (#7): Windows only; failures before the tray runs are also shown in a box.
+    // Tray mode: Windows only; failures before the tray runs are also shown in a box.
     let mut tray_start = match crate::tray::TrayStart::begin(args.tray) {
         Ok(tray_start) => tray_start,
         Err(code) => return code,
@@ -528,7 +528,7 @@ fn cmd_start(args: &StartArgs) -> u8 {
     for unknown in unknown_env_vars() {
         log::warn!("{unknown}");
     }
-    // Tray mode (#7): one tray robot per data_dir and session.
+    // Tray mode: one tray robot per data_dir and session.
     if let Err(code) = tray_start.configured(&config) {
         return code;
     }
@@ -637,7 +637,7 @@ fn cmd_start(args: &StartArgs) -> u8 {
     }) {
         log::warn!("cannot install the Ctrl+C handler: {e}");
     }
-    // Windows (#7): console close, logoff and shutdown stop the agent in order (see winhost).
+    // Windows: console close, logoff and shutdown stop the agent in order (see winhost).
     #[cfg(windows)]
     let _shutdown_hooks = crate::winhost::ShutdownHooks::install(tx.clone());
     let tray_tx = tx.clone();
@@ -768,7 +768,7 @@ fn cmd_start(args: &StartArgs) -> u8 {
         epoch,
         published,
     );
-    // Tray mode (#7): the agent on its own thread and the tray on this one; else the agent here.
+    // Tray mode: the agent on its own thread and the tray on this one; else the agent here.
     let code = crate::tray::run_agent_with_tray(tray_start, agent, status, tray_tx);
     if let Some(server) = health {
         server.stop();

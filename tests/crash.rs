@@ -1,4 +1,4 @@
-//! Crash-resume with the real binary (issue #4): a loop appends one line per iteration to a file
+//! Crash-resume with the real binary: a loop appends one line per iteration to a file
 //! and waits a little; the robot is killed with SIGKILL at seeded random moments and started again
 //! with the same job id until the job completes. The final variables must equal an uninterrupted
 //! run's, and the file must show every iteration in order, with at most one repeated line per

@@ -9,7 +9,7 @@ use casare_robot::link::protocol::Dialect;
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::probe::{audit_entries, free_port, get, health_becomes, status};
+use support::probe::{free_port, get, health_becomes, status};
 use support::robot::Robot;
 use support::{chain, FakeOrchestrator};
 
@@ -343,6 +343,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn audit_trail_and_supabase_broadcasts_after_a_scripted_set_of_jobs() {
     use casare_robot::observe::audit::{AuditEvent, Severity};
+    use support::probe::audit_entries;
     use support::recorder::Server;
     const SB_KEY: &str = "sb-test-key-0123456789-SECRET";
     let supabase = Server::ok();

@@ -204,6 +204,8 @@ fn unusable_claimed_jobs_are_failed_on_the_orchestrator_with_what_is_wrong() {
     }
 }
 
+// Stopped with SIGINT (Ctrl+C), which the test support sends on Unix only.
+#[cfg(unix)]
 #[test]
 fn a_stopped_rest_only_robot_is_left_offline() {
     let fake = FakeRest::start();

@@ -113,7 +113,8 @@ pub fn answer_pending(data_dir: &Path, answer_for: &mut dyn FnMut(&Query) -> ser
 
 fn write_atomically(path: &Path, value: &serde_json::Value) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, value.to_string())?;
+    // Answers carry checkpoint contents: owner-only, like the store they come from.
+    crate::private_fs::write(&tmp, value.to_string().as_bytes())?;
     std::fs::rename(&tmp, path)
 }
 
@@ -121,7 +122,8 @@ fn write_atomically(path: &Path, value: &serde_json::Value) -> std::io::Result<(
 /// its answer (it answers on its status tick, at most a second later).
 pub fn ask(data_dir: &Path, query: &Query, within: Duration) -> Result<serde_json::Value, String> {
     let dir = data_dir.join(INSPECT_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    crate::private_fs::create_dir_all(&dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let name = format!("{}-{:08x}", std::process::id(), fastrand::u32(..));
     let request: PathBuf = dir.join(format!("{name}.request"));
     let response = request.with_extension("response");

@@ -126,12 +126,7 @@ impl Journal {
     fn append(&mut self, entry: &Entry, sync: bool) {
         let result = (|| -> std::io::Result<()> {
             if self.file.is_none() {
-                self.file = Some(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&self.path)?,
-                );
+                self.file = Some(crate::private_fs::open_append(&self.path)?);
             }
             let file = self.file.as_mut().expect("just opened");
             let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
@@ -170,7 +165,12 @@ impl Journal {
         }
         serde_json::to_writer(&mut text, &marker(store_id, seq)).map_err(std::io::Error::other)?;
         text.push(b'\n');
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = crate::private_fs::open_options()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&tmp)?;
+        crate::private_fs::restrict(&f)?;
         f.write_all(&text)?;
         f.sync_all()?;
         drop(f);
