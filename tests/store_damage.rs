@@ -10,33 +10,11 @@ use casare_robot::link::protocol::Dialect;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
+use support::probe::{free_port, get};
 use support::robot::Robot;
 use support::{chain, FakeOrchestrator};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `/health` on `port` → (status, body); None while nothing listens.
-fn health(port: u16) -> Option<(u16, String)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    let mut r = agent
-        .get(&format!("http://127.0.0.1:{port}/health"))
-        .call()
-        .ok()?;
-    let code = r.status().as_u16();
-    Some((code, r.body_mut().read_to_string().unwrap_or_default()))
-}
 
 /// Waits until `probe` gives a value; panics with `what` and the robot's output at the deadline.
 fn eventually<T>(robot: &Robot, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
@@ -116,7 +94,8 @@ fn a_damaged_page_is_moved_aside_reported_loudly_and_the_robot_keeps_taking_jobs
     let damaged = hb["metrics"]["store"]["damaged"].as_str().unwrap();
     assert!(damaged.contains("moved to"), "{damaged}");
     let body = eventually(&robot, "/health answers 503 naming the damage", || {
-        health(port).filter(|(code, body)| *code == 503 && body.contains("the store was damaged"))
+        get(port, "/health")
+            .filter(|(code, body)| *code == 503 && body.contains("the store was damaged"))
     });
     assert!(
         body.1.contains("corrupt-"),
