@@ -634,11 +634,14 @@ pub fn resume(
     execute(wf, state, opts, cancel, observer, true)
 }
 
-/// Progress while nodes remain to run: the share of nodes visited, at most 99 (branches not
-/// taken are never visited, so the share alone would stop short; the last node reports 100).
+/// Progress while nodes remain to run: the share of the document's nodes visited, at most 99
+/// (branches not taken are never visited, so the share alone would stop short; the last node
+/// reports 100). An implicit start is not one of the document's nodes, so it counts for nothing.
 fn percent(state: &RunState, wf: &Workflow) -> u8 {
     let total = wf.total_nodes.max(1);
-    ((state.n_visited.min(total) * 100) / total).min(99) as u8
+    let implicit_start = wf.start >= wf.total_nodes && state.visited[wf.start];
+    let visited = state.n_visited - usize::from(implicit_start);
+    ((visited.min(total) * 100) / total).min(99) as u8
 }
 
 fn execute(
@@ -1303,6 +1306,52 @@ mod tests {
         assert!(
             out.state.is_some(),
             "a timed-out run keeps its state for a checkpoint"
+        );
+    }
+
+    #[test]
+    fn progress_counts_the_documents_nodes_not_an_implicit_start() {
+        struct Percents(Vec<(String, u8)>);
+        impl Observer for Percents {
+            fn node_completed(&mut self, ev: &NodeEvent<'_>, _state: &RunState) {
+                self.0.push((ev.node_id.to_string(), ev.percent));
+            }
+        }
+        let check = |doc: String, expected: &[(&str, u8)]| {
+            let wf = load_str(&doc).unwrap();
+            let mut seen = Percents(Vec::new());
+            let out = run(
+                &wf,
+                Dict::new(),
+                &RunOptions::default(),
+                &CancelToken::new(),
+                &mut seen,
+            );
+            assert_eq!(out.status, RunStatus::Completed);
+            let expected: Vec<(String, u8)> = expected
+                .iter()
+                .map(|(id, p)| (id.to_string(), *p))
+                .collect();
+            assert_eq!(seen.0, expected);
+        };
+        let set = |name: &str| json!({"variable_name": name, "value": 1});
+        // No StartNode: the implicit start is not a quarter of a two-node workflow.
+        check(
+            chain(&[
+                ("a", "SetVariableNode", set("a")),
+                ("b", "SetVariableNode", set("b")),
+            ]),
+            &[("__auto_start__", 0), ("a", 50), ("b", 100)],
+        );
+        // A StartNode of the document counts like any other node.
+        check(
+            chain(&[
+                ("start", "StartNode", json!({})),
+                ("a", "SetVariableNode", set("a")),
+                ("b", "SetVariableNode", set("b")),
+                ("c", "SetVariableNode", set("c")),
+            ]),
+            &[("start", 25), ("a", 50), ("b", 75), ("c", 100)],
         );
     }
 
