@@ -619,21 +619,26 @@ fn cmd_start(args: &StartArgs) -> u8 {
     let signal_tx = tx.clone();
     let seen = std::sync::atomic::AtomicBool::new(false);
     if let Err(e) = crate::interrupt::set_handler(move |interrupt| {
+        // The notices are written without `eprintln!`: stderr may be gone (the terminal closed,
+        // which is what SIGHUP says), and a failed print must not replace the drain by an exit.
+        use std::io::Write as _;
         if seen.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            eprintln!(
+            let _ = writeln!(
+                std::io::stderr(),
                 "{} again: exiting now (the store is consistent)",
                 interrupt.name()
             );
             std::process::exit(130);
         }
         let by = interrupt.name();
-        eprintln!(
-            "stopping ({by}): running jobs get graceful_shutdown_seconds to finish ({by} again to exit now)"
-        );
         let _ = signal_tx.send(Event::Shutdown {
             graceful: true,
             source: interrupt.name(),
         });
+        let _ = writeln!(
+            std::io::stderr(),
+            "stopping ({by}): running jobs get graceful_shutdown_seconds to finish ({by} again to exit now)"
+        );
     }) {
         log::warn!("cannot install the Ctrl+C handler: {e}");
     }

@@ -272,7 +272,13 @@ impl RotatingFile {
             if let Err(e) = self.rotate() {
                 if !self.failed {
                     self.failed = true;
-                    eprintln!("warning: cannot rotate {}: {e}", self.path.display());
+                    // Not eprintln!: with stderr gone (a closed terminal) it would panic inside
+                    // the logger, and the closed-output hook would end the process.
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "warning: cannot rotate {}: {e}",
+                        self.path.display()
+                    );
                 }
             }
         }

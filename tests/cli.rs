@@ -620,3 +620,69 @@ fn endless_workflow_and_vars_files_are_refused_at_the_size_limit() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+/// The terminal a daemon was started from can go away (SIGHUP, or a closed pipe): the stop
+/// request must still drain and exit cleanly, not die writing its notice to the lost stderr.
+#[cfg(unix)]
+#[test]
+fn a_daemon_whose_stderr_is_gone_still_stops_gracefully() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let config = write_temp(
+        &dir,
+        "robot_config.json",
+        &serde_json::json!({
+            "robot_id": "gone-stderr",
+            "orchestrator_url": "ws://127.0.0.1:1/ws",
+            "data_dir": dir.path().join("data"),
+            "log_dir": logs,
+            "reconnect_delay": 0.1,
+            "max_reconnect_delay": 0.5,
+            "graceful_shutdown_seconds": 5,
+        })
+        .to_string(),
+    );
+    let mut child = bin()
+        .args([
+            "start",
+            "--foreground",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away: every later write to stderr fails with a broken pipe.
+    drop(child.stderr.take());
+    let log = logs.join("casare-robot.log");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // The stop handler is installed before the link starts connecting.
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("127.0.0.1:1")) {
+        assert!(
+            Instant::now() < deadline,
+            "the robot never tried to connect"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the robot exited early"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(Instant::now() < deadline, "the robot did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, Some(0), "{log}");
+}

@@ -113,7 +113,8 @@ pub fn answer_pending(data_dir: &Path, answer_for: &mut dyn FnMut(&Query) -> ser
 
 fn write_atomically(path: &Path, value: &serde_json::Value) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    // Answers carry checkpoint contents: owner-only, like the store they come from.
+    // Owner-only: an answer holds a checkpoint's variables, and the data directory may be
+    // readable by others (one the robot did not create keeps its owner's mode).
     crate::private_fs::write(&tmp, value.to_string().as_bytes())?;
     std::fs::rename(&tmp, path)
 }
@@ -161,6 +162,27 @@ pub fn ask(data_dir: &Path, query: &Query, within: Duration) -> Result<serde_jso
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn answers_are_owner_only_in_a_data_dir_others_can_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path();
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // The inspector makes the directory (nobody answers here).
+        assert!(ask(data_dir, &Query::List, Duration::from_millis(50)).is_err());
+        let inspect = data_dir.join(INSPECT_DIR);
+        assert_eq!(mode(&inspect) & 0o077, 0, "{:o}", mode(&inspect));
+        std::fs::write(inspect.join("x.request"), r#"{"query": "list"}"#).unwrap();
+        answer_pending(
+            data_dir,
+            &mut |_| serde_json::json!({"ok": {"variables": {"password": "hunter2"}}}),
+        );
+        let response = inspect.join("x.response");
+        assert_eq!(mode(&response) & 0o077, 0, "{:o}", mode(&response));
+    }
 
     #[test]
     fn a_request_is_answered_by_whoever_owns_the_store() {

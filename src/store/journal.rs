@@ -341,9 +341,21 @@ impl Store {
             });
         }
         // Ends that a full disk kept from being recorded: settle them now (settled ones are
-        // skipped, so a line already applied changes nothing).
+        // skipped, so a line already applied changes nothing). Only a job's last line counts:
+        // a later one (forgotten, accepted again for a new attempt) is a newer run of that id,
+        // which the old end must not settle.
+        let mut last_line: std::collections::HashMap<&str, usize> = Default::default();
+        for (i, e) in entries.iter().enumerate() {
+            if e.event != Event::Store {
+                last_line.insert(e.job.as_str(), i);
+            }
+        }
         let mut unrecorded: Vec<&Entry> = Vec::new();
-        for e in entries.iter().filter(|e| e.unrecorded) {
+        for (_, e) in entries
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| e.unrecorded && last_line.get(e.job.as_str()) == Some(i))
+        {
             let unsettled = self
                 .job(&e.job)
                 .ok()
@@ -570,6 +582,34 @@ mod tests {
             let note = result["outputs"]["_result_lost"].as_str().unwrap();
             assert!(note.contains("disk was full"), "{note}");
         }
+    }
+
+    #[test]
+    fn an_unrecorded_end_does_not_settle_a_later_run_of_the_same_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        record(&mut store, "ran");
+        store.start_job("ran", 1).unwrap().unwrap();
+        let report = Report::Failed {
+            error: "boom".into(),
+            error_type: "Error".into(),
+            failed_node: None,
+            duration_ms: 1,
+        };
+        store.journal_unrecorded_end("ran", &report);
+        drop(store);
+        let mut store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.job("ran").unwrap().unwrap().state, JobState::Finished);
+        // The id runs again (`checkpoints clear`, then the same id), and that run is
+        // interrupted: it must resume, not be settled by the old line.
+        assert!(store.forget_job("ran").unwrap());
+        record(&mut store, "ran");
+        store.start_job("ran", 2).unwrap().unwrap();
+        drop(store);
+        let mut store = Store::open(dir.path()).unwrap();
+        let rec = store.job("ran").unwrap().unwrap();
+        assert_eq!(rec.state, JobState::Running, "{rec:?}");
+        assert_eq!(store.unsettled_jobs().unwrap().len(), 1);
     }
 
     #[test]
