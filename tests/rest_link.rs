@@ -353,3 +353,29 @@ fn the_last_progress_of_a_completed_rest_job_is_100_and_comes_before_its_result(
         "progress at {last_progress:?}, complete at {complete:?}: {calls:?}"
     );
 }
+
+#[test]
+fn a_slot_freed_while_rate_limited_waits_for_the_retry_after() {
+    // Every claim is refused with 429 and `Retry-After: 60`.
+    let fake = FakeRest::start();
+    fake.rate_limit(Some(0));
+    fake.set_retry_after(60);
+    let ws = support::FakeOrchestrator::start(casare_robot::link::protocol::Dialect::Casare);
+    let robot = rest_robot(
+        &fake,
+        json!({"orchestrator_url": ws.url(), "max_concurrent_jobs": 1}),
+    );
+    ws.wait_for("register", WAIT).expect("the robot registers");
+    assert!(
+        fake.wait_until(WAIT, |f| f.n_rate_limited() >= 1),
+        "{}",
+        robot.output()
+    );
+    // The only slot is taken and freed again (pause, resume): the claim stays 60 s away.
+    ws.send(json!({"type": "pause"}));
+    robot.wait_for_output("paused by the orchestrator", WAIT);
+    ws.send(json!({"type": "resume"}));
+    robot.wait_for_output("resumed by the orchestrator", WAIT);
+    let again = support::wait_flag(Duration::from_secs(3), || claims(&fake).len() >= 2);
+    assert!(!again, "claims: {:?}\n{}", claims(&fake), robot.output());
+}

@@ -380,7 +380,7 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
             RestCommand::Capacity { free, claims_seen } => {
                 let unseen = self.claims_made.saturating_sub(claims_seen) as usize;
                 let n = free.saturating_sub(unseen);
-                if n > 0 && self.capacity == 0 {
+                if n > 0 && self.capacity == 0 && self.claim_may_come_early() {
                     // A slot freed up: poll now rather than at the end of an idle interval.
                     self.next_claim = self.next_claim.min(Instant::now());
                 }
@@ -444,6 +444,13 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
                 self.outbox_failures = 0;
             }
         }
+    }
+
+    /// Whether the next claim may be brought forward when a slot frees up: not while a 429's
+    /// `Retry-After` or a refused key's wait is in force (those waits are the server's, not an
+    /// idle interval).
+    fn claim_may_come_early(&self) -> bool {
+        !self.rate_limited && self.link != Some(RestLink::Refused)
     }
 
     fn work(&mut self) {
