@@ -379,3 +379,37 @@ fn a_slot_freed_while_rate_limited_waits_for_the_retry_after() {
     let again = support::wait_flag(Duration::from_secs(3), || claims(&fake).len() >= 2);
     assert!(!again, "claims: {:?}\n{}", claims(&fake), robot.output());
 }
+
+#[test]
+fn a_recovered_job_waits_out_a_refused_key_and_resumes_once_it_is_accepted() {
+    let fake = FakeRest::start();
+    let key = "the-right-key-0123456789";
+    fake.require_api_key(Some(key));
+    let mut robot = rest_robot(&fake, json!({"api_key": key, "max_concurrent_jobs": 1}));
+    let wf = chain(&[
+        ("wait", "WaitNode", json!({"duration": 2})),
+        (
+            "set",
+            "SetVariableNode",
+            json!({"variable_name": "x", "value": 1}),
+        ),
+    ]);
+    fake.submit("held", wf, json!({}));
+    robot.wait_for_output("job held started", WAIT);
+    robot.kill9();
+    // The key is rotated on the orchestrator while the robot is down: the lease check of the
+    // recovered job is refused (403), which says nothing about the lease.
+    fake.require_api_key(Some("another-key-0123456789"));
+    robot.spawn();
+    robot.wait_for_output(
+        "refuses this robot's API key while its lease is checked",
+        WAIT,
+    );
+    fake.require_api_key(Some(key));
+    assert!(
+        fake.wait_until(WAIT, |f| f.state("held") == Some("completed")),
+        "state {:?}\n{}",
+        fake.state("held"),
+        robot.output()
+    );
+}

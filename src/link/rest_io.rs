@@ -7,7 +7,8 @@
 //!   **records each claimed job in the store before anything else** (FULL commit), then hands it
 //!   to the agent. A job that cannot be recorded (disk full) is released at once;
 //! - **verifies** the leases of jobs recovered at start-up before they resume (extend-lease:
-//!   200 → resume, 409 → the job is no longer ours);
+//!   200 → resume, 409 → the job is no longer ours; a refused key is asked again until it is
+//!   accepted, never taken for a lost lease);
 //! - **renews** the lease of every running REST job at a third of the lease, but at least every
 //!   10 s ([`lease_renewal_interval`]: a server may hold a job for less than it was asked); a 409
 //!   means the job was cancelled or taken away: the agent stops it and nothing is reported;
@@ -259,6 +260,8 @@ struct RestIo<F: FnMut(RestEvent)> {
     noted_unsupported: Vec<Optional>,
     /// A 429 episode is in progress (said once).
     rate_limited: bool,
+    /// Lease checks of recovered jobs meet a refused key (said once per episode).
+    verify_refused: bool,
     /// Unusable claimed jobs whose `fail` is still to be delivered: (job id, message).
     bad_jobs: VecDeque<(String, String)>,
     stop_at: Option<Instant>,
@@ -295,6 +298,7 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
             unsupported: HashMap::new(),
             noted_unsupported: Vec::new(),
             rate_limited: false,
+            verify_refused: false,
             bad_jobs: VecDeque::new(),
             stop_at: None,
             said_offline: false,
@@ -566,6 +570,9 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
         while let Some(id) = self.verify.front().cloned() {
             let r = self.client.extend_lease(&id, self.settings.lease);
             self.observe(&r);
+            if r.is_ok() {
+                self.verify_refused = false;
+            }
             match r {
                 Ok(LeaseOutcome::Extended) => {
                     self.verify.pop_front();
@@ -581,6 +588,21 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
                 }
                 Err(e) if e.is_retryable() => {
                     self.verify_at = Instant::now() + self.backoff(2);
+                    return;
+                }
+                Err(e) if e.is_auth() => {
+                    // A refused key says nothing about the lease, and the key may be fixed:
+                    // giving the job up would leave it `running` on the server for good (only
+                    // this robot can finish or release it). Ask again, slowly.
+                    if !self.verify_refused {
+                        log::warn!(
+                            "job {id}: the orchestrator refuses this robot's API key while its lease \
+                             is checked ({e}); it resumes once the key is accepted"
+                        );
+                        self.verify_refused = true;
+                    }
+                    self.verify_at =
+                        Instant::now() + self.backoff(2).max(self.settings.poll_max_interval);
                     return;
                 }
                 Err(e) => {
