@@ -413,3 +413,29 @@ fn a_recovered_job_waits_out_a_refused_key_and_resumes_once_it_is_accepted() {
         robot.output()
     );
 }
+
+#[test]
+fn orphaned_claims_are_reconciled_once_a_refused_key_is_accepted() {
+    use casare_robot::link::rest::{RestClient, RestSettings};
+    let fake = FakeRest::start();
+    let key = "the-right-key-0123456789";
+    fake.require_api_key(Some(key));
+    fake.submit("orphan", set_x(), json!({}));
+    // A claim of this robot whose answer never reached it (made here in its name).
+    let mut settings = RestSettings::new(fake.url(), "test-robot");
+    settings.api_key = Some(key.to_string());
+    let client = RestClient::new(settings).expect("client");
+    let claimed = client.claim(Duration::from_secs(60)).expect("claim");
+    assert_eq!(claimed.map(|j| j.job_id).as_deref(), Some("orphan"));
+    // The robot starts while the orchestrator refuses its key.
+    fake.require_api_key(Some("another-key-0123456789"));
+    let robot = rest_robot(&fake, json!({"api_key": key}));
+    robot.wait_for_output("refuses this robot's API key", WAIT);
+    fake.require_api_key(Some(key));
+    assert!(
+        fake.wait_until(WAIT, |f| f.state("orphan") == Some("completed")),
+        "state {:?}\n{}",
+        fake.state("orphan"),
+        robot.output()
+    );
+}

@@ -867,7 +867,9 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
         self.observe(&r);
         let ids = match r {
             Ok(ids) => ids,
-            Err(e) if e.is_retryable() => return,
+            // A refused key may be fixed: reconcile once it is accepted (giving up would leave
+            // an orphaned claim `running` on the server until the robot restarts).
+            Err(e) if e.is_retryable() || e.is_auth() => return,
             Err(e) => {
                 log::info!("the orchestrator cannot list this robot's claimed jobs ({e}); orphaned claims are not reconciled");
                 self.orphans_supported = false;
