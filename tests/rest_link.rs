@@ -439,3 +439,31 @@ fn orphaned_claims_are_reconciled_once_a_refused_key_is_accepted() {
         robot.output()
     );
 }
+
+#[test]
+fn the_fail_of_an_unusable_claim_refused_for_its_key_is_sent_again() {
+    let fake = FakeRest::start();
+    fake.forbid_path_suffix(Some("/fail"));
+    fake.submit_unusable();
+    let robot = rest_robot(&fake, json!({}));
+    assert!(
+        fake.wait_until(WAIT, |f| f
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with("/fail"))),
+        "{}",
+        robot.output()
+    );
+    fake.forbid_path_suffix(None);
+    assert!(
+        fake.wait_until(WAIT, |f| UNUSABLE_JOBS
+            .iter()
+            .all(|(id, _)| f.state(id) == Some("failed"))),
+        "{:?}\n{}",
+        UNUSABLE_JOBS
+            .iter()
+            .map(|(id, _)| fake.state(id))
+            .collect::<Vec<_>>(),
+        robot.output()
+    );
+}

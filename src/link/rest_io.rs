@@ -965,7 +965,9 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
                 Ok(_) => {
                     log::info!("job {job_id}: failed on the orchestrator ({message})");
                 }
-                Err(e) if e.is_retryable() => {
+                // A refused key may be fixed: dropping the fail would leave the job `running`
+                // on the server for good (only this robot may settle it).
+                Err(e) if e.is_retryable() || e.is_auth() => {
                     log::debug!("job {job_id}: fail not delivered yet: {e}");
                     return;
                 }
