@@ -355,3 +355,117 @@ fn the_last_progress_of_a_completed_rest_job_is_100_and_comes_before_its_result(
         "progress at {last_progress:?}, complete at {complete:?}: {calls:?}"
     );
 }
+
+#[test]
+fn a_slot_freed_while_rate_limited_waits_for_the_retry_after() {
+    // Every claim is refused with 429 and `Retry-After: 60`.
+    let fake = FakeRest::start();
+    fake.rate_limit(Some(0));
+    fake.set_retry_after(60);
+    let ws = support::FakeOrchestrator::start(casare_robot::link::protocol::Dialect::Casare);
+    let robot = rest_robot(
+        &fake,
+        json!({"orchestrator_url": ws.url(), "max_concurrent_jobs": 1}),
+    );
+    ws.wait_for("register", WAIT).expect("the robot registers");
+    assert!(
+        fake.wait_until(WAIT, |f| f.n_rate_limited() >= 1),
+        "{}",
+        robot.output()
+    );
+    // The only slot is taken and freed again (pause, resume): the claim stays 60 s away.
+    ws.send(json!({"type": "pause"}));
+    robot.wait_for_output("paused by the orchestrator", WAIT);
+    ws.send(json!({"type": "resume"}));
+    robot.wait_for_output("resumed by the orchestrator", WAIT);
+    let again = support::wait_flag(Duration::from_secs(3), || claims(&fake).len() >= 2);
+    assert!(!again, "claims: {:?}\n{}", claims(&fake), robot.output());
+}
+
+#[test]
+fn a_recovered_job_waits_out_a_refused_key_and_resumes_once_it_is_accepted() {
+    let fake = FakeRest::start();
+    let key = "the-right-key-0123456789";
+    fake.require_api_key(Some(key));
+    let mut robot = rest_robot(&fake, json!({"api_key": key, "max_concurrent_jobs": 1}));
+    let wf = chain(&[
+        ("wait", "WaitNode", json!({"duration": 2})),
+        (
+            "set",
+            "SetVariableNode",
+            json!({"variable_name": "x", "value": 1}),
+        ),
+    ]);
+    fake.submit("held", wf, json!({}));
+    robot.wait_for_output("job held started", WAIT);
+    robot.kill9();
+    // The key is rotated on the orchestrator while the robot is down: the lease check of the
+    // recovered job is refused (403), which says nothing about the lease.
+    fake.require_api_key(Some("another-key-0123456789"));
+    robot.spawn();
+    robot.wait_for_output(
+        "refuses this robot's API key while its lease is checked",
+        WAIT,
+    );
+    fake.require_api_key(Some(key));
+    assert!(
+        fake.wait_until(WAIT, |f| f.state("held") == Some("completed")),
+        "state {:?}\n{}",
+        fake.state("held"),
+        robot.output()
+    );
+}
+
+#[test]
+fn orphaned_claims_are_reconciled_once_a_refused_key_is_accepted() {
+    use casare_robot::link::rest::{RestClient, RestSettings};
+    let fake = FakeRest::start();
+    let key = "the-right-key-0123456789";
+    fake.require_api_key(Some(key));
+    fake.submit("orphan", set_x(), json!({}));
+    // A claim of this robot whose answer never reached it (made here in its name).
+    let mut settings = RestSettings::new(fake.url(), "test-robot");
+    settings.api_key = Some(key.to_string());
+    let client = RestClient::new(settings).expect("client");
+    let claimed = client.claim(Duration::from_secs(60)).expect("claim");
+    assert_eq!(claimed.map(|j| j.job_id).as_deref(), Some("orphan"));
+    // The robot starts while the orchestrator refuses its key.
+    fake.require_api_key(Some("another-key-0123456789"));
+    let robot = rest_robot(&fake, json!({"api_key": key}));
+    robot.wait_for_output("refuses this robot's API key", WAIT);
+    fake.require_api_key(Some(key));
+    assert!(
+        fake.wait_until(WAIT, |f| f.state("orphan") == Some("completed")),
+        "state {:?}\n{}",
+        fake.state("orphan"),
+        robot.output()
+    );
+}
+
+#[test]
+fn the_fail_of_an_unusable_claim_refused_for_its_key_is_sent_again() {
+    let fake = FakeRest::start();
+    fake.forbid_path_suffix(Some("/fail"));
+    fake.submit_unusable();
+    let robot = rest_robot(&fake, json!({}));
+    assert!(
+        fake.wait_until(WAIT, |f| f
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with("/fail"))),
+        "{}",
+        robot.output()
+    );
+    fake.forbid_path_suffix(None);
+    assert!(
+        fake.wait_until(WAIT, |f| UNUSABLE_JOBS
+            .iter()
+            .all(|(id, _)| f.state(id) == Some("failed"))),
+        "{:?}\n{}",
+        UNUSABLE_JOBS
+            .iter()
+            .map(|(id, _)| fake.state(id))
+            .collect::<Vec<_>>(),
+        robot.output()
+    );
+}

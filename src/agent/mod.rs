@@ -754,6 +754,7 @@ impl Agent {
             return;
         }
         self.delivery.largest_sent = self.delivery.largest_sent.max(frame.text.len());
+        self.frame_refusals.on_sent(frame.text.len());
         if let Some(ws) = &self.ws {
             ws.send(WsCommand::Send(frame));
         }

@@ -129,12 +129,22 @@ const SUSPECT_DROPS: u32 = 2;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FrameRefusals {
     suspect_drops: u32,
+    /// The largest frame sent since the orchestrator last acknowledged everything sent (on this
+    /// connection): a frame it acknowledged cannot be the one it refused.
+    largest_unacked: usize,
 }
 
 impl FrameRefusals {
+    /// A frame of `bytes` was sent.
+    pub fn on_sent(&mut self, bytes: usize) {
+        self.largest_unacked = self.largest_unacked.max(bytes);
+    }
+
     /// A connection ended with close `code`; `largest_sent` is the largest frame sent on it,
-    /// `unacked` whether sent entries were waiting for an acknowledgement. Returns the lowered
-    /// limit when the limit `current` must shrink.
+    /// `unacked` whether sent entries were waiting for an acknowledgement. A drop is suspect
+    /// only when a frame of at least [`SUSPECT_BYTES`] was sent after the last
+    /// acknowledgement ([`FrameRefusals::on_sent`], [`FrameRefusals::on_ack`]). Returns the
+    /// lowered limit when the limit `current` must shrink.
     pub fn on_close(
         &mut self,
         code: Option<u16>,
@@ -142,7 +152,8 @@ impl FrameRefusals {
         unacked: bool,
         current: usize,
     ) -> Option<usize> {
-        let suspect = unacked && largest_sent >= SUSPECT_BYTES.min(current);
+        let largest_unacked = std::mem::take(&mut self.largest_unacked);
+        let suspect = unacked && largest_unacked >= SUSPECT_BYTES.min(current);
         if code == Some(MESSAGE_TOO_BIG) {
             self.suspect_drops = 0;
         } else if suspect {
@@ -162,6 +173,7 @@ impl FrameRefusals {
     /// The orchestrator acknowledged everything sent on the connection.
     pub fn on_ack(&mut self) {
         self.suspect_drops = 0;
+        self.largest_unacked = 0;
     }
 }
 
@@ -240,6 +252,7 @@ mod tests {
                 if acked {
                     refusals.on_ack();
                 }
+                refusals.on_sent(largest);
                 assert_eq!(
                     refusals.on_close(code, largest, unacked, limit),
                     expected,
@@ -247,6 +260,26 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_large_frame_that_was_acknowledged_is_no_suspect() {
+        let mb = 1_048_576;
+        let limit = 8 * mb;
+        let mut refusals = FrameRefusals::default();
+        // On each connection a large result is read (acknowledged), then the connection drops
+        // with a small entry unacknowledged (an orchestrator restart): the limit stays.
+        for _ in 0..3 {
+            refusals.on_sent(6 * mb);
+            refusals.on_ack();
+            refusals.on_sent(1_000);
+            assert_eq!(refusals.on_close(None, 6 * mb, true, limit), None);
+        }
+        // A large frame still unacknowledged at two drops in a row is.
+        refusals.on_sent(6 * mb);
+        assert_eq!(refusals.on_close(None, 6 * mb, true, limit), None);
+        refusals.on_sent(6 * mb);
+        assert_eq!(refusals.on_close(None, 6 * mb, true, limit), Some(3 * mb));
     }
 
     #[test]

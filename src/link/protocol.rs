@@ -256,9 +256,25 @@ pub fn parse_inbound(text: &str) -> Result<Inbound, ProtocolError> {
             code: opt_string(&obj, &["error_code", "code"]),
             message: opt_string(&obj, &["error_message", "message", "error"]).unwrap_or_default(),
         },
-        _ => Inbound::Unknown { msg_type },
+        _ => Inbound::Unknown {
+            msg_type: bounded_type(msg_type),
+        },
     };
     Ok(msg)
+}
+
+/// Longest unknown message type kept (in characters): the agent remembers and logs unknown
+/// types, and a frame may be 64 MiB.
+pub const MAX_UNKNOWN_TYPE_CHARS: usize = 64;
+
+/// `msg_type` cut to [`MAX_UNKNOWN_TYPE_CHARS`] characters (marked with `…` when cut).
+fn bounded_type(msg_type: String) -> String {
+    if msg_type.chars().count() <= MAX_UNKNOWN_TYPE_CHARS {
+        return msg_type;
+    }
+    let mut cut: String = msg_type.chars().take(MAX_UNKNOWN_TYPE_CHARS).collect();
+    cut.push('…');
+    cut
 }
 
 /// The job id to answer when `text`, a frame that failed with `error`, is a job assignment whose
@@ -1022,6 +1038,19 @@ mod tests {
         assert_eq!(job.variables.get("injected_var"), Some(&json!("via-ws")));
         assert_eq!(job.timeout, Some(3600.0));
         assert_eq!(job.priority, None);
+    }
+
+    #[test]
+    fn unknown_message_types_are_bounded() {
+        let unknown = |t: &str| match parse_inbound(&json!({ "type": t }).to_string()) {
+            Ok(Inbound::Unknown { msg_type }) => msg_type,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(unknown("made_up"), "made_up");
+        let longest = "t".repeat(MAX_UNKNOWN_TYPE_CHARS);
+        assert_eq!(unknown(&longest), longest);
+        let cut = unknown(&"é".repeat(1_000_000));
+        assert_eq!(cut, format!("{}…", "é".repeat(MAX_UNKNOWN_TYPE_CHARS)));
     }
 
     #[test]

@@ -265,17 +265,8 @@ impl RestClient {
         if value.is_null() {
             return Ok(None);
         }
-        let mut job = ClaimedJob::from_value(&value).map_err(|detail| match job_id_of(&value) {
-            Some(job_id) => RestError::BadJob {
-                call: call.clone(),
-                job_id,
-                detail,
-            },
-            None => RestError::Protocol {
-                call: call.clone(),
-                detail,
-            },
-        })?;
+        let mut job = ClaimedJob::from_value(&value)
+            .map_err(|detail| unusable_claim(&call, &value, detail))?;
         if job.lease_expires_at.is_none() {
             job.lease_expires_at = Some(sent_at + chrono::Duration::seconds(seconds as i64));
         }
@@ -719,6 +710,26 @@ pub fn lease_renewal_interval(lease: Duration) -> Duration {
     (lease / 3)
         .min(MAX_RENEWAL_INTERVAL)
         .max(Duration::from_millis(500))
+}
+
+/// The error for a claim answer `value` that [`ClaimedJob::from_value`] refused with `detail`:
+/// [`RestError::BadJob`] when it names a usable job id (the caller answers it with `fail`), else
+/// a protocol error. An over-long id is not usable: it would be repeated in every log line and
+/// in the `fail` URL.
+fn unusable_claim(call: &str, value: &Value, detail: String) -> RestError {
+    let usable =
+        job_id_of(value).filter(|id| id.chars().count() <= super::protocol::MAX_JOB_ID_CHARS);
+    match usable {
+        Some(job_id) => RestError::BadJob {
+            call: call.to_string(),
+            job_id,
+            detail,
+        },
+        None => RestError::Protocol {
+            call: call.to_string(),
+            detail,
+        },
+    }
 }
 
 /// The job id of a claim answer, when it names one.
@@ -1339,6 +1350,34 @@ mod tests {
             err.len() < 200,
             "the error repeats the id: {} bytes",
             err.len()
+        );
+    }
+
+    #[test]
+    fn an_unusable_claim_is_a_bad_job_only_with_a_usable_id() {
+        let call = "POST /api/v1/jobs/claim";
+        let check = |value: Value, bad_job: Option<&str>| {
+            let detail = ClaimedJob::from_value(&value).expect_err("unusable");
+            let err = unusable_claim(call, &value, detail);
+            match (&err, bad_job) {
+                (RestError::BadJob { job_id, .. }, Some(id)) => assert_eq!(job_id, id),
+                (RestError::Protocol { .. }, None) => {}
+                _ => panic!("{value}: {err:?}"),
+            }
+            assert!(
+                err.to_string().len() < 300,
+                "{} bytes",
+                err.to_string().len()
+            );
+        };
+        check(
+            json!({"job_id": "j-1", "workflow_json": "nope"}),
+            Some("j-1"),
+        );
+        check(json!({"workflow_json": "{}"}), None);
+        check(
+            json!({"job_id": "j".repeat(1_000_000), "workflow_json": "{}"}),
+            None,
         );
     }
 

@@ -7,7 +7,8 @@
 //!   **records each claimed job in the store before anything else** (FULL commit), then hands it
 //!   to the agent. A job that cannot be recorded (disk full) is released at once;
 //! - **verifies** the leases of jobs recovered at start-up before they resume (extend-lease:
-//!   200 → resume, 409 → the job is no longer ours);
+//!   200 → resume, 409 → the job is no longer ours; a refused key is asked again until it is
+//!   accepted, never taken for a lost lease);
 //! - **renews** the lease of every running REST job at a third of the lease, but at least every
 //!   10 s ([`lease_renewal_interval`]: a server may hold a job for less than it was asked); a 409
 //!   means the job was cancelled or taken away: the agent stops it and nothing is reported;
@@ -259,6 +260,8 @@ struct RestIo<F: FnMut(RestEvent)> {
     noted_unsupported: Vec<Optional>,
     /// A 429 episode is in progress (said once).
     rate_limited: bool,
+    /// Lease checks of recovered jobs meet a refused key (said once per episode).
+    verify_refused: bool,
     /// Unusable claimed jobs whose `fail` is still to be delivered: (job id, message).
     bad_jobs: VecDeque<(String, String)>,
     stop_at: Option<Instant>,
@@ -295,6 +298,7 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
             unsupported: HashMap::new(),
             noted_unsupported: Vec::new(),
             rate_limited: false,
+            verify_refused: false,
             bad_jobs: VecDeque::new(),
             stop_at: None,
             said_offline: false,
@@ -380,7 +384,7 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
             RestCommand::Capacity { free, claims_seen } => {
                 let unseen = self.claims_made.saturating_sub(claims_seen) as usize;
                 let n = free.saturating_sub(unseen);
-                if n > 0 && self.capacity == 0 {
+                if n > 0 && self.capacity == 0 && self.claim_may_come_early() {
                     // A slot freed up: poll now rather than at the end of an idle interval.
                     self.next_claim = self.next_claim.min(Instant::now());
                 }
@@ -444,6 +448,13 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
                 self.outbox_failures = 0;
             }
         }
+    }
+
+    /// Whether the next claim may be brought forward when a slot frees up: not while a 429's
+    /// `Retry-After` or a refused key's wait is in force (those waits are the server's, not an
+    /// idle interval).
+    fn claim_may_come_early(&self) -> bool {
+        !self.rate_limited && self.link != Some(RestLink::Refused)
     }
 
     fn work(&mut self) {
@@ -559,6 +570,9 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
         while let Some(id) = self.verify.front().cloned() {
             let r = self.client.extend_lease(&id, self.settings.lease);
             self.observe(&r);
+            if r.is_ok() {
+                self.verify_refused = false;
+            }
             match r {
                 Ok(LeaseOutcome::Extended) => {
                     self.verify.pop_front();
@@ -574,6 +588,21 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
                 }
                 Err(e) if e.is_retryable() => {
                     self.verify_at = Instant::now() + self.backoff(2);
+                    return;
+                }
+                Err(e) if e.is_auth() => {
+                    // A refused key says nothing about the lease, and the key may be fixed:
+                    // giving the job up would leave it `running` on the server for good (only
+                    // this robot can finish or release it). Ask again, slowly.
+                    if !self.verify_refused {
+                        log::warn!(
+                            "job {id}: the orchestrator refuses this robot's API key while its lease \
+                             is checked ({e}); it resumes once the key is accepted"
+                        );
+                        self.verify_refused = true;
+                    }
+                    self.verify_at =
+                        Instant::now() + self.backoff(2).max(self.settings.poll_max_interval);
                     return;
                 }
                 Err(e) => {
@@ -838,7 +867,9 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
         self.observe(&r);
         let ids = match r {
             Ok(ids) => ids,
-            Err(e) if e.is_retryable() => return,
+            // A refused key may be fixed: reconcile once it is accepted (giving up would leave
+            // an orphaned claim `running` on the server until the robot restarts).
+            Err(e) if e.is_retryable() || e.is_auth() => return,
             Err(e) => {
                 log::info!("the orchestrator cannot list this robot's claimed jobs ({e}); orphaned claims are not reconciled");
                 self.orphans_supported = false;
@@ -934,7 +965,9 @@ impl<F: FnMut(RestEvent)> RestIo<F> {
                 Ok(_) => {
                     log::info!("job {job_id}: failed on the orchestrator ({message})");
                 }
-                Err(e) if e.is_retryable() => {
+                // A refused key may be fixed: dropping the fail would leave the job `running`
+                // on the server for good (only this robot may settle it).
+                Err(e) if e.is_retryable() || e.is_auth() => {
                     log::debug!("job {job_id}: fail not delivered yet: {e}");
                     return;
                 }

@@ -17,6 +17,7 @@
 //! (the next `n` requests get a given status), [`down`](FakeRest::down) / [`up`](FakeRest::up)
 //! (the listener and every open connection go away; `up` listens on the same port again),
 //! [`require_api_key`](FakeRest::require_api_key) (401 without a key, 403 with a wrong one),
+//! [`forbid_path_suffix`](FakeRest::forbid_path_suffix) (403 for one call only),
 //! [`no_database`](FakeRest::no_database) (register, robot status, heartbeat and job progress
 //! answer 503 "Database not available", as the real server in memory mode). Every request is
 //! recorded with its headers and body.
@@ -151,6 +152,8 @@ struct State {
     retry_after: Option<u64>,
     /// The in-memory queue's fixed visibility, when imitated.
     fixed_visibility: Option<Duration>,
+    /// Requests whose path ends with this answer 403 (a key refused for one call only).
+    forbidden_suffix: Option<String>,
 }
 
 struct Shared {
@@ -284,6 +287,12 @@ impl FakeRest {
     pub fn fail_next(&self, n: usize, status: u16) {
         let mut st = self.shared.state.lock();
         st.injected.extend(std::iter::repeat_n(status, n));
+    }
+
+    /// Requests whose path ends with `suffix` answer 403 (the key refused for that call only);
+    /// `None` lifts it.
+    pub fn forbid_path_suffix(&self, suffix: Option<&str>) {
+        self.shared.state.lock().forbidden_suffix = suffix.map(str::to_string);
     }
 
     /// The next `n` requests whose path starts with `path` are processed but their answer is
@@ -742,6 +751,13 @@ fn handle(shared: &Shared, req: Request) -> Answer {
     });
     if let Some(status) = st.injected.pop_front() {
         return Answer::error(status, "INJECTED", format!("injected {status}"));
+    }
+    if st
+        .forbidden_suffix
+        .as_deref()
+        .is_some_and(|suffix| req.path.ends_with(suffix))
+    {
+        return Answer::error(403, "FORBIDDEN", "invalid api key");
     }
     if req.path.starts_with("/api/") {
         if let Some(expected) = st.api_key.clone() {
