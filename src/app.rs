@@ -1153,7 +1153,7 @@ fn print_checkpoints(action: &CheckpointAction, value: &serde_json::Value, data_
         }
         CheckpointAction::Show { job_id } => {
             if value.is_null() {
-                eprintln!("error: no checkpoint for job {job_id}");
+                eprintln!("error: no checkpoint and no recorded result for job {job_id}");
                 return EXIT_INVALID;
             }
             println!(

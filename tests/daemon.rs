@@ -569,7 +569,7 @@ fn checkpoints_can_be_inspected_while_the_daemon_runs() {
     let (code, _, stderr) = inspect(&["show", "nothing-here"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
-        stderr.contains("no checkpoint for job nothing-here"),
+        stderr.contains("no checkpoint and no recorded result for job nothing-here"),
         "{stderr}"
     );
     // Clearing writes: refused while the robot runs, saying why.

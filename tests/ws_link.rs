@@ -251,8 +251,8 @@ fn assert_truncated(done: &Value, job_id: &str) {
     assert_eq!(result["success"], true);
     let note = result["outputs"]["truncated"].as_str().unwrap_or_default();
     assert!(
-        note.contains(&format!("job_id {job_id}")) && note.contains("casare-robot.db"),
-        "the note says where the full result is: {note}"
+        note.contains(&format!("casare-robot checkpoints show {job_id}")),
+        "the note says how to read the full result: {note}"
     );
     assert!(note.contains("max_frame_mb"), "{note}");
 }
@@ -269,6 +269,29 @@ fn a_result_over_max_frame_mb_is_delivered_truncated_with_a_note() {
     assert_truncated(&done, "job-big");
     assert!(done.to_string().len() < 1024 * 1024);
     robot.wait_for_output("it is sent truncated", WAIT);
+    // What the note says to run prints the whole result, from the running robot's record.
+    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_casare-robot"))
+        .args(["checkpoints", "show", "job-big", "--config"])
+        .arg(robot.dir().join("robot_config.json"))
+        .env_clear()
+        .env("HOME", robot.dir())
+        .output()
+        .unwrap();
+    assert_eq!(
+        shown.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&shown.stdout).expect("JSON");
+    assert_eq!(shown["state"], "finished", "{}", shown["state"]);
+    assert_eq!(
+        shown["recorded_report"]["result"]["outputs"]["big"]
+            .as_str()
+            .map(str::len),
+        Some(big.len()),
+        "the full result is in the record"
+    );
     // A result that fits is sent whole.
     fake.assign_job("job-small", quick(), json!({"small": "y"}), None);
     let done = fake

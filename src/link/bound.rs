@@ -6,7 +6,8 @@
 //! good. This module owns the rules that keep results deliverable:
 //! - a result whose encoding exceeds the limit (`max_frame_mb`) is delivered *truncated*: its
 //!   outputs are replaced by a note naming the size, the limit and where the full result is
-//!   kept (the robot's store, `<data_dir>/casare-robot.db`, table `jobs`, for 30 days);
+//!   kept (the job's record in the robot's store, printed by `casare-robot checkpoints show ID`
+//!   while the record is kept: the newest `finished_job_records` settled jobs);
 //! - an error text is cut to [`MAX_ERROR_CHARS`] characters, saying so;
 //! - after the server refused a message as too big (close code 1009, or two connections in a row
 //!   reset with a large frame unacknowledged: [`FrameRefusals`]) the limit in force shrinks
@@ -87,8 +88,9 @@ pub fn encoded_len(value: &Value) -> usize {
 pub fn truncation_note(job_id: &str, size: usize, limit: usize) -> String {
     format!(
         "the result of job {job_id} was {} encoded, over the robot's frame limit of {} \
-         (max_frame_mb); its outputs are left out here. The full result is kept in the robot's \
-         store (<data_dir>/casare-robot.db, table jobs, job_id {job_id}) for 30 days",
+         (max_frame_mb); its outputs are left out here. The full result is kept in the job's \
+         record on the robot: `casare-robot checkpoints show {job_id}` prints it (records of \
+         the newest finished_job_records settled jobs are kept)",
         megabytes(size),
         megabytes(limit)
     )
@@ -199,8 +201,9 @@ mod tests {
                 "result_bytes": 18_874_368,
                 "outputs": {"truncated": "the result of job job-7 was 18.0 MB encoded, over the \
                     robot's frame limit of 8.0 MB (max_frame_mb); its outputs are left out here. The \
-                    full result is kept in the robot's store (<data_dir>/casare-robot.db, table \
-                    jobs, job_id job-7) for 30 days"}})
+                    full result is kept in the job's record on the robot: `casare-robot checkpoints \
+                    show job-7` prints it (records of the newest finished_job_records settled jobs \
+                    are kept)"}})
         );
         // Not an object: only the note.
         let small = truncated_result("j", &Value::Null, 10, 5);

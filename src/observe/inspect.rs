@@ -10,7 +10,7 @@
 //! private as the database itself; nothing is served over the network.
 
 use crate::store::checkpoint::{self, CheckpointInfo};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -58,14 +58,29 @@ pub fn answer(store: &Store, query: &Query) -> serde_json::Value {
         Query::List => store
             .list_checkpoints()
             .map(|list| serde_json::Value::Array(list.iter().map(list_row).collect())),
-        Query::Show(job_id) => {
-            checkpoint::describe(store, job_id).map(|v| v.unwrap_or(serde_json::Value::Null))
-        }
+        Query::Show(job_id) => checkpoint::describe(store, job_id).and_then(|v| match v {
+            Some(v) => Ok(v),
+            None => recorded_report(store, job_id),
+        }),
     };
     match result {
         Ok(value) => serde_json::json!({ "ok": value }),
         Err(e) => serde_json::json!({ "error": e.to_string() }),
     }
+}
+
+/// A finished job has no checkpoint; its record keeps the full report (a result sent truncated
+/// to fit the frame limit says to look here). Null when the job is unknown or has no report.
+fn recorded_report(store: &Store, job_id: &str) -> Result<serde_json::Value, StoreError> {
+    Ok(match store.job(job_id)? {
+        Some(rec) if rec.report.is_some() => serde_json::json!({
+            "job_id": rec.job_id,
+            "state": rec.state.as_str(),
+            "finished_at": rec.finished_at,
+            "recorded_report": rec.report,
+        }),
+        _ => serde_json::Value::Null,
+    })
 }
 
 /// Daemon side: answer every pending request in `<data_dir>/inspect/` (a missing directory means

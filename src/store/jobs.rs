@@ -132,7 +132,8 @@ pub enum JobState {
 }
 
 impl JobState {
-    fn as_str(self) -> &'static str {
+    /// The name stored in the `jobs` table (and shown by `checkpoints show`).
+    pub fn as_str(self) -> &'static str {
         match self {
             JobState::Received => "received",
             JobState::Running => "running",
