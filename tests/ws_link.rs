@@ -353,7 +353,10 @@ fn a_rest_result_over_max_frame_mb_is_sent_truncated_too() {
     let result = results.first().cloned().unwrap_or_default();
     assert_eq!(result["truncated"], true, "{result}");
     let note = result["outputs"]["truncated"].as_str().unwrap_or_default();
-    assert!(note.contains("job_id rest-big"), "{note}");
+    assert!(
+        note.contains("casare-robot checkpoints show rest-big"),
+        "{note}"
+    );
 }
 
 #[test]

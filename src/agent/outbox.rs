@@ -48,32 +48,14 @@ impl Agent {
             return (text, kind);
         }
         let id = job_id.unwrap_or_default();
-        let smaller = match report {
-            Report::Complete {
-                result,
-                duration_ms,
-            } => Report::Complete {
-                result: bound::truncated_result(id, result, text.len(), limit),
-                duration_ms: *duration_ms,
-            },
-            Report::Failed {
-                error,
-                error_type,
-                failed_node,
-                duration_ms,
-            } => Report::Failed {
-                error: bound::truncated_error(error),
-                error_type: error_type.clone(),
-                failed_node: failed_node.clone(),
-                duration_ms: *duration_ms,
-            },
-            Report::Cancelled | Report::Progress { .. } | Report::Logs { .. } => {
-                return (text, kind);
-            }
+        let Some(smaller) =
+            report.shrunk(|result| bound::truncated_result(id, result, text.len(), limit))
+        else {
+            return (text, kind);
         };
         log::warn!(
             "job {id}: its result is {} bytes encoded, over the frame limit of {limit} bytes \
-             (max_frame_mb); it is sent truncated and the full result stays in the store",
+             (max_frame_mb); it is sent truncated and `casare-robot checkpoints show {id}` prints the full result",
             text.len()
         );
         self.encode_unbounded(job_id, &smaller)

@@ -62,7 +62,7 @@ pub fn bounded_result<'a>(job_id: &str, result: &'a Value, limit: usize) -> Cow<
     }
     log::warn!(
         "job {job_id}: its result is {size} bytes encoded, over the limit of {limit} bytes \
-         (max_frame_mb); it is sent truncated and the full result stays in the store"
+         (max_frame_mb); it is sent truncated and `casare-robot checkpoints show {job_id}` prints the full result"
     );
     Cow::Owned(truncated_result(job_id, result, size, limit))
 }

@@ -266,42 +266,51 @@ impl Report {
         }
     }
 
-    /// The same report, small enough to record on a full disk: a completed job's result is
-    /// replaced by a note (the job did complete), a failure's message is cut to 2,000 bytes.
-    pub fn trimmed_for_full_disk(&self) -> Report {
+    /// The same report with its large parts made small: a completed job's result replaced by
+    /// `small_result(result)`, a failure's error text cut ([`bound::truncated_error`]). None for
+    /// reports that carry nothing large. The one shrinking rule for results that do not fit (a
+    /// frame limit, a full disk).
+    ///
+    /// [`bound::truncated_error`]: crate::link::bound::truncated_error
+    pub fn shrunk(&self, small_result: impl FnOnce(&Value) -> Value) -> Option<Report> {
         match self {
-            Report::Complete { duration_ms, .. } => {
-                let note = "the robot's disk was full: the job completed, but its result could not be stored";
-                Report::Complete {
-                    // In `outputs` too: that is what both links send of a result.
-                    result: serde_json::json!({
-                        "success": true,
-                        "status": "completed",
-                        "result_dropped": note,
-                        "outputs": {"_result_dropped": note},
-                    }),
-                    duration_ms: *duration_ms,
-                }
-            }
+            Report::Complete {
+                result,
+                duration_ms,
+            } => Some(Report::Complete {
+                result: small_result(result),
+                duration_ms: *duration_ms,
+            }),
             Report::Failed {
                 error,
                 error_type,
                 failed_node,
                 duration_ms,
-            } => {
-                let mut cut = error.len().min(2000);
-                while !error.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                Report::Failed {
-                    error: error[..cut].to_string(),
-                    error_type: error_type.clone(),
-                    failed_node: failed_node.clone(),
-                    duration_ms: *duration_ms,
-                }
-            }
-            other => other.clone(),
+            } => Some(Report::Failed {
+                error: crate::link::bound::truncated_error(error),
+                error_type: error_type.clone(),
+                failed_node: failed_node.clone(),
+                duration_ms: *duration_ms,
+            }),
+            Report::Cancelled | Report::Progress { .. } | Report::Logs { .. } => None,
         }
+    }
+
+    /// The same report, small enough to record on a full disk: a completed job's result is
+    /// replaced by a note (the job did complete), a failure's message is cut.
+    pub fn trimmed_for_full_disk(&self) -> Report {
+        let note =
+            "the robot's disk was full: the job completed, but its result could not be stored";
+        self.shrunk(|_| {
+            // In `outputs` too: that is what both links send of a result.
+            serde_json::json!({
+                "success": true,
+                "status": "completed",
+                "result_dropped": note,
+                "outputs": {"_result_dropped": note},
+            })
+        })
+        .unwrap_or_else(|| self.clone())
     }
 
     /// True for a job's final report.
