@@ -5,8 +5,13 @@
 //! Every job event the orchestrator can rely on is numbered in the database (`meta.journal_seq`,
 //! incremented in the event's own transaction) and, once committed, appended to the journal
 //! with the store's identity (`meta.store_id`, random, made with the store): `accepted` (a job
-//! recorded before it is acknowledged) and its settlement (`completed`, `failed`, `cancelled`,
-//! written with an fsync of their own). A `store` line marks the journal as belonging to a store.
+//! recorded before it is acknowledged) and its settlement (`completed`, `failed`, `cancelled`).
+//! These lines get no fsync of their own: the event is already durable in the database (a FULL
+//! commit), so after a power cut the database is never behind the journal, and the journal only
+//! has to outlive a later loss of the database, by which time the system has written it out. Only
+//! a power cut that also destroys the database within the OS's write-back delay (seconds) can
+//! lose the newest lines. An `unrecorded` end (the settle itself failed, see below) is the only
+//! record of that end and is synced. A `store` line marks the journal as belonging to a store.
 //!
 //! At open, the journal is compared with the database:
 //! - same store, `journal_seq` at least the journal's last number: all is well;
@@ -212,7 +217,8 @@ fn new_store_id() -> String {
 }
 
 impl Store {
-    /// Append the committed event `seq` of `job_id` to the journal (settlements with an fsync).
+    /// Append the committed event `seq` of `job_id` to the journal (no fsync: the database holds
+    /// the event durably; see the module doc).
     pub(crate) fn journal_note(
         &mut self,
         job_id: &str,
@@ -233,7 +239,7 @@ impl Store {
                 attempt,
                 unrecorded: false,
             };
-            journal.append(&entry, event != Event::Accepted);
+            journal.append(&entry, false);
             if journal.appended > COMPACT_BYTES {
                 journal.appended = 0;
                 let entries = journal.read();
