@@ -105,12 +105,23 @@ fn a_killed_run_resumes_and_says_so() {
     assert_eq!(v["outputs"]["count"], 40.0);
     assert_eq!(v["outputs"]["done"], 40.0);
     assert_eq!(v["recovered"], true);
-    // Completed: the checkpoint is gone.
+    // Completed: the checkpoint is gone; `show` prints the recorded result instead.
     let show = bin(dir.path())
         .args(["checkpoints", "show", "j-1"])
         .output()
         .unwrap();
-    assert_eq!(show.status.code(), Some(2));
+    assert_eq!(show.status.code(), Some(0), "{}", text(&show.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(shown["state"], "finished", "{shown}");
+    assert_eq!(
+        shown.get("last_completed_node"),
+        None,
+        "no checkpoint: {shown}"
+    );
+    assert_eq!(
+        shown["recorded_report"]["result"]["outputs"]["count"], 40.0,
+        "{shown}"
+    );
 }
 
 #[test]

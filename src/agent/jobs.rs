@@ -490,6 +490,7 @@ impl Agent {
                 routes: rec.routes,
                 cancel_requested: false,
                 shutdown_cancelled: false,
+                result_sent: false,
             },
         );
     }
@@ -608,7 +609,9 @@ impl Agent {
                         });
                     }
                 }
-                if routes.has(Route::Ws) {
+                // The last progress (100 %) usually arrives after the worker recorded the result,
+                // but before the result is sent: it goes out first. After the result, it is stale.
+                if routes.has(Route::Ws) && !job.result_sent {
                     self.emit_ws(
                         Some(&job_id),
                         Report::Progress {

@@ -149,6 +149,9 @@ struct RunningJob {
     routes: Routes,
     cancel_requested: bool,
     shutdown_cancelled: bool,
+    /// Its result went out on the WebSocket (the worker settles before the agent handles the
+    /// job's end, and a flush for another job can send it): later progress would be stale.
+    result_sent: bool,
 }
 
 impl RunningJob {
@@ -752,6 +755,11 @@ impl Agent {
                 self.frame_limit
             );
             return;
+        }
+        if frame.kind == Kind::Result {
+            if let Some(job) = frame.job_id.as_deref().and_then(|id| self.jobs.get_mut(id)) {
+                job.result_sent = true;
+            }
         }
         self.delivery.largest_sent = self.delivery.largest_sent.max(frame.text.len());
         self.frame_refusals.on_sent(frame.text.len());

@@ -133,13 +133,6 @@ impl Agent {
             && !self.delivery.backlog
             && self.control.is_empty();
         if direct {
-            if let (Report::Progress { .. }, Some(job_id)) = (&report, job_id) {
-                // The worker records the result before the agent hears its last progress.
-                if let Ok(true) = self.store.lock().progress_is_stale(Route::Ws, job_id) {
-                    log::debug!("job {job_id}: progress after its result is dropped");
-                    return;
-                }
-            }
             let (text, kind) = self.encode_report(job_id, &report);
             self.ws_send(Frame {
                 text,
