@@ -684,6 +684,11 @@ fn run_connection(
                     reason: "message too big".into(),
                 }));
                 let _ = ws.flush();
+                // Like the websockets library behind uvicorn, wait for the closing handshake and
+                // discard what the client is still writing: dropping the socket with its frame
+                // unread would reset the connection and lose the close frame (a server that does
+                // that is the other case the robot handles: two suspect drops in a row).
+                drain_until_closed(ws.get_mut(), Duration::from_secs(5));
                 return;
             }
             Err(e) if is_timeout(&e) => {
@@ -693,6 +698,27 @@ fn run_connection(
                 }
             }
             Err(_) => return, // ConnectionClosed, reset, protocol error
+        }
+    }
+}
+
+/// Reads and discards until the peer closes its side or `within` passes.
+fn drain_until_closed(stream: &mut TcpStream, within: Duration) {
+    use std::io::Read;
+    let deadline = Instant::now() + within;
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .is_err()
+        {
+            return;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
         }
     }
 }
