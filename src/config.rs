@@ -61,6 +61,9 @@ pub const ALL_KEYS: &[&str] = &[
     "allowed_paths",
     "run_command_enabled",
     "run_command_allowlist",
+    "python_path",
+    "node_path",
+    "process_kill_allowlist",
     "poll_interval",
     "poll_max_interval",
     "lease_seconds",
@@ -512,6 +515,12 @@ pub struct RobotConfig {
     pub run_command_enabled: bool,
     /// Programs the run-command node may start; empty means any.
     pub run_command_allowlist: Vec<String>,
+    /// The Python interpreter of the Python script nodes; `None` searches the platform defaults.
+    pub python_path: Option<String>,
+    /// The Node.js interpreter of `RunJavaScriptNode`; `None` means `node`.
+    pub node_path: Option<String>,
+    /// Process names `ProcessKillNode` may kill; empty means any (but the robot and its ancestors).
+    pub process_kill_allowlist: Vec<String>,
     /// REST poll interval when idle.
     pub poll_interval: Duration,
     /// Cap of the growing idle poll interval.
@@ -722,6 +731,9 @@ impl RobotConfig {
             ),
             "run_command_enabled" => self.run_command_enabled.to_string(),
             "run_command_allowlist" => list(self.run_command_allowlist.clone()),
+            "python_path" => self.python_path.clone().unwrap_or_else(|| "(search)".into()),
+            "node_path" => self.node_path.clone().unwrap_or_else(|| "node".into()),
+            "process_kill_allowlist" => list(self.process_kill_allowlist.clone()),
             "poll_interval" => secs(&self.poll_interval),
             "poll_max_interval" => secs(&self.poll_max_interval),
             "lease_seconds" => secs(&self.lease_seconds),
@@ -1232,6 +1244,13 @@ fn has_scheme(url: &str, schemes: &[&str]) -> bool {
     })
 }
 
+const PROGRAM_EXPECTED: &str =
+    "must be a program name or path (or null for the default), without control characters";
+
+fn is_program_text(text: &str) -> bool {
+    !text.chars().any(char::is_control)
+}
+
 fn is_header_text(text: &str) -> bool {
     text.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
@@ -1311,6 +1330,12 @@ fn validate(raw: &RawConfig, env: EnvLookup) -> (RobotConfig, Vec<ConfigError>) 
             .collect(),
         run_command_enabled: v.bool("run_command_enabled", true),
         run_command_allowlist: v.list("run_command_allowlist", "must be a list of program names"),
+        python_path: v.optional("python_path", PROGRAM_EXPECTED, is_program_text),
+        node_path: v.optional("node_path", PROGRAM_EXPECTED, is_program_text),
+        process_kill_allowlist: v.list(
+            "process_kill_allowlist",
+            "must be a list of process names",
+        ),
         poll_interval: v.secs("poll_interval", 5.0, 0.1, 3600.0),
         poll_max_interval: v.secs("poll_max_interval", 30.0, 0.1, 86400.0),
         lease_seconds: v.secs("lease_seconds", 60.0, 5.0, 3600.0),

@@ -43,6 +43,14 @@ pub struct Safety {
     pub run_command_allowlist: Vec<String>,
     /// Where relative paths resolve (default: the process's current directory).
     pub work_dir: Option<PathBuf>,
+    /// The Python interpreter of the Python script nodes (config `python_path`; `None`: search
+    /// `python3` then `python`, on Windows `py -3` then `python`).
+    pub python_path: Option<String>,
+    /// The Node.js interpreter of `RunJavaScriptNode` (config `node_path`; `None`: `node`).
+    pub node_path: Option<String>,
+    /// When non-empty, `ProcessKillNode` may only kill processes with these names (config
+    /// `process_kill_allowlist`; case-insensitive, with or without `.exe`).
+    pub process_kill_allowlist: Vec<String>,
 }
 
 const DEVICE_NAMES: &[&str] = &[
@@ -519,7 +527,7 @@ pub fn check_command_env(
 
 /// The absolute path `program` starts: a path (it has a separator) against `cwd`, a bare name
 /// through `PATH` (on Windows also with `.exe`, `.com`, `.bat`, `.cmd`). `None` when no such file.
-fn resolve_program(program: &str, cwd: Option<&Path>) -> Option<PathBuf> {
+pub(crate) fn resolve_program(program: &str, cwd: Option<&Path>) -> Option<PathBuf> {
     let has_separator = if cfg!(windows) {
         program.contains(['/', '\\', ':'])
     } else {

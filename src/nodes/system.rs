@@ -36,7 +36,7 @@
 //!   section reports `robot_version` in place of `python_version`. An unknown `info_type` is an error.
 
 pub(crate) mod info;
-mod process;
+pub(crate) mod process;
 
 use crate::engine::node::{opt, req, Flow, Lit, NodeCtx, NodeDef, NodeError};
 use crate::engine::safety;
@@ -182,6 +182,12 @@ fn split_words(text: &str, backslash_escapes: bool) -> Result<Vec<String>, Strin
     Ok(words)
 }
 
+/// Split a command line like `shlex.split`, with this platform's backslash rule (Windows: an
+/// ordinary character); shared with the script nodes.
+pub(crate) fn split_command_line(text: &str) -> Result<Vec<String>, String> {
+    split_words(text, !cfg!(windows))
+}
+
 /// Quote one argument for `sh` (Python's `shlex.quote`).
 fn quote_sh(arg: &str) -> String {
     if arg.is_empty() {
@@ -248,8 +254,8 @@ fn secs_text(secs: f64) -> String {
     }
 }
 
-/// Decode captured output: UTF-8 with replacement, universal newlines, truncation note.
-fn decode(out: &process::Captured) -> String {
+/// Decode captured output (shared with the script nodes): UTF-8 with replacement, universal newlines, truncation note.
+pub(crate) fn decode(out: &process::Captured) -> String {
     let text = String::from_utf8_lossy(&out.bytes);
     let mut s = if text.contains('\r') {
         text.replace("\r\n", "\n").replace('\r', "\n")
@@ -291,6 +297,36 @@ fn same_env_name(a: &str, b: &str) -> bool {
     } else {
         a == b
     }
+}
+
+/// The working directory of a started program (shared with the script nodes): the checked
+/// `working_dir` parameter, else the job's working directory (`None`: the robot's own).
+pub(crate) fn working_dir(ctx: &NodeCtx<'_>) -> Result<Option<std::path::PathBuf>, NodeError> {
+    if ctx.param_str("working_dir").trim().is_empty() {
+        return Ok(ctx.options().safety.work_dir.clone());
+    }
+    let dir = ctx.path_param("working_dir")?;
+    if !dir.is_dir() {
+        return Err(NodeError::new(
+            "FileNotFoundError",
+            format!(
+                "working directory '{}' does not exist or is not a directory",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(Some(dir))
+}
+
+/// The environment changes of a started program (shared with the script nodes): the robot's
+/// secret variables removed, then this run's overlay (`_env`).
+pub(crate) fn inherited_env(ctx: &NodeCtx<'_>) -> Vec<(String, Option<String>)> {
+    let mut env: Vec<(String, Option<String>)> = safety::hidden_env_names()
+        .into_iter()
+        .map(|name| (name, None))
+        .collect();
+    env.extend(overlay(ctx));
+    env
 }
 
 /// The program and arguments to run, after the safety checks.
@@ -455,27 +491,8 @@ fn build_spec(ctx: &NodeCtx<'_>) -> Result<process::Spec, NodeError> {
     }
 
     // Working directory and environment.
-    if ctx.param_str("working_dir").trim().is_empty() {
-        spec.cwd = rules.work_dir.clone();
-    } else {
-        let dir = ctx.path_param("working_dir")?;
-        if !dir.is_dir() {
-            return Err(NodeError::new(
-                "FileNotFoundError",
-                format!(
-                    "working directory '{}' does not exist or is not a directory",
-                    dir.display()
-                ),
-            ));
-        }
-        spec.cwd = Some(dir);
-    }
-    // The robot's secret variables are not inherited; the workflow's own settings come after.
-    let mut env: Vec<(String, Option<String>)> = safety::hidden_env_names()
-        .into_iter()
-        .map(|name| (name, None))
-        .collect();
-    env.extend(overlay(ctx));
+    spec.cwd = working_dir(ctx)?;
+    let mut env = inherited_env(ctx);
     for (k, v) in ctx.param_dict("env")?.iter() {
         env_name_ok(k)?;
         env.retain(|(name, _)| !same_env_name(name, k));
@@ -498,6 +515,23 @@ fn build_spec(ctx: &NodeCtx<'_>) -> Result<process::Spec, NodeError> {
 fn run_command(ctx: &mut NodeCtx<'_>) -> Result<Flow, NodeError> {
     let spec = build_spec(ctx)?;
     let timeout = ctx.param_f64("timeout")?;
+    let done = execute(ctx, &spec, timeout)?;
+    ctx.set_output("stdout", Value::str(decode(&done.stdout)));
+    ctx.set_output("stderr", Value::str(decode(&done.stderr)));
+    ctx.set_output("return_code", Value::Int(done.code));
+    ctx.set_output("success", Value::Bool(done.code == 0));
+    Ok(Flow::Next)
+}
+
+/// Run `spec` for a node (RunCommand and the script nodes): at most `timeout` seconds, capped by
+/// the node deadline; a timeout or cancellation kills the process tree and fails the node; a
+/// program that cannot start is a `FileNotFoundError` / `PermissionError` / `OSError`. Truncated
+/// output and pipes left open are logged.
+pub(crate) fn execute(
+    ctx: &mut NodeCtx<'_>,
+    spec: &process::Spec,
+    timeout: f64,
+) -> Result<process::Finished, NodeError> {
     if !timeout.is_finite() || timeout <= 0.0 {
         return Err(NodeError::value(format!(
             "timeout must be a positive number of seconds, got {}",
@@ -509,7 +543,7 @@ fn run_command(ctx: &mut NodeCtx<'_>) -> Result<Flow, NodeError> {
     let until = wanted.min(ctx.deadline());
     let program = spec.program.clone();
     let result = process::run(
-        &spec,
+        spec,
         until,
         ctx.cancel_token(),
         MAX_CAPTURE,
@@ -576,11 +610,7 @@ fn run_command(ctx: &mut NodeCtx<'_>) -> Result<Flow, NodeError> {
             started.elapsed().as_secs_f64()
         ),
     );
-    ctx.set_output("stdout", Value::str(decode(&done.stdout)));
-    ctx.set_output("stderr", Value::str(decode(&done.stderr)));
-    ctx.set_output("return_code", Value::Int(done.code));
-    ctx.set_output("success", Value::Bool(done.code == 0));
-    Ok(Flow::Next)
+    Ok(done)
 }
 
 /// Machine facts, as upstream's psutil-based node: `info_type` ∈ os, cpu, ram, disk, network, all

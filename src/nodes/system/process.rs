@@ -21,7 +21,9 @@
 //!   it started; we wait at most [`PIPE_GRACE`] for them to close, then return what was captured
 //!   (the reader threads finish on their own when the pipes close; their memory is bounded).
 //! - **stdin** is the null device: a robot has no one to type, and a program waiting for input would
-//!   otherwise hang until its timeout.
+//!   otherwise hang until its timeout. A [`Spec`] with `stdin` bytes (the script nodes' request)
+//!   gets a pipe instead, fed by a thread and closed after the last byte, so the child sees EOF
+//!   and a child that stops reading cannot block the robot.
 
 use crate::engine::CancelToken;
 use std::io::{self, Read};
@@ -32,11 +34,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long to wait for the output pipes to close after the child exited.
-pub(super) const PIPE_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const PIPE_GRACE: Duration = Duration::from_secs(1);
 
 /// One argument of the program.
 #[derive(Clone, Debug, PartialEq)]
-pub(super) enum Arg {
+pub(crate) enum Arg {
     /// Passed as one argument (quoted by the standard library as the platform needs).
     Plain(String),
     /// Passed verbatim on the Windows command line (`cmd /c "..."`); a plain argument elsewhere.
@@ -45,7 +47,7 @@ pub(super) enum Arg {
 
 /// What to run.
 #[derive(Clone, Debug, Default)]
-pub(super) struct Spec {
+pub(crate) struct Spec {
     /// The program (a name looked up on `PATH`, or a path).
     pub program: String,
     /// Its arguments.
@@ -56,11 +58,13 @@ pub(super) struct Spec {
     pub env: Vec<(String, Option<String>)>,
     /// Capture stdout/stderr (else they go to the null device).
     pub capture: bool,
+    /// Bytes fed to the child's stdin, which is then closed (`None`: the null device).
+    pub stdin: Option<Arc<[u8]>>,
 }
 
 /// The bytes kept from one output stream.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(super) struct Captured {
+pub(crate) struct Captured {
     /// The first `cap` bytes.
     pub bytes: Vec<u8>,
     /// Bytes read and dropped after the cap.
@@ -69,7 +73,7 @@ pub(super) struct Captured {
 
 /// A finished command.
 #[derive(Debug)]
-pub(super) struct Finished {
+pub(crate) struct Finished {
     /// Exit code; a Unix signal `n` gives `-n` (as Python's `returncode`).
     pub code: i64,
     /// Captured stdout.
@@ -82,7 +86,7 @@ pub(super) struct Finished {
 
 /// Why a command did not finish.
 #[derive(Debug)]
-pub(super) enum Failure {
+pub(crate) enum Failure {
     /// It could not be started.
     Spawn(io::Error),
     /// `until` passed; the process tree was killed.
@@ -131,6 +135,17 @@ fn spawn_reader<R: Read + Send + 'static>(
     Ok((shared, handle))
 }
 
+/// Write `bytes` to the child's stdin on a thread of its own, then close it. A child that exits or
+/// closes its stdin early ends the thread with a broken pipe, which is not an error here.
+fn spawn_feeder(mut pipe: std::process::ChildStdin, bytes: Arc<[u8]>) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("cmd-stdin".into())
+        .spawn(move || {
+            use std::io::Write;
+            let _ = pipe.write_all(&bytes);
+        })
+}
+
 /// Wait with growing steps until `done()` or `until` (false) or cancellation (`Err`).
 fn wait_for(
     mut done: impl FnMut() -> bool,
@@ -157,7 +172,7 @@ fn wait_for(
 ///
 /// On cancellation the tree first gets a chance to stop cleanly (SIGTERM to the process group on
 /// Unix) for up to `cancel_grace`, then it is killed. A timeout kills at once.
-pub(super) fn run(
+pub(crate) fn run(
     spec: &Spec,
     until: Instant,
     cancel: &CancelToken,
@@ -195,7 +210,11 @@ pub(super) fn run(
             None => cmd.env_remove(k),
         };
     }
-    cmd.stdin(Stdio::null());
+    cmd.stdin(if spec.stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     if spec.capture {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     } else {
@@ -214,7 +233,11 @@ pub(super) fn run(
         }
         Ok(())
     })();
-    if let Err(e) = started {
+    let fed = match (child.stdin.take(), &spec.stdin) {
+        (Some(pipe), Some(bytes)) => spawn_feeder(pipe, bytes.clone()).map(|_| ()),
+        _ => Ok(()),
+    };
+    if let Err(e) = started.and(fed) {
         tree.kill(&mut child);
         return Err(Failure::Spawn(e));
     }
