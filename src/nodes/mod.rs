@@ -5,6 +5,7 @@
 //! load time with the list of such types.
 
 pub mod basic;
+pub mod beep;
 pub mod catalog;
 pub mod control;
 pub mod datetime;
@@ -14,6 +15,7 @@ pub mod http;
 pub mod list;
 pub mod log;
 pub mod math;
+pub mod processes;
 pub mod script;
 pub mod system;
 pub mod text;
@@ -42,6 +44,8 @@ pub const FAMILIES: &[&[NodeDef]] = &[
     system::NODES,
     http::NODES,
     script::NODES,
+    processes::NODES,
+    beep::NODES,
 ];
 
 /// Alternative names accepted for registered types (upstream registry aliases).
