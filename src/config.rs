@@ -731,7 +731,10 @@ impl RobotConfig {
             ),
             "run_command_enabled" => self.run_command_enabled.to_string(),
             "run_command_allowlist" => list(self.run_command_allowlist.clone()),
-            "python_path" => self.python_path.clone().unwrap_or_else(|| "(search)".into()),
+            "python_path" => self
+                .python_path
+                .clone()
+                .unwrap_or_else(|| "(search)".into()),
             "node_path" => self.node_path.clone().unwrap_or_else(|| "node".into()),
             "process_kill_allowlist" => list(self.process_kill_allowlist.clone()),
             "poll_interval" => secs(&self.poll_interval),
@@ -1332,10 +1335,7 @@ fn validate(raw: &RawConfig, env: EnvLookup) -> (RobotConfig, Vec<ConfigError>) 
         run_command_allowlist: v.list("run_command_allowlist", "must be a list of program names"),
         python_path: v.optional("python_path", PROGRAM_EXPECTED, is_program_text),
         node_path: v.optional("node_path", PROGRAM_EXPECTED, is_program_text),
-        process_kill_allowlist: v.list(
-            "process_kill_allowlist",
-            "must be a list of process names",
-        ),
+        process_kill_allowlist: v.list("process_kill_allowlist", "must be a list of process names"),
         poll_interval: v.secs("poll_interval", 5.0, 0.1, 3600.0),
         poll_max_interval: v.secs("poll_max_interval", 30.0, 0.1, 86400.0),
         lease_seconds: v.secs("lease_seconds", 60.0, 5.0, 3600.0),

@@ -377,3 +377,112 @@ fn batch_2_2_xml_runs_and_batch_4_1_names_its_unregistered_types() {
     let err = load_file(&dir.join("batch_4_1_http.json")).unwrap_err();
     assert_eq!(err.unsupported_types, ["HTTPSuperNode", "ParseJSONNode"]);
 }
+
+/// True when `python3` runs; prints a note otherwise (the script nodes' batches need it).
+fn have_python() -> bool {
+    let ok = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("note: python3 is not installed; the script batch is skipped");
+    }
+    ok
+}
+
+#[test]
+fn batch_5_2_expression() {
+    if let Some(dir) = upstream_dir() {
+        // The original's RunPythonScriptNode sets `script`, which the node does not read (its
+        // code is `code`); `EvaluateExpressionNode` is refused unless the alias exists.
+        let err = load_file(&dir.join("batch_5_2_expression.json")).unwrap_err();
+        let text: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            text.contains(&"run_python (RunPythonScriptNode): required input \"code\" has no value (set config \"code\" or connect a data edge); config has keys this node does not read: script".to_string()),
+            "{text:?}"
+        );
+    }
+    if !have_python() {
+        return;
+    }
+    let ran = fixed("batch_5_2_expression");
+    assert_eq!(ran.out("evaluate_expr", "result"), Value::Int(50));
+    assert_eq!(ran.out("evaluate_expr", "type"), Value::str("int"));
+    assert_eq!(ran.out("evaluate_expr", "success"), Value::Bool(true));
+    assert_eq!(
+        ran.out("run_python", "result"),
+        Value::str("Hello from Python")
+    );
+    assert_eq!(
+        ran.out("run_python", "output"),
+        Value::str("Hello from Python\n")
+    );
+    assert_eq!(
+        log_node_lines(&ran),
+        ["[log_result] Expression & Eval tests passed! Expression result: 50"]
+    );
+}
+
+/// LogNode's lines (`[node_id] ...`), without other nodes' lines (exit codes, notes).
+fn log_node_lines(ran: &Ran) -> Vec<&str> {
+    ran.logs
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.starts_with('['))
+        .collect()
+}
+
+#[test]
+fn batch_8_7_more_system() {
+    if let Some(dir) = upstream_dir() {
+        let err = load_file(&dir.join("batch_8_7_more_system.json")).unwrap_err();
+        let mut types = err.unsupported_types.clone();
+        types.sort();
+        assert_eq!(
+            types,
+            [
+                "AudioAlertNode",
+                "CloseApplicationNode",
+                "GetServiceStatusNode",
+                "LaunchApplicationNode",
+                "ListServicesNode",
+                "TextToSpeechNode"
+            ]
+        );
+    }
+    if !have_python() {
+        return;
+    }
+    let ran = fixed("batch_8_7_more_system");
+    assert_eq!(ran.out("env_var", "exists"), Value::Bool(true));
+    assert_eq!(
+        ran.out("env_var", "result_value"),
+        Value::str(std::env::var("PATH").unwrap())
+    );
+    let count = match ran.out("process_list", "count") {
+        Value::Int(n) => n,
+        other => panic!("count {other:?}"),
+    };
+    let procs = ran.out("process_list", "processes");
+    assert_eq!(procs.as_list().unwrap().len() as i64, count);
+    // The robot (this test process) is in the list.
+    let me = i64::from(std::process::id());
+    assert!(procs
+        .as_list()
+        .unwrap()
+        .iter()
+        .any(|p| p.as_dict().unwrap()["pid"] == Value::Int(me)));
+    assert_eq!(ran.out("process_kill", "killed_count"), Value::Int(0));
+    assert_eq!(ran.out("process_kill", "success"), Value::Bool(false));
+    assert_eq!(ran.out("run_batch", "stdout"), Value::str("Hello\n"));
+    assert_eq!(ran.out("run_batch", "return_code"), Value::Int(0));
+    assert_eq!(
+        ran.out("run_python_file", "stdout"),
+        Value::str("Hello from test.py ['batch 8.7']\n")
+    );
+    assert_eq!(ran.out("run_python_file", "success"), Value::Bool(true));
+    assert_eq!(log_node_lines(&ran), ["[log_result] System nodes tested!"]);
+    assert!(ran
+        .logs
+        .contains(&"no process named 'notepad.exe' is running; nothing to kill".to_string()));
+}

@@ -57,7 +57,11 @@ fn opts_in(dir: &Path) -> RunOptions {
     opts
 }
 
-fn run_with(nodes: &[(&str, &str, serde_json::Value)], opts: &RunOptions, token: &CancelToken) -> Ran {
+fn run_with(
+    nodes: &[(&str, &str, serde_json::Value)],
+    opts: &RunOptions,
+    token: &CancelToken,
+) -> Ran {
     run_inputs(nodes, Dict::new(), opts, token)
 }
 
@@ -79,7 +83,11 @@ fn run_inputs(
 }
 
 fn one(node_type: &str, config: serde_json::Value, dir: &Path) -> Ran {
-    run_with(&[("n", node_type, config)], &opts_in(dir), &CancelToken::new())
+    run_with(
+        &[("n", node_type, config)],
+        &opts_in(dir),
+        &CancelToken::new(),
+    )
 }
 
 fn tmp() -> tempfile::TempDir {
@@ -210,7 +218,11 @@ fn python_exception_fails_the_node_with_its_type_and_line() {
         dir.path(),
     );
     assert_eq!(ran.error_type(), "SyntaxError");
-    assert!(ran.error().contains("at line 2 of the script"), "{}", ran.error());
+    assert!(
+        ran.error().contains("at line 2 of the script"),
+        "{}",
+        ran.error()
+    );
     // sys.exit(0) is a normal end; another code is an error.
     let ran = one(
         "RunPythonScriptNode",
@@ -273,7 +285,11 @@ fn python_timeout_kills_the_interpreter_tree() {
         dir.path(),
     );
     assert_eq!(ran.error_type(), "TimeoutError", "{}", ran.error());
-    assert!(ran.error().contains("process tree killed"), "{}", ran.error());
+    assert!(
+        ran.error().contains("process tree killed"),
+        "{}",
+        ran.error()
+    );
     assert!(ran.wall < Duration::from_secs(10), "{:?}", ran.wall);
     let pid = grandchild_pid(dir.path());
     assert!(
@@ -300,7 +316,11 @@ fn python_cancellation_kills_the_interpreter_tree() {
     let mut opts = opts_in(dir.path());
     opts.cancel_grace = Duration::from_millis(200);
     let ran = run_with(
-        &[("n", "RunPythonScriptNode", json!({"code": PY_TREE, "timeout": 60}))],
+        &[(
+            "n",
+            "RunPythonScriptNode",
+            json!({"code": PY_TREE, "timeout": 60}),
+        )],
         &opts,
         &token,
     );
@@ -325,8 +345,11 @@ fn command_rules_apply_to_the_interpreter() {
     let ran = run_with(&node, &opts, &CancelToken::new());
     assert_eq!(ran.error_type(), "PermissionError");
     assert!(
-        ran.error().contains("is not in run_command_allowlist (git)")
-            && ran.error().ends_with("(script nodes start their interpreter as a command)"),
+        ran.error()
+            .contains("is not in run_command_allowlist (git)")
+            && ran
+                .error()
+                .ends_with("(script nodes start their interpreter as a command)"),
         "{}",
         ran.error()
     );
@@ -339,7 +362,8 @@ fn command_rules_apply_to_the_interpreter() {
     off.safety.run_command_disabled = true;
     let ran = run_with(&node, &off, &CancelToken::new());
     assert!(
-        ran.error().contains("RunCommand is disabled (run_command_enabled is false)"),
+        ran.error()
+            .contains("RunCommand is disabled (run_command_enabled is false)"),
         "{}",
         ran.error()
     );
@@ -401,7 +425,8 @@ fn python_file_gets_arguments_and_working_directory() {
     std::fs::create_dir(&sub).unwrap();
     std::fs::write(
         dir.path().join("show.py"),
-        "import os, sys\nprint(sys.argv[1:])\nprint(os path)\n".replace("os path", "os.path.basename(os.getcwd())"),
+        "import os, sys\nprint(sys.argv[1:])\nprint(os path)\n"
+            .replace("os path", "os.path.basename(os.getcwd())"),
     )
     .unwrap();
     let ran = one(
@@ -413,7 +438,11 @@ fn python_file_gets_arguments_and_working_directory() {
     assert_eq!(ran.text("n", "stdout"), "['a b', 'ç']\nwork\n");
     assert_eq!(ran.out("n", "return_code"), Value::Int(0));
     assert_eq!(ran.out("n", "success"), Value::Bool(true));
-    std::fs::write(dir.path().join("fail.py"), "import sys\nsys.stderr.write('bad\\n')\nsys.exit(4)\n").unwrap();
+    std::fs::write(
+        dir.path().join("fail.py"),
+        "import sys\nsys.stderr.write('bad\\n')\nsys.exit(4)\n",
+    )
+    .unwrap();
     let ran = one(
         "RunPythonFileNode",
         json!({"file_path": "fail.py", "args": "--x 'y z'"}),
@@ -423,7 +452,11 @@ fn python_file_gets_arguments_and_working_directory() {
     assert_eq!(ran.out("n", "return_code"), Value::Int(4));
     assert_eq!(ran.out("n", "success"), Value::Bool(false));
     assert_eq!(ran.text("n", "stderr"), "bad\n");
-    let ran = one("RunPythonFileNode", json!({"file_path": "missing.py"}), dir.path());
+    let ran = one(
+        "RunPythonFileNode",
+        json!({"file_path": "missing.py"}),
+        dir.path(),
+    );
     assert_eq!(ran.error_type(), "FileNotFoundError");
 }
 
@@ -489,7 +522,12 @@ fn batch_script_reports_output_and_exit_code() {
         dir.path(),
     );
     ran.ok();
-    let name = dir.path().file_name().unwrap().to_string_lossy().into_owned();
+    let name = dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     assert_eq!(ran.text("n", "stdout"), format!("Hello\n{name}\n"));
     assert_eq!(ran.text("n", "stderr"), "ünï\n");
     assert_eq!(ran.out("n", "return_code"), Value::Int(3));
@@ -566,5 +604,75 @@ fn powershell_refuses_blocked_commands_and_names_a_missing_interpreter() {
             ran.error(),
             "n (RunPowerShellNode): PowerShell not found (tried powershell.exe, pwsh); install it (it must be on PATH)"
         );
+    }
+}
+
+// ---------------------------------------------------------------- processes, the real binary
+
+/// The real robot refuses to kill itself (by name) and its parent (this test, by pid), names
+/// the reason, and lives on to report the failure; `nodes` lists the new types.
+#[test]
+fn the_robot_binary_refuses_to_kill_itself_or_its_parent() {
+    let dir = tmp();
+    let robot = env!("CARGO_BIN_EXE_casare-robot");
+    let name = Path::new(robot)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let run = |target: &str| {
+        let wf = dir.path().join("kill.json");
+        let doc = support::chain(&[
+            ("kill", "ProcessKillNode", json!({"pid_or_name": target, "force": true})),
+            ("after", "LogNode", json!({"message": "still here"})),
+        ]);
+        std::fs::write(&wf, doc.to_string()).unwrap();
+        let out = std::process::Command::new(robot)
+            .args(["run", wf.to_str().unwrap(), "--json"])
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), report)
+    };
+    let (code, report) = run(&name);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["failed_node"], "kill");
+    let error = report["error"].to_string();
+    assert!(
+        error.contains(&format!("({name}): it is the robot itself; nothing was killed")),
+        "{error}"
+    );
+    let (code, report) = run(&std::process::id().to_string());
+    assert_eq!(code, Some(1), "{report}");
+    let error = report["error"].to_string();
+    assert!(
+        error.contains("it is an ancestor of the robot (1 level(s) up its parent chain)"),
+        "{error}"
+    );
+
+    let out = std::process::Command::new(robot)
+        .args(["nodes", "--json"])
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let types: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["node_type"].as_str())
+        .collect();
+    for t in [
+        "EvalExpressionNode",
+        "RunPythonScriptNode",
+        "RunPythonFileNode",
+        "RunJavaScriptNode",
+        "RunBatchScriptNode",
+        "RunPowerShellNode",
+        "ProcessListNode",
+        "ProcessKillNode",
+        "BeepNode",
+    ] {
+        assert!(types.contains(&t), "{t} missing from `nodes`");
     }
 }

@@ -81,7 +81,6 @@ fn sound(ctx: &mut NodeCtx<'_>, _frequency: u32, duration: u32) -> Result<bool, 
 
 #[cfg(test)]
 mod tests {
-    use crate::engine::Value;
     use crate::nodes::testing::{ok, one};
     use serde_json::json;
 
@@ -94,6 +93,7 @@ mod tests {
         // Under the test harness stderr is captured, not a terminal: a logged no-op.
         #[cfg(not(windows))]
         {
+            use crate::engine::Value;
             use std::io::IsTerminal;
             if !std::io::stderr().is_terminal() {
                 assert_eq!(ran.out("n", "success"), Value::Bool(false));

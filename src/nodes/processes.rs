@@ -217,9 +217,13 @@ fn process_kill(ctx: &mut NodeCtx<'_>) -> Result<Flow, NodeError> {
         &ctx.options().safety.process_kill_allowlist,
     )?;
     if chosen.is_empty() {
+        let what = match &target {
+            Target::Pid(pid) => format!("with pid {pid}"),
+            Target::Name(name) => format!("named '{name}'"),
+        };
         ctx.log(
             log::Level::Info,
-            format!("no process matches {target:?}; nothing to kill"),
+            format!("no process {what} is running; nothing to kill"),
         );
         ctx.set_output("killed_count", Value::Int(0));
         ctx.set_output("success", Value::Bool(false));

@@ -313,9 +313,8 @@ fn read_python_report(
         ));
     };
     ctx.check_value_budget("the script's result", meta.len())?;
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        NodeError::new("OSError", format!("cannot read the script's result: {e}"))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| NodeError::new("OSError", format!("cannot read the script's result: {e}")))?;
     parse_python_report(&text)
 }
 
@@ -433,7 +432,10 @@ fn run_batch_script(ctx: &mut NodeCtx<'_>) -> Result<Flow, NodeError> {
     let interp = interp::find(ctx, Kind::Shell, None, cwd.as_deref())?;
     let scratch = ScratchDir::new()?;
     let args = if cfg!(windows) {
-        let body = format!("@echo off\r\n{}\r\n", script.replace("\r\n", "\n").replace('\n', "\r\n"));
+        let body = format!(
+            "@echo off\r\n{}\r\n",
+            script.replace("\r\n", "\n").replace('\n', "\r\n")
+        );
         let file = scratch.write("script.bat", body.as_bytes())?;
         vec![
             process::Arg::Plain("/c".into()),
@@ -465,7 +467,8 @@ fn powershell_blocked(script: &str) -> Option<&'static str> {
 /// The script file PowerShell runs: UTF-8 with a BOM (Windows PowerShell reads BOM-less files in
 /// the legacy code page), writing UTF-8, optionally in constrained language mode.
 fn powershell_file_text(script: &str, constrained: bool) -> String {
-    let mut text = String::from("\u{feff}[Console]::OutputEncoding = [System.Text.Encoding]::UTF8\n");
+    let mut text =
+        String::from("\u{feff}[Console]::OutputEncoding = [System.Text.Encoding]::UTF8\n");
     if constrained {
         text.push_str("$ExecutionContext.SessionState.LanguageMode = 'ConstrainedLanguage'\n");
     }
@@ -571,7 +574,9 @@ fn js_error_line(stderr: &str) -> String {
     let looks_like_error = |l: &str| {
         l.split_once(':').is_some_and(|(name, _)| {
             !name.is_empty()
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
                 && (name.ends_with("Error") || name.ends_with("Exception") || name == "Uncaught")
         })
     };

@@ -123,12 +123,14 @@ mod imp {
         let ppid = f.get(1)?.parse().unwrap_or(0);
         let started: u64 = f.get(19)?.parse().ok()?;
         let rss_pages: Option<u64> = f.get(21).and_then(|v| v.parse().ok());
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok().map(|raw| {
-            raw.split(|b| *b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-        });
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .ok()
+            .map(|raw| {
+                raw.split(|b| *b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect::<Vec<_>>()
+            });
         // The kernel truncates names to 15 bytes; the program's file name is the full one.
         let name = match cmdline.as_ref().and_then(|c| c.first()) {
             Some(arg0) if comm.len() >= 15 => {
@@ -374,7 +376,12 @@ mod imp {
         if !force {
             let mut req = CloseRequest { pid, posted: false };
             // SAFETY: the callback only reads `req` through the pointer while EnumWindows runs.
-            unsafe { EnumWindows(Some(close_windows_of), &mut req as *mut CloseRequest as LPARAM) };
+            unsafe {
+                EnumWindows(
+                    Some(close_windows_of),
+                    &mut req as *mut CloseRequest as LPARAM,
+                )
+            };
             if req.posted {
                 return Sent::Delivered;
             }

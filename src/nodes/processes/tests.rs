@@ -2,22 +2,6 @@
 //! `sleep` under a unique name, so name matching finds only it).
 
 use super::*;
-use crate::engine::runner::{self, RunOptions};
-use crate::engine::safety::Safety;
-use crate::engine::{load_str, CancelToken};
-use crate::nodes::testing::{chain, ok, one, Ran, Recorder};
-use serde_json::json;
-
-fn run_opts(opts: &RunOptions, node: &str, config: serde_json::Value) -> Ran {
-    let wf = load_str(&chain(&[("n", node, config)])).unwrap();
-    let mut rec = Recorder::default();
-    let outcome = runner::run(&wf, Default::default(), opts, &CancelToken::new(), &mut rec);
-    Ran {
-        outcome,
-        logs: rec.logs,
-        started: rec.started,
-    }
-}
 
 #[test]
 fn targets_parse_and_names_compare_without_exe() {
@@ -45,7 +29,14 @@ fn selection_refuses_protected_and_unlisted_processes() {
         create_time: None,
         started: 7,
     };
-    let procs = || vec![p(10, "robot"), p(20, "shell"), p(30, "Notepad.exe"), p(31, "notepad.exe")];
+    let procs = || {
+        vec![
+            p(10, "robot"),
+            p(20, "shell"),
+            p(30, "Notepad.exe"),
+            p(31, "notepad.exe"),
+        ]
+    };
     let protected = [10, 20];
     let err = select(&Target::Pid(10), procs(), &protected, &[]).unwrap_err();
     assert_eq!(
@@ -53,7 +44,12 @@ fn selection_refuses_protected_and_unlisted_processes() {
         "refused to kill process 10 (robot): it is the robot itself; nothing was killed"
     );
     let err = select(&Target::Name("shell".into()), procs(), &protected, &[]).unwrap_err();
-    assert!(err.message.contains("an ancestor of the robot (1 level(s) up"), "{}", err.message);
+    assert!(
+        err.message
+            .contains("an ancestor of the robot (1 level(s) up"),
+        "{}",
+        err.message
+    );
     let found = select(&Target::Name("notepad".into()), procs(), &protected, &[]).unwrap();
     assert_eq!(found.iter().map(|p| p.pid).collect::<Vec<_>>(), [30, 31]);
     let err = select(
@@ -64,7 +60,9 @@ fn selection_refuses_protected_and_unlisted_processes() {
     )
     .unwrap_err();
     assert_eq!(err.kind, "PermissionError");
-    assert!(err.message.ends_with("its name is not in process_kill_allowlist (calc); nothing was killed"));
+    assert!(err
+        .message
+        .ends_with("its name is not in process_kill_allowlist (calc); nothing was killed"));
     let found = select(
         &Target::Name("notepad".into()),
         procs(),
@@ -73,14 +71,32 @@ fn selection_refuses_protected_and_unlisted_processes() {
     )
     .unwrap();
     assert_eq!(found.len(), 2);
-    assert!(select(&Target::Pid(99), procs(), &protected, &[]).unwrap().is_empty());
+    assert!(select(&Target::Pid(99), procs(), &protected, &[])
+        .unwrap()
+        .is_empty());
 }
 
 #[cfg(target_os = "linux")]
 mod linux {
     use super::*;
+    use crate::engine::runner::{self, RunOptions};
+    use crate::engine::safety::Safety;
+    use crate::engine::{load_str, CancelToken};
+    use crate::nodes::testing::{chain, ok, one, Ran, Recorder};
+    use serde_json::json;
     use std::process::{Child, Command};
     use std::time::{Duration, Instant};
+
+    fn run_opts(opts: &RunOptions, node: &str, config: serde_json::Value) -> Ran {
+        let wf = load_str(&chain(&[("n", node, config)])).unwrap();
+        let mut rec = Recorder::default();
+        let outcome = runner::run(&wf, Default::default(), opts, &CancelToken::new(), &mut rec);
+        Ran {
+            outcome,
+            logs: rec.logs,
+            started: rec.started,
+        }
+    }
 
     /// A `sleep 30` running under a unique program name, in its own temp dir.
     struct Sleeper {
@@ -123,7 +139,10 @@ mod linux {
     #[test]
     fn list_finds_a_child_with_details() {
         let s = sleeper();
-        let ran = one("ProcessListNode", json!({"filter_name": s.name.to_uppercase()}));
+        let ran = one(
+            "ProcessListNode",
+            json!({"filter_name": s.name.to_uppercase()}),
+        );
         ok(&ran);
         assert_eq!(ran.out("n", "count"), Value::Int(1));
         let procs = ran.out("n", "processes");
@@ -164,7 +183,10 @@ mod linux {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(s.child.wait().unwrap().signal(), Some(libc::SIGKILL));
 
-        let ran = one("ProcessKillNode", json!({"pid_or_name": "no-such-process-here"}));
+        let ran = one(
+            "ProcessKillNode",
+            json!({"pid_or_name": "no-such-process-here"}),
+        );
         ok(&ran);
         assert_eq!(ran.out("n", "killed_count"), Value::Int(0));
         assert_eq!(ran.out("n", "success"), Value::Bool(false));
@@ -176,15 +198,26 @@ mod linux {
             "ProcessKillNode",
             json!({"pid_or_name": std::process::id().to_string(), "force": true}),
         );
-        assert_eq!(ran.outcome.error.as_ref().unwrap().error_type, "PermissionError");
-        assert!(ran.error().contains("it is the robot itself"), "{}", ran.error());
+        assert_eq!(
+            ran.outcome.error.as_ref().unwrap().error_type,
+            "PermissionError"
+        );
+        assert!(
+            ran.error().contains("it is the robot itself"),
+            "{}",
+            ran.error()
+        );
         // SAFETY: getppid has no preconditions.
         let parent = unsafe { libc::getppid() };
         let ran = one(
             "ProcessKillNode",
             json!({"pid_or_name": parent.to_string(), "force": true}),
         );
-        assert!(ran.error().contains("an ancestor of the robot"), "{}", ran.error());
+        assert!(
+            ran.error().contains("an ancestor of the robot"),
+            "{}",
+            ran.error()
+        );
 
         let mut s = sleeper();
         let opts = RunOptions {
@@ -196,7 +229,8 @@ mod linux {
         };
         let ran = run_opts(&opts, "ProcessKillNode", json!({"pid_or_name": s.name}));
         assert!(
-            ran.error().contains("is not in process_kill_allowlist (notepad.exe)"),
+            ran.error()
+                .contains("is not in process_kill_allowlist (notepad.exe)"),
             "{}",
             ran.error()
         );
@@ -223,7 +257,10 @@ mod linux {
         let exe = dir.path().join(&name);
         std::fs::copy(sh, &exe).unwrap();
         let mut child = Command::new(&exe)
-            .args(["-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"])
+            .args([
+                "-c",
+                "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+            ])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -233,12 +270,18 @@ mod linux {
             .read_line(&mut line)
             .unwrap();
         assert_eq!(line, "ready\n");
-        let ran = one("ProcessKillNode", json!({"pid_or_name": name, "timeout": 1}));
+        let ran = one(
+            "ProcessKillNode",
+            json!({"pid_or_name": name, "timeout": 1}),
+        );
         ok(&ran);
         assert_eq!(ran.out("n", "killed_count"), Value::Int(0));
         assert_eq!(ran.out("n", "success"), Value::Bool(false));
         assert!(child.try_wait().unwrap().is_none());
-        let ran = one("ProcessKillNode", json!({"pid_or_name": name, "force": true}));
+        let ran = one(
+            "ProcessKillNode",
+            json!({"pid_or_name": name, "force": true}),
+        );
         assert_eq!(ran.out("n", "killed_count"), Value::Int(1));
         let _ = child.wait();
         let ran = one("ProcessKillNode", json!({"pid_or_name": "x", "timeout": 0}));

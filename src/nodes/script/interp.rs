@@ -48,7 +48,7 @@ fn default_candidates(kind: Kind) -> Vec<(String, Vec<String>)> {
         Kind::PowerShell => vec![one("powershell.exe"), one("pwsh")],
         Kind::Shell if cfg!(windows) => {
             vec![one(
-                &std::env::var("COMSPEC").unwrap_or_else(|_| "cmd.exe".into()),
+                &std::env::var("COMSPEC").unwrap_or_else(|_| "cmd.exe".into())
             )]
         }
         Kind::Shell => vec![one("/bin/sh"), one("sh")],
@@ -112,11 +112,7 @@ pub(super) fn find(
     })
 }
 
-fn not_found(
-    kind: Kind,
-    candidates: &[(String, Vec<String>)],
-    from: Option<&str>,
-) -> NodeError {
+fn not_found(kind: Kind, candidates: &[(String, Vec<String>)], from: Option<&str>) -> NodeError {
     let names: Vec<String> = candidates
         .iter()
         .map(|(p, a)| {

@@ -19,7 +19,11 @@ fn eval_expression_keeps_types_and_names_the_type() {
     assert_eq!(ran.out("n", "error"), Value::str(""));
     for (expression, repr, type_name) in [
         ("{{name}}.upper() if {{n}} > 1 else 'no'", "'ZOË'", "str"),
-        ("[i * 2 for i in []] if False else sorted([3, 1, 2])", "[1, 2, 3]", "list"),
+        (
+            "[i * 2 for i in []] if False else sorted([3, 1, 2])",
+            "[1, 2, 3]",
+            "list",
+        ),
         ("{'a': 1.5}", "{'a': 1.5}", "dict"),
         ("None", "None", "NoneType"),
         ("len(items) == 2", "True", "bool"),
@@ -31,7 +35,10 @@ fn eval_expression_keeps_types_and_names_the_type() {
         );
         if expression.contains(" for ") {
             // Comprehensions are outside the evaluator's subset: a SyntaxError, not a guess.
-            assert_eq!(ran.outcome.error.as_ref().unwrap().error_type, "SyntaxError");
+            assert_eq!(
+                ran.outcome.error.as_ref().unwrap().error_type,
+                "SyntaxError"
+            );
             continue;
         }
         ok(&ran);
@@ -64,9 +71,15 @@ fn eval_expression_errors_fail_the_node() {
     let err = ran.outcome.error.as_ref().unwrap();
     assert_eq!(err.error_type, "ZeroDivisionError");
     assert_eq!(err.node_id, "n");
-    let ran = one("EvalExpressionNode", json!({"expression": "undefined_name + 1"}));
+    let ran = one(
+        "EvalExpressionNode",
+        json!({"expression": "undefined_name + 1"}),
+    );
     assert_eq!(ran.outcome.error.as_ref().unwrap().error_type, "NameError");
-    let ran = one("EvalExpressionNode", json!({"expression": "__import__('os')"}));
+    let ran = one(
+        "EvalExpressionNode",
+        json!({"expression": "__import__('os')"}),
+    );
     assert!(!ran.outcome.success());
     let ran = one("EvalExpressionNode", json!({"expression": "  "}));
     assert_eq!(ran.error(), "n (EvalExpressionNode): expression is empty");
@@ -105,7 +118,10 @@ fn powershell_blocklist_matches_whole_words_only() {
         ("Remove-Item C:\\x -Recurse", Some("Remove-Item")),
         ("get-childitem | remove-item", Some("Remove-Item")),
         ("$s = iex $code", Some("iex")),
-        ("(New-Object Net.WebClient).DownloadString('u')", Some("DownloadString")),
+        (
+            "(New-Object Net.WebClient).DownloadString('u')",
+            Some("DownloadString"),
+        ),
         ("Get-Item x | Remove-ItemSafely", None),
         ("$complex = 1; Write-Output $complex", None),
         ("Write-Output 'hello'", None),

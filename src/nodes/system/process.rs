@@ -137,7 +137,10 @@ fn spawn_reader<R: Read + Send + 'static>(
 
 /// Write `bytes` to the child's stdin on a thread of its own, then close it. A child that exits or
 /// closes its stdin early ends the thread with a broken pipe, which is not an error here.
-fn spawn_feeder(mut pipe: std::process::ChildStdin, bytes: Arc<[u8]>) -> io::Result<JoinHandle<()>> {
+fn spawn_feeder(
+    mut pipe: std::process::ChildStdin,
+    bytes: Arc<[u8]>,
+) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("cmd-stdin".into())
         .spawn(move || {
