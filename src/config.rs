@@ -1632,6 +1632,40 @@ mod tests {
     }
 
     #[test]
+    fn script_and_process_keys() {
+        let config = load(None, &[], &[]).expect("defaults");
+        assert_eq!(config.python_path, None);
+        assert_eq!(config.node_path, None);
+        assert!(config.process_kill_allowlist.is_empty());
+        let env = [
+            (
+                "CASARE_PYTHON_PATH",
+                "C:\\Program Files\\Python312\\python.exe",
+            ),
+            ("CASARE_NODE_PATH", "/opt/node/bin/node"),
+            ("CASARE_PROCESS_KILL_ALLOWLIST", "notepad.exe, excel"),
+        ];
+        let config = load(None, &env, &[]).expect("valid env");
+        assert_eq!(
+            config.python_path.as_deref(),
+            Some("C:\\Program Files\\Python312\\python.exe")
+        );
+        assert_eq!(config.node_path.as_deref(), Some("/opt/node/bin/node"));
+        assert_eq!(config.process_kill_allowlist, ["notepad.exe", "excel"]);
+        let options = crate::app::run_options(&config);
+        assert_eq!(
+            options.safety.node_path.as_deref(),
+            Some("/opt/node/bin/node")
+        );
+        assert_eq!(
+            options.safety.process_kill_allowlist,
+            ["notepad.exe", "excel"]
+        );
+        let err = load(None, &[("CASARE_PYTHON_PATH", "py\u{7}")], &[]).unwrap_err();
+        assert!(err.to_string().contains("python_path"), "{err}");
+    }
+
+    #[test]
     fn env_text_is_parsed_into_each_key_type() {
         let env = [
             ("CASARE_CHECKPOINT_ENABLED", "No"),

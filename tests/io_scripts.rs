@@ -623,7 +623,11 @@ fn the_robot_binary_refuses_to_kill_itself_or_its_parent() {
     let run = |target: &str| {
         let wf = dir.path().join("kill.json");
         let doc = support::chain(&[
-            ("kill", "ProcessKillNode", json!({"pid_or_name": target, "force": true})),
+            (
+                "kill",
+                "ProcessKillNode",
+                json!({"pid_or_name": target, "force": true}),
+            ),
             ("after", "LogNode", json!({"message": "still here"})),
         ]);
         std::fs::write(&wf, doc.to_string()).unwrap();
@@ -640,7 +644,9 @@ fn the_robot_binary_refuses_to_kill_itself_or_its_parent() {
     assert_eq!(report["failed_node"], "kill");
     let error = report["error"].to_string();
     assert!(
-        error.contains(&format!("({name}): it is the robot itself; nothing was killed")),
+        error.contains(&format!(
+            "({name}): it is the robot itself; nothing was killed"
+        )),
         "{error}"
     );
     let (code, report) = run(&std::process::id().to_string());
