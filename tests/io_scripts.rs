@@ -358,6 +358,25 @@ fn command_rules_apply_to_the_interpreter() {
     ran.ok();
     assert_eq!(ran.out("n", "result"), Value::Int(1));
 
+    // With an allow-list, the run's environment overlay may not redirect what the interpreter
+    // loads.
+    let ran = run_with(
+        &[
+            (
+                "env",
+                "EnvironmentVariableNode",
+                json!({"action": "set", "var_name": "LD_PRELOAD", "value": "/tmp/evil.so"}),
+            ),
+            ("n", "RunPythonScriptNode", json!({"code": "result = 1"})),
+        ],
+        &opts,
+        &CancelToken::new(),
+    );
+    assert_eq!(
+        ran.error(),
+        "n (RunPythonScriptNode): refused environment variable 'LD_PRELOAD': with run_command_allowlist set, RunCommand may not change PATH or LD_* / DYLD_* variables"
+    );
+
     let mut off = opts_in(dir.path());
     off.safety.run_command_disabled = true;
     let ran = run_with(&node, &off, &CancelToken::new());

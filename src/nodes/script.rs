@@ -201,28 +201,30 @@ fn timeout(ctx: &NodeCtx<'_>) -> Result<f64, NodeError> {
     ctx.param_f64("timeout")
 }
 
-/// A spec for `interp` with `args` after its own, in `cwd`, with the run's environment.
+/// A spec for `interp` with `args` after its own, in `cwd`, with the run's environment (checked
+/// by the command rules: with an allow-list the run's overlay may not change `PATH`/`LD_*`).
 fn spec_for(
     ctx: &NodeCtx<'_>,
     interp: Interpreter,
     args: Vec<process::Arg>,
     cwd: Option<std::path::PathBuf>,
     extra_env: &[(&str, &str)],
-) -> process::Spec {
+) -> Result<process::Spec, NodeError> {
     let mut env = system::inherited_env(ctx);
+    crate::engine::safety::check_command_env(&env, &ctx.options().safety)?;
     for (k, v) in extra_env {
         env.push(((*k).to_string(), Some((*v).to_string())));
     }
     let mut all: Vec<process::Arg> = interp.args.into_iter().map(process::Arg::Plain).collect();
     all.extend(args);
-    process::Spec {
+    Ok(process::Spec {
         program: interp.program,
         args: all,
         cwd,
         env,
         capture: true,
         stdin: None,
-    }
+    })
 }
 
 /// Python's streams in UTF-8 whatever the locale (Windows consoles use a legacy code page).
@@ -255,7 +257,7 @@ fn run_python_script(ctx: &mut NodeCtx<'_>) -> Result<Flow, NodeError> {
         ],
         cwd,
         PYTHON_ENV,
-    );
+    )?;
     spec.stdin = Some(Arc::from(request.to_string().into_bytes()));
     let done = system::execute(ctx, &spec, timeout)?;
     let report = read_python_report(ctx, &result_path, &done)?;
@@ -400,7 +402,7 @@ fn run_python_file(ctx: &mut NodeCtx<'_>) -> Result<Flow, NodeError> {
     let cwd = system::working_dir(ctx)?;
     let chosen = Some(ctx.param_str("python_path")).filter(|p| !p.trim().is_empty());
     let interp = interp::find(ctx, Kind::Python, chosen, cwd.as_deref())?;
-    let spec = spec_for(ctx, interp, args, cwd, PYTHON_ENV);
+    let spec = spec_for(ctx, interp, args, cwd, PYTHON_ENV)?;
     let done = system::execute(ctx, &spec, timeout)?;
     program_outputs(ctx, &done)
 }
@@ -445,7 +447,7 @@ fn run_batch_script(ctx: &mut NodeCtx<'_>) -> Result<Flow, NodeError> {
         let file = scratch.write("script.sh", script.as_bytes())?;
         vec![process::Arg::Plain(file.to_string_lossy().into_owned())]
     };
-    let spec = spec_for(ctx, interp, args, cwd, &[]);
+    let spec = spec_for(ctx, interp, args, cwd, &[])?;
     let done = system::execute(ctx, &spec, timeout)?;
     program_outputs(ctx, &done)
 }
@@ -520,7 +522,7 @@ fn run_powershell(ctx: &mut NodeCtx<'_>) -> Result<Flow, NodeError> {
         file.to_string_lossy().into_owned(),
     )))
     .collect();
-    let spec = spec_for(ctx, interp, args, cwd, &[]);
+    let spec = spec_for(ctx, interp, args, cwd, &[])?;
     let done = system::execute(ctx, &spec, timeout)?;
     program_outputs(ctx, &done)
 }
@@ -549,7 +551,7 @@ fn run_javascript(ctx: &mut NodeCtx<'_>) -> Result<Flow, NodeError> {
         ],
         cwd,
         &[],
-    );
+    )?;
     spec.stdin = Some(Arc::from(request.to_string().into_bytes()));
     let done = system::execute(ctx, &spec, timeout)?;
     if done.code != 0 {
