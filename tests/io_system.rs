@@ -134,59 +134,9 @@ fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
 
-/// Wait (bounded) until `cond` holds; returns whether it did.
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    let mut step = Duration::from_millis(1);
-    while Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(step);
-        step = (step * 2).min(Duration::from_millis(20));
-    }
-    cond()
-}
-
-/// True while `pid` is a live (not zombie) process.
+use support::procs::wait_until;
 #[cfg(unix)]
-fn alive(pid: i32) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(stat) => {
-                let state = stat
-                    .rsplit_once(')')
-                    .and_then(|(_, rest)| rest.trim_start().chars().next());
-                !matches!(state, Some('Z') | Some('X') | None)
-            }
-            Err(_) => false,
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        // SAFETY: signal 0 only checks for existence.
-        unsafe { libc::kill(pid, 0) == 0 }
-    }
-}
-
-/// The pid the test command wrote to `grandchild.pid` (waits for the file, bounded).
-#[cfg(unix)]
-fn grandchild_pid(dir: &Path) -> i32 {
-    let file = dir.join("grandchild.pid");
-    let mut pid = None;
-    assert!(
-        wait_until(Duration::from_secs(10), || {
-            pid = std::fs::read_to_string(&file)
-                .ok()
-                .filter(|s| s.ends_with('\n'))
-                .and_then(|s| s.trim().parse::<i32>().ok());
-            pid.is_some()
-        }),
-        "the command never wrote its grandchild's pid"
-    );
-    pid.unwrap_or_default()
-}
+use support::procs::{alive, cancel_once_grandchild_runs, grandchild_pid};
 
 const TREE_CMD: &str = "sleep 30 & echo $! > grandchild.pid; sleep 30";
 
@@ -377,14 +327,7 @@ fn the_node_deadline_caps_the_command_timeout() {
 fn cancellation_from_another_thread_kills_the_tree() {
     let dir = tmp();
     let token = CancelToken::new();
-    let other = token.clone();
-    let watch = dir.path().to_path_buf();
-    let canceller = std::thread::spawn(move || {
-        let pid = grandchild_pid(&watch);
-        assert!(alive(pid), "the grandchild runs before the cancel");
-        other.cancel("operator stopped the job");
-        pid
-    });
+    let canceller = cancel_once_grandchild_runs(dir.path(), &token);
     let ran = run_with(
         &chain(&[(
             "cmd",

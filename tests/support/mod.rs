@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod probe;
+pub mod procs;
 pub mod recorder;
 pub mod rest;
 pub mod robot;
