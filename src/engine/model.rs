@@ -469,6 +469,18 @@ pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
                 );
                 continue;
             }
+            if nodes::trigger::is_trigger(ddef.node_type) {
+                c.node(
+                    &dst,
+                    Some(ddef.node_type),
+                    format!(
+                        "exec edge from {src}.{sp}: a trigger node has no exec input, it starts \
+                         the workflow (remove the edge; a workflow without StartNode starts at \
+                         every trigger)"
+                    ),
+                );
+                continue;
+            }
             has_exec_in[di] = true;
             let routes = &mut nodes[si].routes;
             match routes.iter_mut().find(|(p, _)| *p == sp) {

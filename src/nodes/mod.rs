@@ -16,6 +16,7 @@ pub mod log;
 pub mod math;
 pub mod system;
 pub mod text;
+pub mod trigger;
 pub mod variables;
 pub mod wait;
 pub mod xml;
@@ -40,6 +41,7 @@ pub const FAMILIES: &[&[NodeDef]] = &[
     xml::NODES,
     system::NODES,
     http::NODES,
+    trigger::NODES,
 ];
 
 /// Alternative names accepted for registered types (upstream registry aliases).
