@@ -156,6 +156,17 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// A problem of the whole document (no node).
+    fn top(message: String) -> Problem {
+        Problem {
+            node_id: None,
+            node_type: None,
+            message,
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.node_id, &self.node_type) {
@@ -262,6 +273,20 @@ pub fn load_str(text: &str) -> Result<Workflow, LoadError> {
 
 /// Load a workflow from a parsed JSON document.
 pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
+    let project_canvas;
+    let doc = match super::project::to_canvas(doc) {
+        None => doc,
+        Some(Ok(canvas)) => {
+            project_canvas = canvas;
+            &project_canvas
+        }
+        Some(Err(problems)) => {
+            return Err(LoadError {
+                problems: problems.into_iter().map(Problem::top).collect(),
+                unsupported_types: Vec::new(),
+            })
+        }
+    };
     let mut c = Collector {
         problems: Vec::new(),
     };
