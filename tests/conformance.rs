@@ -355,8 +355,8 @@ fn batch_8_6_more_list_is_rejected_with_every_problem() {
     assert_eq!(
         text,
         [
-            "transform (TransformNode): unsupported node type: this robot runs headless nodes only (`casare-robot nodes` lists them)",
-            "structured_data (StructuredDataSuperNode): unsupported node type: this robot runs headless nodes only (`casare-robot nodes` lists them)",
+            "transform (TransformNode): unsupported node type: a CasareRPA utility node this robot does not run yet (`casare-robot nodes` lists what it runs)",
+            "structured_data (StructuredDataSuperNode): unsupported node type: a CasareRPA file node this robot does not run yet (`casare-robot nodes` lists what it runs)",
             "shuffle_list (ShuffleListNode): required input \"items\" has no value (set config \"items\" or connect a data edge)",
             "random_choice (RandomChoiceNode): required input \"items\" has no value (set config \"items\" or connect a data edge)",
         ]

@@ -672,7 +672,8 @@ pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
 
 /// "unsupported node type", with a hint. The hint is the nearest CasareRPA node type within a
 /// small edit distance (case ignored): a supported one is suggested ("did you mean"), a near
-/// upstream one this robot does not run is named with its family. A name that is itself an
+/// upstream one this robot does not run is named with its family, and so is an upstream type
+/// this robot does not run (the family it waits for). A name that is itself an
 /// upstream type is never "corrected" to a type of another family (`RetryNode` is an
 /// error-handling node, not a misspelt `TryNode`).
 fn unsupported_message(node_type: &str) -> String {
@@ -693,6 +694,11 @@ fn unsupported_message(node_type: &str) -> String {
         Some(((_, false), name, _)) => {
             format!("unsupported node type (did you mean \"{name}\"?)")
         }
+        Some(((0, true), _, family)) => format!(
+            "unsupported node type: a CasareRPA {} node this robot does not run yet \
+             (`casare-robot nodes` lists what it runs)",
+            family_words(family)
+        ),
         Some(((d, true), name, family)) if d > 0 => format!(
             "unsupported node type (did you mean \"{name}\"? that is a CasareRPA {} node this \
              robot does not run)",
@@ -1078,8 +1084,8 @@ mod tests {
         assert_eq!(
             text,
             [
-                "a (LaunchBrowserNode): unsupported node type: this robot runs headless nodes only (`casare-robot nodes` lists them)",
-                "b (SendEmailNode): unsupported node type: this robot runs headless nodes only (`casare-robot nodes` lists them)",
+                "a (LaunchBrowserNode): unsupported node type: a CasareRPA browser node this robot does not run yet (`casare-robot nodes` lists what it runs)",
+                "b (SendEmailNode): unsupported node type: a CasareRPA email node this robot does not run yet (`casare-robot nodes` lists what it runs)",
                 "connections[0] (c.exec_out -> missing.exec_in) refers to missing node \"missing\"",
                 "c (LogNode): connects to itself (nope -> exec_in)",
                 "d (SetVariableNode): has no input port \"bogus\" (inputs: variable_name, value, default_value, variable_type)",
@@ -1132,7 +1138,7 @@ mod tests {
         assert_eq!(
             text,
             [
-                "r (RetryNode): unsupported node type: this robot runs headless nodes only (`casare-robot nodes` lists them)",
+                "r (RetryNode): unsupported node type: a CasareRPA error handling node this robot does not run yet (`casare-robot nodes` lists what it runs)",
                 "t (RetyNode): unsupported node type (did you mean \"RetryNode\"? that is a CasareRPA error handling node this robot does not run)",
                 "w (WaitNod): unsupported node type (did you mean \"WaitNode\"?)",
             ]

@@ -41,6 +41,7 @@ pub const FAMILIES: &[&[NodeDef]] = &[
     xml::NODES,
     system::NODES,
     http::NODES,
+    http::helpers::NODES,
     trigger::NODES,
 ];
 
