@@ -677,6 +677,12 @@ pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
 /// upstream type is never "corrected" to a type of another family (`RetryNode` is an
 /// error-handling node, not a misspelt `TryNode`).
 fn unsupported_message(node_type: &str) -> String {
+    if let Some((target, why)) = nodes::aliases::hint(node_type) {
+        return format!(
+            "unsupported node type (did you mean \"{target}\"? upstream does not register \
+             \"{node_type}\" either; {why})"
+        );
+    }
     let wanted = node_type.to_ascii_lowercase();
     let max_distance = if wanted.len() < 6 { 1 } else { 2 };
     let near = nodes::catalog::UPSTREAM_TYPES

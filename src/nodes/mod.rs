@@ -4,6 +4,7 @@
 //! compatibility alias). A type missing here is "unsupported": workflows using it are rejected at
 //! load time with the list of such types.
 
+pub mod aliases;
 pub mod basic;
 pub mod catalog;
 pub mod control;
@@ -45,8 +46,8 @@ pub const FAMILIES: &[&[NodeDef]] = &[
     trigger::NODES,
 ];
 
-/// Alternative names accepted for registered types (upstream registry aliases).
-pub const ALIASES: &[(&str, &str)] = &[("BrowserWaitNode", "WaitNode")];
+/// Alternative names accepted for registered types (upstream registry aliases; see [`aliases`]).
+pub use aliases::ALIASES;
 
 fn registry() -> &'static HashMap<&'static str, &'static NodeDef> {
     static REGISTRY: OnceLock<HashMap<&'static str, &'static NodeDef>> = OnceLock::new();
