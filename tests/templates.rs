@@ -195,11 +195,14 @@ fn a_daemon_job_in_the_project_format_completes() {
     );
 }
 
+/// One request as the local API saw it: method, path, headers.
+type Seen = (String, String, Vec<(String, String)>);
+
 /// A local API: answers every request with `body` (JSON) and hands the request's method, path
 /// and headers to the test.
 struct Api {
     url: String,
-    requests: crossbeam_channel::Receiver<(String, String, Vec<(String, String)>)>,
+    requests: crossbeam_channel::Receiver<Seen>,
     _thread: std::thread::JoinHandle<()>,
 }
 

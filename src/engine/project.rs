@@ -80,7 +80,7 @@ fn migrate_edge(edge: &Value, nodes: &Value) -> Value {
     }
     if field("to_port") == Some("in") {
         let def = type_of(field("to_node")).and_then(nodes::lookup);
-        if !def.is_some_and(|d| d.param("in").is_some()) {
+        if def.is_none_or(|d| d.param("in").is_none()) {
             out.insert("to_port".into(), Value::from("exec_in"));
         }
     }
