@@ -31,31 +31,11 @@ fn load_file(path: &Path) -> Result<casare_robot::engine::Workflow, LoadError> {
 }
 
 fn run_file(path: &Path) -> Ran {
-    let wf = load_file(path).unwrap_or_else(|e| panic!("{} did not load: {e}", path.display()));
-    let mut logs = Logs::default();
-    let opts = RunOptions {
-        seed: Some(42),
-        ..RunOptions::default()
-    };
-    let outcome = runner::run(
-        &wf,
-        Default::default(),
-        &opts,
-        &CancelToken::new(),
-        &mut logs,
-    );
-    Ran {
-        outcome,
-        logs: logs.0,
-    }
+    run_file_with(path, serde_json::json!({}))
 }
 
 fn fixed(name: &str) -> Ran {
-    let ran = run_file(
-        &Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/workflows")
-            .join(format!("{name}_fixed.json")),
-    );
+    let ran = run_file(&fixed_path(name));
     assert!(
         ran.outcome.success(),
         "{name}_fixed: {:?}",
@@ -378,7 +358,7 @@ fn batch_2_2_xml_runs_and_batch_4_1_names_its_unregistered_types() {
     assert_eq!(err.unsupported_types, ["HTTPSuperNode", "ParseJSONNode"]);
 }
 
-/// Run a workflow file with the given input variables (a JSON object).
+/// Run a workflow file (seeded random nodes) with the given input variables (a JSON object).
 fn run_file_with(path: &Path, inputs: serde_json::Value) -> Ran {
     let wf = load_file(path).unwrap_or_else(|e| panic!("{} did not load: {e}", path.display()));
     let inputs = match Value::from_json(&inputs) {
@@ -386,13 +366,11 @@ fn run_file_with(path: &Path, inputs: serde_json::Value) -> Ran {
         other => panic!("inputs must be an object, not {}", other.type_name()),
     };
     let mut logs = Logs::default();
-    let outcome = runner::run(
-        &wf,
-        inputs,
-        &RunOptions::default(),
-        &CancelToken::new(),
-        &mut logs,
-    );
+    let opts = RunOptions {
+        seed: Some(42),
+        ..RunOptions::default()
+    };
+    let outcome = runner::run(&wf, inputs, &opts, &CancelToken::new(), &mut logs);
     Ran {
         outcome,
         logs: logs.0,

@@ -12,9 +12,8 @@ use casare_robot::engine::{CancelToken, Value};
 use casare_robot::link::protocol::Dialect;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
-use support::robot::Robot;
+use support::robot::{isolated_command, Robot};
 use support::FakeOrchestrator;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -129,19 +128,10 @@ fn every_upstream_template_loads_or_names_the_missing_families() {
     assert_eq!(seen, expected.len());
 }
 
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_casare-robot"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", std::env::temp_dir())
-        .current_dir(std::env::temp_dir());
-    cmd
-}
-
 #[test]
 fn blank_project_validates_and_runs_with_the_binary() {
     let path = ours("blank_project.json");
-    let out = bin()
+    let out = isolated_command()
         .args(["validate", path.to_str().unwrap()])
         .output()
         .expect("binary runs");
@@ -149,7 +139,7 @@ fn blank_project_validates_and_runs_with_the_binary() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("is valid (2 nodes, 1 edges)"), "{stdout}");
 
-    let out = bin()
+    let out = isolated_command()
         .args(["run", path.to_str().unwrap(), "--json", "--quiet"])
         .output()
         .expect("binary runs");

@@ -7,9 +7,9 @@ mod support;
 use casare_robot::link::protocol::Dialect;
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
-use support::robot::Robot;
+use support::robot::{isolated_command, Robot};
 use support::FakeOrchestrator;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -35,15 +35,6 @@ fn webhook_workflow() -> Value {
     })
 }
 
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_casare-robot"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", std::env::temp_dir())
-        .current_dir(std::env::temp_dir());
-    cmd
-}
-
 fn write(dir: &tempfile::TempDir, name: &str, content: &str) -> PathBuf {
     let p = dir.path().join(name);
     std::fs::write(&p, content).expect("write temp file");
@@ -51,7 +42,7 @@ fn write(dir: &tempfile::TempDir, name: &str, content: &str) -> PathBuf {
 }
 
 fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("binary runs")
+    isolated_command().args(args).output().expect("binary runs")
 }
 
 fn text(b: &[u8]) -> String {
