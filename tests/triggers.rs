@@ -1,5 +1,6 @@
 //! Trigger-started runs end to end, with the real binary: `casare-robot run --trigger-payload`
-//! and a daemon job whose assignment carries `trigger_payload` (fake orchestrator on 127.0.0.1).
+//! and daemon jobs whose WebSocket assignment or REST claim carries `trigger_payload` (fake
+//! orchestrators on 127.0.0.1).
 //! Every wait has a deadline.
 
 mod support;
@@ -9,6 +10,8 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
+use support::probe::rest_robot;
+use support::rest::FakeRest;
 use support::robot::{isolated_command, Robot};
 use support::FakeOrchestrator;
 
@@ -166,4 +169,25 @@ fn a_daemon_job_carrying_a_trigger_payload_reports_the_trigger_outputs() {
         })
         .expect("an answer to trig-2");
     assert!(refused.to_string().contains("trigger_payload"), "{refused}");
+}
+
+#[test]
+fn a_rest_claim_carrying_a_trigger_payload_reports_the_trigger_outputs() {
+    let fake = FakeRest::start();
+    fake.submit_with_fields(
+        "trig-rest",
+        webhook_workflow(),
+        json!({}),
+        json!({"trigger_payload": "{\"method\": \"DELETE\", \"payload\": {\"n\": 2}}"}),
+    );
+    let robot = rest_robot(&fake, json!({}));
+    assert!(
+        fake.wait_until(WAIT, |f| f.state("trig-rest") == Some("completed")),
+        "{}",
+        robot.output()
+    );
+    let results = fake.results("trig-rest");
+    let outputs = &results.last().expect("a result")["outputs"];
+    assert_eq!(outputs["got_method"], "DELETE", "{outputs}");
+    assert_eq!(outputs["got_payload"], json!({"n": 2}), "{outputs}");
 }
