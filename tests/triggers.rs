@@ -191,3 +191,78 @@ fn a_rest_claim_carrying_a_trigger_payload_reports_the_trigger_outputs() {
     assert_eq!(outputs["got_method"], "DELETE", "{outputs}");
     assert_eq!(outputs["got_payload"], json!({"n": 2}), "{outputs}");
 }
+
+#[test]
+fn a_triggered_run_killed_after_the_trigger_resumes_with_its_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut doc = webhook_workflow();
+    // hook -> mark -> wait -> method -> payload: killed during the wait, the resumed run must not
+    // run the trigger again and still have its outputs (from the checkpoint).
+    doc["nodes"]["mark"] = json!({"node_id": "mark", "node_type": "SetVariableNode",
+                                  "config": {"variable_name": "marked", "value": 1}});
+    doc["nodes"]["wait"] = json!({"node_id": "wait", "node_type": "WaitNode",
+                                  "config": {"duration": 2.0}});
+    let edges = doc["connections"].as_array_mut().unwrap();
+    edges[0] = json!({"source_node": "hook", "source_port": "exec_out", "target_node": "mark", "target_port": "exec_in"});
+    edges.push(json!({"source_node": "mark", "source_port": "exec_out", "target_node": "wait", "target_port": "exec_in"}));
+    edges.push(json!({"source_node": "wait", "source_port": "exec_out", "target_node": "method", "target_port": "exec_in"}));
+    let wf = write(&dir, "wf.json", &doc.to_string());
+    let payload = write(&dir, "event.json", r#"{"method": "PATCH", "payload": [7]}"#);
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let command = || {
+        let mut cmd = isolated_command();
+        cmd.env("HOME", &home)
+            .env("CASARE_DATA_DIR", home.join("data"))
+            .env("CASARE_LOG_DIR", home.join("logs"))
+            .current_dir(&home)
+            .args([
+                "run",
+                wf.to_str().unwrap(),
+                "--job-id",
+                "t-1",
+                "--trigger-payload",
+                payload.to_str().unwrap(),
+            ]);
+        cmd
+    };
+    let mut child = command()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The line for `mark` comes after the checkpoint that holds the trigger's outputs.
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = rx.recv_timeout(WAIT).expect("the mark node's line in time");
+        if line.contains("mark (SetVariableNode)") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let out = command().args(["--json", "--quiet"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(v["recovered"], true, "{v}");
+    let ran: Vec<&str> = v["node_executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["node_id"].as_str())
+        .collect();
+    assert!(!ran.contains(&"hook"), "the trigger ran again: {ran:?}");
+    assert_eq!(v["outputs"]["got_method"], "PATCH", "{v}");
+    assert_eq!(v["outputs"]["got_payload"], json!([7]), "{v}");
+}
