@@ -302,34 +302,43 @@ fn unknown_env_vars() -> Vec<crate::config::UnknownEnvVar> {
 fn load_inputs(args: &RunArgs) -> Result<Dict, String> {
     let mut inputs = Dict::new();
     if let Some(file) = &args.vars_file {
-        let bytes = read_capped(file, "--vars-file", MAX_WORKFLOW_BYTES)?;
-        let text = String::from_utf8(bytes)
-            .map_err(|e| format!("--vars-file {} is not UTF-8 text: {e}", file.display()))?;
-        match Value::parse_json(&text) {
-            Ok(Value::Dict(d)) => inputs.extend(d.iter().map(|(k, v)| (k.clone(), v.clone()))),
-            Ok(other) => {
-                return Err(format!(
-                    "--vars-file {} must hold a JSON object, not {}",
-                    file.display(),
-                    other.type_name()
-                ))
-            }
-            Err(e) => {
-                return Err(format!(
-                    "--vars-file {}: invalid JSON at line {}, column {}: {}",
-                    file.display(),
-                    e.line(),
-                    e.column(),
-                    model::json_error_reason(&e)
-                ))
-            }
-        }
+        let d = read_json_object(file, "--vars-file")?;
+        inputs.extend(d.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     for arg in &args.vars {
         let (name, value) = parse_var(arg)?;
         inputs.insert(name, value);
     }
+    if let Some(file) = &args.trigger_payload {
+        let payload = read_json_object(file, "--trigger-payload")?;
+        inputs.insert(
+            crate::nodes::trigger::PAYLOAD_VAR.to_string(),
+            Value::Dict(payload),
+        );
+    }
     Ok(inputs)
+}
+
+/// The JSON object in `file`, given by command-line option `option` (errors name both).
+fn read_json_object(file: &Path, option: &str) -> Result<Arc<Dict>, String> {
+    let bytes = read_capped(file, option, MAX_WORKFLOW_BYTES)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| format!("{option} {} is not UTF-8 text: {e}", file.display()))?;
+    match Value::parse_json(&text) {
+        Ok(Value::Dict(d)) => Ok(d),
+        Ok(other) => Err(format!(
+            "{option} {} must hold a JSON object, not {}",
+            file.display(),
+            other.type_name()
+        )),
+        Err(e) => Err(format!(
+            "{option} {}: invalid JSON at line {}, column {}: {}",
+            file.display(),
+            e.line(),
+            e.column(),
+            model::json_error_reason(&e)
+        )),
+    }
 }
 
 fn cmd_run(args: &RunArgs) -> u8 {

@@ -108,6 +108,11 @@ pub struct RunArgs {
     /// Read input variables from a JSON object file.
     #[arg(long, value_name = "FILE")]
     pub vars_file: Option<PathBuf>,
+    /// Run as if started by a trigger event: the JSON object in FILE becomes the
+    /// `trigger_payload` variable, whose fields fill the trigger nodes' outputs by port name
+    /// (wins over a `trigger_payload` from --vars-file or --var).
+    #[arg(long, value_name = "FILE")]
+    pub trigger_payload: Option<PathBuf>,
     /// Print the result object as JSON on stdout.
     #[arg(long)]
     pub json: bool,

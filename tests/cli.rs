@@ -4,14 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+mod support;
+
 fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_casare-robot"));
-    // Isolate from any robot_config.json / CASARE_* of the machine running the tests.
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", std::env::temp_dir())
-        .current_dir(std::env::temp_dir());
-    cmd
+    // Isolated from any robot_config.json / CASARE_* of the machine running the tests.
+    support::robot::isolated_command()
 }
 
 fn example(name: &str) -> PathBuf {

@@ -31,31 +31,11 @@ fn load_file(path: &Path) -> Result<casare_robot::engine::Workflow, LoadError> {
 }
 
 fn run_file(path: &Path) -> Ran {
-    let wf = load_file(path).unwrap_or_else(|e| panic!("{} did not load: {e}", path.display()));
-    let mut logs = Logs::default();
-    let opts = RunOptions {
-        seed: Some(42),
-        ..RunOptions::default()
-    };
-    let outcome = runner::run(
-        &wf,
-        Default::default(),
-        &opts,
-        &CancelToken::new(),
-        &mut logs,
-    );
-    Ran {
-        outcome,
-        logs: logs.0,
-    }
+    run_file_with(path, serde_json::json!({}))
 }
 
 fn fixed(name: &str) -> Ran {
-    let ran = run_file(
-        &Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/workflows")
-            .join(format!("{name}_fixed.json")),
-    );
+    let ran = run_file(&fixed_path(name));
     assert!(
         ran.outcome.success(),
         "{name}_fixed: {:?}",
@@ -355,8 +335,8 @@ fn batch_8_6_more_list_is_rejected_with_every_problem() {
     assert_eq!(
         text,
         [
-            "transform (TransformNode): unsupported node type: this robot runs headless nodes only (`casare-robot nodes` lists them)",
-            "structured_data (StructuredDataSuperNode): unsupported node type: this robot runs headless nodes only (`casare-robot nodes` lists them)",
+            "transform (TransformNode): unsupported node type: a CasareRPA utility node this robot does not run yet (`casare-robot nodes` lists what it runs)",
+            "structured_data (StructuredDataSuperNode): unsupported node type: a CasareRPA file node this robot does not run yet (`casare-robot nodes` lists what it runs)",
             "shuffle_list (ShuffleListNode): required input \"items\" has no value (set config \"items\" or connect a data edge)",
             "random_choice (RandomChoiceNode): required input \"items\" has no value (set config \"items\" or connect a data edge)",
         ]
@@ -485,4 +465,202 @@ fn batch_8_7_more_system() {
     assert!(ran
         .logs
         .contains(&"no process named 'notepad.exe' is running; nothing to kill".to_string()));
+/// Run a workflow file (seeded random nodes) with the given input variables (a JSON object).
+fn run_file_with(path: &Path, inputs: serde_json::Value) -> Ran {
+    let wf = load_file(path).unwrap_or_else(|e| panic!("{} did not load: {e}", path.display()));
+    let inputs = match Value::from_json(&inputs) {
+        Value::Dict(d) => (*d).clone(),
+        other => panic!("inputs must be an object, not {}", other.type_name()),
+    };
+    let mut logs = Logs::default();
+    let opts = RunOptions {
+        seed: Some(42),
+        ..RunOptions::default()
+    };
+    let outcome = runner::run(&wf, inputs, &opts, &CancelToken::new(), &mut logs);
+    Ran {
+        outcome,
+        logs: logs.0,
+    }
+}
+
+fn fixed_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/workflows")
+        .join(format!("{name}_fixed.json"))
+}
+
+/// The upstream trigger batch `name` is refused at load, one problem per exec edge that enters
+/// a trigger (`(trigger id, type, edge source)`), and nothing else.
+fn trigger_batch_is_refused(name: &str, edges_into_triggers: &[(&str, &str, &str)]) {
+    let Some(dir) = upstream_dir() else { return };
+    let err = load_file(&dir.join(format!("{name}.json"))).unwrap_err();
+    assert!(err.unsupported_types.is_empty(), "{err}");
+    let text: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+    let expected: Vec<String> = edges_into_triggers
+        .iter()
+        .map(|(id, ty, from)| {
+            format!(
+                "{id} ({ty}): exec edge from {from}.exec_out: a trigger node has no exec input, \
+                 it starts the workflow (remove the edge; a workflow without StartNode starts at \
+                 every trigger)"
+            )
+        })
+        .collect();
+    assert_eq!(text, expected);
+}
+
+/// The corrected trigger batch `name` runs: the logs in `logs` order, every trigger warning once
+/// that it has no payload. Run again with a payload holding a value for every output port of its
+/// triggers, each trigger output carries its field and nothing warns.
+fn trigger_batch_runs(name: &str, logs: &[&str]) {
+    let ran = fixed(name);
+    let (warnings, lines): (Vec<&String>, Vec<&String>) = ran
+        .logs
+        .iter()
+        .partition(|l| l.contains("has no trigger payload"));
+    assert_eq!(lines, logs, "{name}");
+    let wf = load_file(&fixed_path(name)).expect("the corrected copy loads");
+    let triggers: Vec<_> = wf
+        .nodes
+        .iter()
+        .filter(|n| n.def.node_type.ends_with("TriggerNode"))
+        .collect();
+    assert_eq!(warnings.len(), triggers.len(), "{name}: {warnings:?}");
+    for t in &triggers {
+        let named = format!("trigger {} ({})", t.id, t.def.node_type);
+        assert_eq!(
+            warnings.iter().filter(|w| w.starts_with(&named)).count(),
+            1,
+            "{named}"
+        );
+    }
+
+    let mut payload = serde_json::Map::new();
+    for t in &triggers {
+        for port in t.def.outputs {
+            payload.insert(port.to_string(), serde_json::json!(format!("event-{port}")));
+        }
+    }
+    let ran = run_file_with(
+        &fixed_path(name),
+        serde_json::json!({"trigger_payload": payload}),
+    );
+    assert!(ran.outcome.success(), "{name}: {:?}", ran.outcome.error);
+    assert_eq!(ran.logs, logs, "{name} with a payload");
+    for t in &triggers {
+        for port in t.def.outputs {
+            assert_eq!(
+                ran.text(&t.id, port),
+                format!("event-{port}"),
+                "{name}: {}.{port}",
+                t.id
+            );
+        }
+    }
+}
+
+#[test]
+fn batch_6_1_triggers() {
+    trigger_batch_is_refused(
+        "batch_6_1_triggers",
+        &[
+            ("file_watch_trigger", "FileWatchTriggerNode", "log_schedule"),
+            ("webhook_trigger", "WebhookTriggerNode", "log_filewatch"),
+        ],
+    );
+    trigger_batch_runs(
+        "batch_6_1_triggers",
+        &[
+            "[log_schedule] ScheduleTriggerNode executed successfully",
+            "[log_filewatch] FileWatchTriggerNode executed successfully",
+            "[log_webhook] WebhookTriggerNode executed successfully",
+            "[log_result] All trigger nodes instantiated and configured successfully!",
+        ],
+    );
+    // A real event shape: the webhook's fields, typed, reach its ports.
+    let ran = run_file_with(
+        &fixed_path("batch_6_1_triggers"),
+        serde_json::json!({"trigger_payload": {"method": "POST", "payload": {"n": 1},
+                                               "query_params": {}},
+                           "trigger_metadata": {"trigger_time": "2026-12-02T09:00:00Z"}}),
+    );
+    assert!(ran.outcome.success(), "{:?}", ran.outcome.error);
+    assert_eq!(ran.text("webhook_trigger", "method"), "POST");
+    assert_eq!(ran.json("webhook_trigger", "payload"), r#"{"n":1}"#);
+    assert_eq!(ran.out("webhook_trigger", "client_ip"), Value::Null);
+    assert_eq!(
+        ran.text("schedule_trigger", "trigger_time"),
+        "2026-12-02T09:00:00Z"
+    );
+}
+
+#[test]
+fn batch_6_2_more_triggers() {
+    trigger_batch_is_refused(
+        "batch_6_2_more_triggers",
+        &[
+            ("rss_trigger", "RSSFeedTriggerNode", "log_email"),
+            ("sse_trigger", "SSETriggerNode", "log_rss"),
+        ],
+    );
+    trigger_batch_runs(
+        "batch_6_2_more_triggers",
+        &[
+            "[log_email] EmailTriggerNode executed",
+            "[log_rss] RSSFeedTriggerNode executed",
+            "[log_sse] SSETriggerNode executed",
+            "[log_result] All additional trigger nodes tested!",
+        ],
+    );
+}
+
+#[test]
+fn batch_6_3_google_msg_triggers() {
+    trigger_batch_is_refused(
+        "batch_6_3_google_msg_triggers",
+        &[
+            ("sheets_trigger", "SheetsTriggerNode", "log_gmail"),
+            ("drive_trigger", "DriveTriggerNode", "log_sheets"),
+            ("telegram_trigger", "TelegramTriggerNode", "log_drive"),
+            ("whatsapp_trigger", "WhatsAppTriggerNode", "log_telegram"),
+        ],
+    );
+    trigger_batch_runs(
+        "batch_6_3_google_msg_triggers",
+        &[
+            "[log_gmail] GmailTriggerNode OK",
+            "[log_sheets] SheetsTriggerNode OK",
+            "[log_drive] DriveTriggerNode OK",
+            "[log_telegram] TelegramTriggerNode OK",
+            "[log_result] All Google & Messaging triggers tested!",
+        ],
+    );
+}
+
+#[test]
+fn batch_6_4_remaining_triggers() {
+    trigger_batch_is_refused(
+        "batch_6_4_remaining_triggers",
+        &[
+            ("form_trigger", "FormTriggerNode", "log_chat"),
+            ("error_trigger", "ErrorTriggerNode", "log_form"),
+            ("app_event_trigger", "AppEventTriggerNode", "log_error"),
+            (
+                "workflow_call_trigger",
+                "WorkflowCallTriggerNode",
+                "log_app_event",
+            ),
+        ],
+    );
+    trigger_batch_runs(
+        "batch_6_4_remaining_triggers",
+        &[
+            "[log_chat] ChatTriggerNode OK",
+            "[log_form] FormTriggerNode OK",
+            "[log_error] ErrorTriggerNode OK",
+            "[log_app_event] AppEventTriggerNode OK",
+            "[log_result] All remaining triggers tested!",
+        ],
+    );
 }

@@ -1,13 +1,15 @@
 //! The workflow engine: values, templates, expressions, the workflow model and the runner.
 //!
 //! Flow of a run: [`model::load_str`] parses and validates CasareRPA canvas JSON into a
-//! [`Workflow`]; [`runner::run`] executes it node by node, calling the node implementations in
+//! [`Workflow`] (a CasareRPA project template is first turned into canvas JSON by [`project`]);
+//! [`runner::run`] executes it node by node, calling the node implementations in
 //! `crate::nodes` through the [`node::NodeDef`] contract, and returns a [`runner::RunOutcome`].
 
 pub mod cancel;
 pub mod expr;
 pub mod model;
 pub mod node;
+pub mod project;
 pub mod pyformat;
 pub mod runner;
 pub mod safety;

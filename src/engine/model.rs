@@ -156,6 +156,17 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// A problem of the whole document (no node).
+    fn top(message: String) -> Problem {
+        Problem {
+            node_id: None,
+            node_type: None,
+            message,
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.node_id, &self.node_type) {
@@ -262,6 +273,20 @@ pub fn load_str(text: &str) -> Result<Workflow, LoadError> {
 
 /// Load a workflow from a parsed JSON document.
 pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
+    let project_canvas;
+    let doc = match super::project::to_canvas(doc) {
+        None => doc,
+        Some(Ok(canvas)) => {
+            project_canvas = canvas;
+            &project_canvas
+        }
+        Some(Err(problems)) => {
+            return Err(LoadError {
+                problems: problems.into_iter().map(Problem::top).collect(),
+                unsupported_types: Vec::new(),
+            })
+        }
+    };
     let mut c = Collector {
         problems: Vec::new(),
     };
@@ -469,6 +494,18 @@ pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
                 );
                 continue;
             }
+            if nodes::trigger::is_trigger(ddef.node_type) {
+                c.node(
+                    &dst,
+                    Some(ddef.node_type),
+                    format!(
+                        "exec edge from {src}.{sp}: a trigger node has no exec input, it starts \
+                         the workflow (remove the edge; a workflow without StartNode starts at \
+                         every trigger)"
+                    ),
+                );
+                continue;
+            }
             has_exec_in[di] = true;
             let routes = &mut nodes[si].routes;
             match routes.iter_mut().find(|(p, _)| *p == sp) {
@@ -635,10 +672,17 @@ pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
 
 /// "unsupported node type", with a hint. The hint is the nearest CasareRPA node type within a
 /// small edit distance (case ignored): a supported one is suggested ("did you mean"), a near
-/// upstream one this robot does not run is named with its family. A name that is itself an
+/// upstream one this robot does not run is named with its family, and so is an upstream type
+/// this robot does not run (the family it waits for). A name that is itself an
 /// upstream type is never "corrected" to a type of another family (`RetryNode` is an
 /// error-handling node, not a misspelt `TryNode`).
 fn unsupported_message(node_type: &str) -> String {
+    if let Some((target, why)) = nodes::aliases::hint(node_type) {
+        return format!(
+            "unsupported node type (did you mean \"{target}\"? upstream does not register \
+             \"{node_type}\" either; {why})"
+        );
+    }
     let wanted = node_type.to_ascii_lowercase();
     let max_distance = if wanted.len() < 6 { 1 } else { 2 };
     let near = nodes::catalog::UPSTREAM_TYPES
@@ -656,6 +700,11 @@ fn unsupported_message(node_type: &str) -> String {
         Some(((_, false), name, _)) => {
             format!("unsupported node type (did you mean \"{name}\"?)")
         }
+        Some(((0, true), _, family)) => format!(
+            "unsupported node type: a CasareRPA {} node this robot does not run yet \
+             (`casare-robot nodes` lists what it runs)",
+            family_words(family)
+        ),
         Some(((d, true), name, family)) if d > 0 => format!(
             "unsupported node type (did you mean \"{name}\"? that is a CasareRPA {} node this \
              robot does not run)",
@@ -1041,8 +1090,8 @@ mod tests {
         assert_eq!(
             text,
             [
-                "a (LaunchBrowserNode): unsupported node type: this robot runs headless nodes only (`casare-robot nodes` lists them)",
-                "b (SendEmailNode): unsupported node type: this robot runs headless nodes only (`casare-robot nodes` lists them)",
+                "a (LaunchBrowserNode): unsupported node type: a CasareRPA browser node this robot does not run yet (`casare-robot nodes` lists what it runs)",
+                "b (SendEmailNode): unsupported node type: a CasareRPA email node this robot does not run yet (`casare-robot nodes` lists what it runs)",
                 "connections[0] (c.exec_out -> missing.exec_in) refers to missing node \"missing\"",
                 "c (LogNode): connects to itself (nope -> exec_in)",
                 "d (SetVariableNode): has no input port \"bogus\" (inputs: variable_name, value, default_value, variable_type)",
@@ -1095,7 +1144,7 @@ mod tests {
         assert_eq!(
             text,
             [
-                "r (RetryNode): unsupported node type: this robot runs headless nodes only (`casare-robot nodes` lists them)",
+                "r (RetryNode): unsupported node type: a CasareRPA error handling node this robot does not run yet (`casare-robot nodes` lists what it runs)",
                 "t (RetyNode): unsupported node type (did you mean \"RetryNode\"? that is a CasareRPA error handling node this robot does not run)",
                 "w (WaitNod): unsupported node type (did you mean \"WaitNode\"?)",
             ]

@@ -390,11 +390,13 @@ fn parse_assignment(
         },
         Some((field, _)) => return Err(invalid(field, "expected a json object")),
     };
-    let variables = match first_present(obj, &["variables", "parameters"]) {
+    let mut variables = match first_present(obj, &["variables", "parameters"]) {
         None => Map::new(),
         Some((_, Value::Object(o))) => o.clone(),
         Some((field, _)) => return Err(invalid(field, "expected a json object")),
     };
+    super::trigger_fields::merge_into(obj, &mut variables)
+        .map_err(|(field, reason)| invalid(field, &reason))?;
     let timeout = match first_present(obj, &["timeout", "timeout_seconds"]) {
         None => None,
         Some((_, Value::Number(n))) => n.as_f64().filter(|t| t.is_finite() && *t > 0.0),
@@ -1520,6 +1522,23 @@ mod tests {
     }
 
     #[test]
+    fn trigger_fields_of_an_assignment_become_variables() {
+        let job = assign(
+            r#"{"type":"job_assign","job_id":"t","workflow":{},"variables":{"x":1},
+            "trigger_payload":{"method":"POST"},"input_data":{"trigger_metadata":{"id":"tr1"}}}"#,
+        );
+        assert_eq!(job.variables.get("x"), Some(&json!(1)));
+        assert_eq!(
+            job.variables.get("trigger_payload"),
+            Some(&json!({"method": "POST"}))
+        );
+        assert_eq!(
+            job.variables.get("trigger_metadata"),
+            Some(&json!({"id": "tr1"}))
+        );
+    }
+
+    #[test]
     fn job_assignment_spellings() {
         let wf = r#"{"nodes":{},"connections":[]}"#;
         let cases = [
@@ -1677,6 +1696,10 @@ mod tests {
             (
                 r#"{"type":"job_assign","job_id":"a","workflow":{},"timeout":"soon"}"#,
                 "invalid \"timeout\"",
+            ),
+            (
+                r#"{"type":"job_assign","job_id":"a","workflow":{},"trigger_payload":[1]}"#,
+                "invalid \"trigger_payload\": expected a json object",
             ),
             (
                 r#"{"type":"job_cancel"}"#,

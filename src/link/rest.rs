@@ -818,7 +818,7 @@ impl ClaimedJob {
                 kind(&workflow)
             ));
         }
-        let variables = match obj.get("variables").or_else(|| obj.get("parameters")) {
+        let mut variables = match obj.get("variables").or_else(|| obj.get("parameters")) {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m.clone(),
             Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
@@ -832,6 +832,8 @@ impl ClaimedJob {
                 ))
             }
         };
+        super::trigger_fields::merge_into(obj, &mut variables)
+            .map_err(|(field, reason)| format!("{field} of job {job_id}: {reason}"))?;
         let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
         let count = |k: &str| {
             obj.get(k)
@@ -1337,6 +1339,24 @@ mod tests {
             .expect_err("bad workflow");
         assert!(err.contains("workflow_json of job j is not json"), "{err}");
         assert!(ClaimedJob::from_value(&json!({"workflow_json": "{}"})).is_err());
+    }
+
+    #[test]
+    fn claimed_job_trigger_fields_become_variables_or_refuse_the_claim() {
+        let v = json!({"job_id": "j-2", "workflow_json": "{}", "variables": {"a": 1},
+                       "trigger_payload": "{\"file_path\": \"/in/a.txt\"}"});
+        let job = ClaimedJob::from_value(&v).expect("job");
+        assert_eq!(job.variables.get("a"), Some(&json!(1)));
+        assert_eq!(
+            job.variables.get("trigger_payload"),
+            Some(&json!({"file_path": "/in/a.txt"}))
+        );
+        let bad = json!({"job_id": "j-3", "workflow_json": "{}", "trigger_metadata": 5});
+        let err = ClaimedJob::from_value(&bad).unwrap_err();
+        assert!(
+            err.starts_with("trigger_metadata of job j-3: expected"),
+            "{err}"
+        );
     }
 
     #[test]

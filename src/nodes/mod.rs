@@ -4,6 +4,7 @@
 //! compatibility alias). A type missing here is "unsupported": workflows using it are rejected at
 //! load time with the list of such types.
 
+pub mod aliases;
 pub mod basic;
 pub mod beep;
 pub mod catalog;
@@ -19,6 +20,7 @@ pub mod processes;
 pub mod script;
 pub mod system;
 pub mod text;
+pub mod trigger;
 pub mod variables;
 pub mod wait;
 pub mod xml;
@@ -46,10 +48,12 @@ pub const FAMILIES: &[&[NodeDef]] = &[
     script::NODES,
     processes::NODES,
     beep::NODES,
+    http::helpers::NODES,
+    trigger::NODES,
 ];
 
-/// Alternative names accepted for registered types (upstream registry aliases).
-pub const ALIASES: &[(&str, &str)] = &[("BrowserWaitNode", "WaitNode")];
+/// Alternative names accepted for registered types (upstream registry aliases; see [`aliases`]).
+pub use aliases::ALIASES;
 
 fn registry() -> &'static HashMap<&'static str, &'static NodeDef> {
     static REGISTRY: OnceLock<HashMap<&'static str, &'static NodeDef>> = OnceLock::new();

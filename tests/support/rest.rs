@@ -106,6 +106,8 @@ impl RecordedRequest {
 struct Job {
     workflow: Value,
     variables: Value,
+    /// Further top-level fields of its claim answer (`trigger_payload`, ...).
+    claim_fields: serde_json::Map<String, Value>,
     state: &'static str,
     claimer: Option<String>,
     lease_until: Option<Instant>,
@@ -219,10 +221,23 @@ impl FakeRest {
 
     /// Adds a pending job (claimed after every job submitted before it).
     pub fn submit(&self, job_id: &str, workflow: Value, variables: Value) {
+        self.submit_with_fields(job_id, workflow, variables, json!({}));
+    }
+
+    /// [`FakeRest::submit`] with further top-level fields in the claim answer (an object, e.g.
+    /// `{"trigger_payload": {...}}`).
+    pub fn submit_with_fields(
+        &self,
+        job_id: &str,
+        workflow: Value,
+        variables: Value,
+        fields: Value,
+    ) {
         let mut st = self.shared.state.lock();
         let job = Job {
             workflow,
             variables,
+            claim_fields: fields.as_object().cloned().unwrap_or_default(),
             state: "pending",
             claimer: None,
             lease_until: None,
@@ -1000,7 +1015,7 @@ fn claim(st: &mut State, who: &str, body: &Value) -> Answer {
     job.lease_until = Some(now + lease);
     job.not_before = None;
     job.n_claims += 1;
-    Answer::ok(json!({
+    let mut answer = json!({
         "job_id": id,
         "workflow_id": format!("wf-{id}"),
         "workflow_name": job.workflow["metadata"]["name"].as_str().unwrap_or("workflow"),
@@ -1015,7 +1030,11 @@ fn claim(st: &mut State, who: &str, body: &Value) -> Answer {
         "claimed_at": now_rfc3339(),
         "retry_count": job.retry_count,
         "max_retries": job.max_retries,
-    }))
+    });
+    for (k, v) in &job.claim_fields {
+        answer[k] = v.clone();
+    }
+    Answer::ok(answer)
 }
 
 /// `JobDetails` of a job, reading `node_executions` from its last result the way the real

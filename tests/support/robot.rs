@@ -8,6 +8,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// The robot binary for a one-shot command (`run`, `validate`, `nodes`, ...), isolated from the
+/// machine's robot_config.json and `CASARE_*` variables: an empty environment but `PATH`, with
+/// `HOME` and the working directory in the temp dir.
+pub fn isolated_command() -> Command {
+    let bin = option_env!("CARGO_BIN_EXE_casare-robot").unwrap_or("casare-robot");
+    let mut cmd = Command::new(bin);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", std::env::temp_dir())
+        .current_dir(std::env::temp_dir());
+    cmd
+}
+
 /// A robot process and its home.
 pub struct Robot {
     child: Option<Child>,

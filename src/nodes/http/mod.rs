@@ -1,5 +1,6 @@
 //! HTTP nodes: `HttpRequestNode`, `HttpSuperNode` (requests, download, upload, auth headers) and
-//! `HttpDownloadFileNode`, on blocking ureq 3 through [`client`].
+//! `HttpDownloadFileNode`, on blocking ureq 3 through [`client`]; the offline helpers
+//! `SetHttpHeadersNode` and `ParseJsonResponseNode` are in [`helpers`].
 //!
 //! Semantics follow upstream (`nodes/http/*.py`): parameters from the data edge, else config,
 //! else the `@properties` default; a response of any status is a node **success** with outputs
@@ -40,6 +41,7 @@
 //!   (case-insensitive), as the fixtures use them.
 
 pub mod client;
+pub mod helpers;
 
 use crate::engine::node::{opt, req, Flow, Lit, NodeCtx, NodeDef, NodeError, NodeKind, EXEC_OUT};
 use crate::engine::value::{Dict, Value};
