@@ -11,6 +11,7 @@ pub mod node;
 pub mod pyformat;
 pub mod runner;
 pub mod safety;
+pub mod subflow;
 pub mod template;
 pub mod value;
 

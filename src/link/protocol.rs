@@ -390,6 +390,8 @@ fn parse_assignment(
         },
         Some((field, _)) => return Err(invalid(field, "expected a json object")),
     };
+    let mut workflow = workflow;
+    crate::engine::subflow::embed(&mut workflow, obj.get("subflows"));
     let variables = match first_present(obj, &["variables", "parameters"]) {
         None => Map::new(),
         Some((_, Value::Object(o))) => o.clone(),

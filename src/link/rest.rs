@@ -807,11 +807,12 @@ impl ClaimedJob {
             .iter()
             .find_map(|k| obj.get(*k).filter(|v| !v.is_null()))
             .ok_or_else(|| format!("claimed job {job_id} has no workflow_json"))?;
-        let workflow = match raw_workflow {
+        let mut workflow = match raw_workflow {
             Value::String(text) => serde_json::from_str::<Value>(text)
                 .map_err(|e| format!("workflow_json of job {job_id} is not json: {e}"))?,
             other => other.clone(),
         };
+        crate::engine::subflow::embed(&mut workflow, obj.get("subflows"));
         if !workflow.is_object() {
             return Err(format!(
                 "workflow of job {job_id} must be an object, got {}",

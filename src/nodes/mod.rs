@@ -18,6 +18,7 @@ pub mod system;
 pub mod text;
 pub mod variables;
 pub mod wait;
+pub mod workflow;
 pub mod xml;
 
 use crate::engine::node::NodeDef;
@@ -40,6 +41,7 @@ pub const FAMILIES: &[&[NodeDef]] = &[
     xml::NODES,
     system::NODES,
     http::NODES,
+    workflow::NODES,
 ];
 
 /// Alternative names accepted for registered types (upstream registry aliases).
