@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::robot::Robot;
-use support::FakeOrchestrator;
+use support::{chain, FakeOrchestrator};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -24,22 +24,6 @@ fn bin(work: &Path) -> Command {
         .current_dir(work)
         .stdin(Stdio::null());
     cmd
-}
-
-/// A workflow document: nodes `(id, type, config)` run in the given order.
-fn chain(nodes: &[(&str, &str, Value)]) -> Value {
-    let mut map = serde_json::Map::new();
-    for (id, ty, config) in nodes {
-        map.insert(
-            id.to_string(),
-            json!({"node_id": id, "node_type": ty, "config": config}),
-        );
-    }
-    let conns: Vec<Value> = nodes
-        .windows(2)
-        .map(|w| json!({"source_node": w[0].0, "source_port": "exec_out", "target_node": w[1].0, "target_port": "exec_in"}))
-        .collect();
-    json!({"metadata": {"name": "t"}, "nodes": map, "connections": conns})
 }
 
 /// A child greeting its input `who` into the output `greeting`.
@@ -70,6 +54,16 @@ fn caller(path: &str) -> Value {
     ])
 }
 
+/// The node ids of a result's `node_executions`, in order.
+fn executed_ids(result: &Value) -> Vec<&str> {
+    result["node_executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["node_id"].as_str().unwrap())
+        .collect()
+}
+
 #[test]
 fn run_and_validate_find_the_child_next_to_the_parent() {
     let work = tempfile::tempdir().unwrap();
@@ -98,12 +92,7 @@ fn run_and_validate_find_the_child_next_to_the_parent() {
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["outputs"]["message"], "hello Ada", "{result}");
     assert_eq!(result["node_outputs"]["call"]["success"], true);
-    let ids: Vec<&str> = result["node_executions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["node_id"].as_str().unwrap())
-        .collect();
+    let ids = executed_ids(&result);
     assert!(ids.contains(&"call/greet"), "{ids:?}");
 
     let out = bin(work.path())
@@ -271,12 +260,7 @@ fn killed_inside_a_sub_workflow_the_resume_continues_inside_it() {
         "{lines:?}"
     );
     // The resumed run's executions start inside the child.
-    let ids: Vec<&str> = result["node_executions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["node_id"].as_str().unwrap())
-        .collect();
+    let ids = executed_ids(&result);
     assert!(!ids.contains(&"call/one"), "{ids:?}");
     assert!(ids.contains(&"call/three"), "{ids:?}");
 }

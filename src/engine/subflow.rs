@@ -478,10 +478,11 @@ fn is_exec_port(item: &serde_json::Value, name: &str) -> bool {
     ty.eq_ignore_ascii_case("execution") || name.to_ascii_lowercase().contains("exec")
 }
 
-fn declared_inputs(doc: &serde_json::Value, wf: &Workflow) -> Vec<InputPort> {
-    let mut out: Vec<InputPort> = Vec::new();
+/// The named data ports of the document's `inputs` or `outputs` list, first of each name.
+fn port_items<'d>(doc: &'d serde_json::Value, list: &str) -> Vec<(&'d str, &'d serde_json::Value)> {
+    let mut out: Vec<(&str, &serde_json::Value)> = Vec::new();
     for item in doc
-        .get("inputs")
+        .get(list)
         .and_then(|v| v.as_array())
         .into_iter()
         .flatten()
@@ -489,9 +490,16 @@ fn declared_inputs(doc: &serde_json::Value, wf: &Workflow) -> Vec<InputPort> {
         let Some(name) = item.get("name").and_then(|n| n.as_str()) else {
             continue;
         };
-        if is_exec_port(item, name) || out.iter().any(|p| p.name == name) {
-            continue;
+        if !is_exec_port(item, name) && !out.iter().any(|(n, _)| *n == name) {
+            out.push((name, item));
         }
+    }
+    out
+}
+
+fn declared_inputs(doc: &serde_json::Value, wf: &Workflow) -> Vec<InputPort> {
+    let mut out: Vec<InputPort> = Vec::new();
+    for (name, item) in port_items(doc, "inputs") {
         let default = item
             .get("default_value")
             .or_else(|| item.get("default"))
@@ -523,18 +531,7 @@ fn declared_outputs(doc: &serde_json::Value, wf: &Workflow) -> Vec<OutputPort> {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     };
-    for item in doc
-        .get("outputs")
-        .and_then(|v| v.as_array())
-        .into_iter()
-        .flatten()
-    {
-        let Some(name) = item.get("name").and_then(|n| n.as_str()) else {
-            continue;
-        };
-        if is_exec_port(item, name) || out.iter().any(|p| p.name == name) {
-            continue;
-        }
+    for (name, item) in port_items(doc, "outputs") {
         let node = text(item, ["source_node_id", "internal_node_id"]);
         let port = text(item, ["source_port", "internal_port_name"]);
         out.push(OutputPort {
