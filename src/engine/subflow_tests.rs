@@ -724,3 +724,99 @@ fn a_saved_state_inside_the_child_resumes_inside_it() {
     assert_eq!(rec.started, ["call", "call/three", "after"]);
     assert_eq!(resumed.variables["after"], Value::Float(111.0));
 }
+
+fn waiting_call(call_type: &str, config: Json, wait: f64) -> Workflow {
+    let child = doc(&[("wait", "WaitNode", json!({"duration": wait}))], &[]);
+    let mut config = config;
+    config["subworkflow_path"] = json!("w");
+    config["subflow_path"] = json!("w");
+    if call_type == "SubflowNode" {
+        config.as_object_mut().unwrap().remove("subworkflow_path");
+    } else {
+        config.as_object_mut().unwrap().remove("subflow_path");
+    }
+    load(&with_subflows(
+        doc(
+            &[
+                ("call", call_type, config),
+                (
+                    "late",
+                    "ThrowErrorNode",
+                    json!({"error_message": "on error"}),
+                ),
+            ],
+            &[ex("call", "error", "late")],
+        ),
+        json!({ "w": child }),
+    ))
+    .unwrap()
+}
+
+#[test]
+fn the_child_counts_against_the_job_timeout_and_timeout_seconds() {
+    let wf = waiting_call("SubflowNode", json!({}), 30.0);
+    let opts = RunOptions {
+        job_timeout: Duration::from_millis(200),
+        ..RunOptions::default()
+    };
+    let started = Instant::now();
+    let o = run(
+        &wf,
+        Dict::new(),
+        &opts,
+        &CancelToken::new(),
+        &mut NoObserver,
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(o.status, RunStatus::TimedOut, "{:?}", o.error);
+
+    // timeout_seconds stops the child first; the failure is routed to `error` (wired here).
+    let wf = waiting_call("CallSubworkflowNode", json!({"timeout_seconds": 1}), 30.0);
+    let o = run(
+        &wf,
+        Dict::new(),
+        &RunOptions::default(),
+        &CancelToken::new(),
+        &mut NoObserver,
+    );
+    let e = o.error_text().unwrap();
+    assert_eq!(e, "late (ThrowErrorNode): on error", "routed to error");
+    assert_eq!(out(&o, "call", "success"), Value::Bool(false));
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+#[test]
+fn cancellation_stops_the_child_and_keeps_its_frame() {
+    let wf = waiting_call("SubflowNode", json!({}), 30.0);
+    let token = CancelToken::new();
+    let remote = token.clone();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        remote.cancel("operator");
+    });
+    let started = Instant::now();
+    let o = run(
+        &wf,
+        Dict::new(),
+        &RunOptions::default(),
+        &token,
+        &mut NoObserver,
+    );
+    canceller.join().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(o.status, RunStatus::Cancelled);
+    let state = o.state.unwrap();
+    // The call is first in the queue, once, and its frame holds the wait to run again.
+    assert_eq!(
+        state
+            .queue
+            .iter()
+            .filter(|&&i| i == wf.index["call"])
+            .count(),
+        1
+    );
+    assert_eq!(state.queue.front(), Some(&wf.index["call"]));
+    let frame = state.call.as_ref().expect("the frame is kept");
+    let sub = wf.subflows.get(wf.index["call"]).unwrap();
+    assert_eq!(frame.state.queue.front(), Some(&sub.wf.index["wait"]));
+}
