@@ -1522,6 +1522,24 @@ mod tests {
     }
 
     #[test]
+    fn an_assignments_subflows_travel_inside_its_workflow() {
+        let job = assign(
+            r#"{"type":"job_assign","job_id":"a","workflow_data":{"nodes":{}},
+                "subflows":{"lib/child.json":{"nodes":{}}}}"#,
+        );
+        assert_eq!(
+            job.workflow["subflows"],
+            serde_json::json!({"lib/child.json": {"nodes": {}}})
+        );
+        // A map the workflow already carries is kept.
+        let job = assign(
+            r#"{"type":"job_assign","job_id":"a","workflow_data":{"nodes":{},"subflows":{"x":{}}},
+                "subflows":{"y":{}}}"#,
+        );
+        assert_eq!(job.workflow["subflows"], serde_json::json!({"x": {}}));
+    }
+
+    #[test]
     fn job_assignment_spellings() {
         let wf = r#"{"nodes":{},"connections":[]}"#;
         let cases = [

@@ -1318,6 +1318,16 @@ mod tests {
     }
 
     #[test]
+    fn a_claims_subflows_travel_inside_its_workflow() {
+        let job = ClaimedJob::from_value(&json!({
+            "job_id": "j", "workflow_json": "{\"nodes\": {}}",
+            "subflows": {"child": {"nodes": {}}}
+        }))
+        .unwrap();
+        assert_eq!(job.workflow["subflows"], json!({"child": {"nodes": {}}}));
+    }
+
+    #[test]
     fn claimed_job_accepts_an_object_workflow_and_naive_times() {
         let v = json!({
             "job_id": "j-1",
