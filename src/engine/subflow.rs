@@ -8,7 +8,7 @@
 //! Each sub-workflow is loaded once, up front, recursively; a reference back to a workflow that
 //! is being loaded (a cycle) is a load error naming the chain, and so are a file that cannot be
 //! found, an id that does not match `subworkflow_id`, a templated path and `execution_mode:
-//! "async"`. The calling workflow's hash folds in the hashes of what it calls, so a checkpoint
+//! "async"` and `_at_most_once` on a node inside a sub-workflow. The calling workflow's hash folds in the hashes of what it calls, so a checkpoint
 //! never resumes into a changed sub-workflow.
 //!
 //! Running ([`run_call`]): the child is an ordinary run of its own [`Workflow`] with its own
@@ -298,6 +298,16 @@ impl Loader {
                 return None;
             }
         };
+        if let Some(n) = child.nodes.iter().find(|n| n.at_most_once) {
+            let message = format!(
+                "in sub-workflow {}: {} ({}) sets _at_most_once, which is not supported inside \
+                 a sub-workflow (checkpoints mark nodes of the calling workflow only); set it \
+                 on the call node instead",
+                found.key, n.id, n.def.node_type
+            );
+            self.problem(wf, idx, message);
+            return None;
+        }
         self.stack.push(found.key.clone());
         let before = self.problems.len();
         self.link(&mut child, found.base.as_deref());

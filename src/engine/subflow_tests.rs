@@ -271,6 +271,32 @@ fn async_mode_and_templated_paths_are_refused_at_load() {
 }
 
 #[test]
+fn at_most_once_inside_a_sub_workflow_is_refused_at_load() {
+    let child = doc(
+        &[(
+            "pay",
+            "LogNode",
+            json!({"message": "x", "_at_most_once": true}),
+        )],
+        &[],
+    );
+    let d = with_subflows(
+        doc(
+            &[("call", "SubflowNode", json!({"subflow_path": "c"}))],
+            &[],
+        ),
+        json!({ "c": child }),
+    );
+    let e = errors(&load(&d).unwrap_err());
+    assert!(
+        e.starts_with(
+            "call (SubflowNode): in sub-workflow embedded:c: pay (LogNode) sets _at_most_once"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_failure_inside_routes_to_error_or_fails_naming_both_nodes() {
     let failing = doc(
         &[(
