@@ -22,13 +22,15 @@
 //!
 //! Data: a SubflowNode / CallSubworkflowNode gives the child its declared inputs (the call
 //! node's same-named data port, else its config, else the input's default) as variables, plus
-//! `trigger_payload` (a dict of them) when the child starts with a `WorkflowCallTriggerNode`;
+//! `trigger_payload` (them, plus the fields of that trigger's output ports: `params`,
+//! `caller_workflow_id`, `caller_node_id`, `call_id`) when the child starts with a
+//! `WorkflowCallTriggerNode`;
 //! its outputs are read from the declared `source_node_id`'s output port, else from a
 //! `SubflowOutputNode` with that `port_name`, else from the child variable of that name. An
 //! ExecuteWorkflowNode shares the parent's variables: the child starts with them and its
 //! variables are copied back when it completes.
 
-use super::model::{self, LoadError, Problem, Workflow, AUTO_START_ID};
+use super::model::{self, LoadError, Problem, Workflow};
 use super::node::{Flow, NodeCtx, NodeError, NodeLog};
 use super::runner::{
     self, FailureDisposition, NodeEvent, NodeRecord, Observer, RunError, RunOptions, RunOutcome,
@@ -565,11 +567,8 @@ fn nodes_of<'w>(wf: &'w Workflow, node_type: &'w str) -> impl Iterator<Item = us
 fn starts_with_call_trigger(wf: &Workflow) -> bool {
     let start = &wf.nodes[wf.start];
     let is_trigger = |i: usize| wf.nodes[i].def.node_type == "WorkflowCallTriggerNode";
-    if start.id == AUTO_START_ID {
-        start.targets("exec_out").iter().any(|&i| is_trigger(i))
-    } else {
-        is_trigger(wf.start)
-    }
+    // A trigger has no exec input: it is the start, or the (implicit) start leads to it.
+    is_trigger(wf.start) || start.targets("exec_out").iter().any(|&i| is_trigger(i))
 }
 
 // ---- running -----------------------------------------------------------------------------
@@ -673,12 +672,8 @@ fn fresh_state(
         _ => call_inputs(ctx, sub)?,
     };
     if sub.call_trigger {
-        let payload: Dict = inputs
-            .iter()
-            .filter(|(k, _)| !k.starts_with('_'))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        inputs.insert("trigger_payload".into(), Value::dict(payload));
+        let payload = trigger_payload(ctx, &inputs);
+        inputs.insert("trigger_payload".into(), payload);
     }
     let preset: Vec<(usize, Value)> = nodes_of(&sub.wf, "SubflowInputNode")
         .map(|i| {
@@ -694,6 +689,24 @@ fn fresh_state(
         }
     }
     Ok(state)
+}
+
+/// What a child entered by a `WorkflowCallTriggerNode` gets as `trigger_payload`: the call's
+/// inputs, and the fields named like that trigger's output ports (`params`: the inputs again,
+/// `caller_workflow_id`, `caller_node_id`, `call_id`), which the trigger node copies to them.
+fn trigger_payload(ctx: &NodeCtx<'_>, inputs: &Dict) -> Value {
+    let mut payload: Dict = inputs
+        .iter()
+        .filter(|(k, _)| !k.starts_with('_'))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let params = Value::dict(payload.clone());
+    payload.insert("params".into(), params);
+    payload.insert("caller_workflow_id".into(), Value::str(&ctx.wf.name));
+    payload.insert("caller_node_id".into(), Value::str(ctx.node_id()));
+    let call_id = format!("{}#{}", ctx.node_id(), ctx.state.executions);
+    payload.insert("call_id".into(), Value::str(call_id));
+    Value::dict(payload)
 }
 
 /// Declared inputs: the call node's data port, else its config, else the default.

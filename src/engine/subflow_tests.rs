@@ -656,10 +656,13 @@ fn a_child_entered_by_a_workflow_call_trigger_gets_trigger_payload() {
         &mut NoObserver,
     );
     assert!(o.success(), "{:?}", o.error);
-    assert_eq!(
-        out(&o, "call", "got"),
-        Value::dict_from([("order", Value::Int(7))])
-    );
+    let got = out(&o, "call", "got");
+    let got = got.as_dict().expect("a dict");
+    assert_eq!(got["order"], Value::Int(7));
+    assert_eq!(got["params"], Value::dict_from([("order", Value::Int(7))]));
+    assert_eq!(got["caller_workflow_id"], Value::str("t"));
+    assert_eq!(got["caller_node_id"], Value::str("call"));
+    assert_eq!(got["call_id"], Value::str("call#2"));
 }
 
 /// Cancels the run when the node `id` completes, keeping the state it was given.
