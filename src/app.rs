@@ -113,7 +113,7 @@ pub fn read_workflow(path: &Path) -> Result<Workflow, WorkflowFileError> {
         ))
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    model::load_str(text).map_err(WorkflowFileError::Invalid)
+    crate::engine::subflow::load_str_at(text, path).map_err(WorkflowFileError::Invalid)
 }
 
 /// Parse `name=value`: the value as JSON when it is valid JSON, else as a string.

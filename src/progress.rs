@@ -87,4 +87,7 @@ impl Observer for ConsoleProgress {
     fn node_log(&mut self, _ev: &NodeEvent<'_>, log: &NodeLog) {
         let _ = writeln!(std::io::stderr().lock(), "  log  {}", log.message);
     }
+    fn wants_state(&self) -> bool {
+        false
+    }
 }

@@ -296,6 +296,9 @@ impl Observer for Reporter<'_> {
             node_id: ev.node_id.to_string(),
         });
     }
+    fn wants_state(&self) -> bool {
+        false
+    }
 }
 
 /// A failed outcome for a job that could not run at all.

@@ -13,6 +13,7 @@ pub mod project;
 pub mod pyformat;
 pub mod runner;
 pub mod safety;
+pub mod subflow;
 pub mod template;
 pub mod value;
 

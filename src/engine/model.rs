@@ -141,8 +141,11 @@ pub struct Workflow {
     pub start: usize,
     /// Number of nodes from the document (the implicit start not counted).
     pub total_nodes: usize,
-    /// FNV-1a hash of the canonical document, for checkpoint compatibility.
+    /// FNV-1a hash of the canonical document, for checkpoint compatibility (with the hashes
+    /// of the sub-workflows it calls folded in).
     pub hash: String,
+    /// The sub-workflows its call nodes run, by node index (`engine::subflow`).
+    pub subflows: super::subflow::Calls,
 }
 
 /// One problem found while loading.
@@ -204,7 +207,7 @@ impl fmt::Display for LoadError {
 impl std::error::Error for LoadError {}
 
 impl LoadError {
-    fn single(message: String) -> LoadError {
+    pub(crate) fn single(message: String) -> LoadError {
         LoadError {
             problems: vec![Problem {
                 node_id: None,
@@ -271,8 +274,15 @@ pub fn load_str(text: &str) -> Result<Workflow, LoadError> {
     load_json(&parse_json_text(text)?)
 }
 
-/// Load a workflow from a parsed JSON document.
+/// Load a workflow from a parsed JSON document, with the sub-workflows its call nodes name
+/// (embedded in the document's `subflows` map, or files relative to the working directory;
+/// see `engine::subflow`).
 pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
+    super::subflow::load_json_from(doc, &super::subflow::Source::for_doc(doc, None))
+}
+
+/// Compile one workflow document without loading the sub-workflows it calls.
+pub(crate) fn compile_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
     let project_canvas;
     let doc = match super::project::to_canvas(doc) {
         None => doc,
@@ -667,6 +677,7 @@ pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
         start,
         total_nodes,
         hash: format!("{:016x}", fnv1a(canonical.as_bytes())),
+        subflows: Default::default(),
     })
 }
 

@@ -268,6 +268,8 @@ pub struct NodeCtx<'a> {
     pub(crate) deadline: Instant,
     pub(crate) outputs: Dict,
     pub(crate) logs: Vec<NodeLog>,
+    /// The run's observer (a sub-workflow reports its nodes through it).
+    pub(crate) observer: Option<&'a mut dyn super::runner::Observer>,
 }
 
 impl<'a> NodeCtx<'a> {

@@ -283,6 +283,10 @@ pub struct RunState {
     pub executions: u64,
     /// Wall time spent executing before this process picked the run up (for resumed runs).
     pub prior_elapsed_ms: u64,
+    /// A sub-workflow call in progress (its node is at the front of `queue`): the child run's
+    /// state, so a resume continues inside it (`engine::subflow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<Box<super::subflow::CallFrame>>,
     /// Random source for random nodes.
     #[serde(skip, default = "fastrand::Rng::new")]
     pub rng: fastrand::Rng,
@@ -322,6 +326,7 @@ impl RunState {
             pending_error: None,
             executions: 0,
             prior_elapsed_ms: 0,
+            call: None,
             rng: opts
                 .seed
                 .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
@@ -462,6 +467,11 @@ pub trait Observer {
     }
     /// A node logged a line.
     fn node_log(&mut self, _ev: &NodeEvent<'_>, _log: &NodeLog) {}
+    /// False when `node_completed` ignores its state: a sub-workflow then skips building the
+    /// whole run's state after each of its nodes.
+    fn wants_state(&self) -> bool {
+        true
+    }
 }
 
 /// What happens after a node failure.
@@ -495,11 +505,18 @@ impl Observer for Both<'_> {
         self.0.node_log(ev, log);
         self.1.node_log(ev, log);
     }
+    fn wants_state(&self) -> bool {
+        self.0.wants_state() || self.1.wants_state()
+    }
 }
 
 /// An observer that ignores everything.
 pub struct NoObserver;
-impl Observer for NoObserver {}
+impl Observer for NoObserver {
+    fn wants_state(&self) -> bool {
+        false
+    }
+}
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -637,7 +654,7 @@ pub fn resume(
 /// Progress while nodes remain to run: the share of the document's nodes visited, at most 99
 /// (branches not taken are never visited, so the share alone would stop short; the last node
 /// reports 100). An implicit start is not one of the document's nodes, so it counts for nothing.
-fn percent(state: &RunState, wf: &Workflow) -> u8 {
+pub(crate) fn percent(state: &RunState, wf: &Workflow) -> u8 {
     let total = wf.total_nodes.max(1);
     let implicit_start = wf.start >= wf.total_nodes && state.visited[wf.start];
     let visited = state.n_visited - usize::from(implicit_start);
@@ -748,8 +765,8 @@ fn execute(
                 &mut state,
                 opts,
                 cancel,
-                node_deadline,
-                job_deadline,
+                (node_deadline, job_deadline),
+                &mut *obs,
             );
             if state.node_records.len() < opts.max_node_records {
                 state.node_records.push(NodeRecord {
@@ -905,8 +922,8 @@ fn run_one(
     state: &mut RunState,
     opts: &RunOptions,
     cancel: &CancelToken,
-    deadline: Instant,
-    job_deadline: Instant,
+    (deadline, job_deadline): (Instant, Instant),
+    observer: &mut dyn Observer,
 ) -> NodeRun {
     let node = &wf.nodes[idx];
     if node.disabled {
@@ -934,6 +951,7 @@ fn run_one(
         deadline,
         outputs: Dict::new(),
         logs: Vec::new(),
+        observer: Some(observer),
     };
     let run = node.def.run;
     let result = match std::panic::catch_unwind(AssertUnwindSafe(|| run(&mut ctx))) {

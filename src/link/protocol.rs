@@ -390,6 +390,8 @@ fn parse_assignment(
         },
         Some((field, _)) => return Err(invalid(field, "expected a json object")),
     };
+    let mut workflow = workflow;
+    crate::engine::subflow::embed(&mut workflow, obj.get("subflows"));
     let mut variables = match first_present(obj, &["variables", "parameters"]) {
         None => Map::new(),
         Some((_, Value::Object(o))) => o.clone(),
@@ -1536,6 +1538,24 @@ mod tests {
             job.variables.get("trigger_metadata"),
             Some(&json!({"id": "tr1"}))
         );
+    }
+
+    #[test]
+    fn an_assignments_subflows_travel_inside_its_workflow() {
+        let job = assign(
+            r#"{"type":"job_assign","job_id":"a","workflow_data":{"nodes":{}},
+                "subflows":{"lib/child.json":{"nodes":{}}}}"#,
+        );
+        assert_eq!(
+            job.workflow["subflows"],
+            serde_json::json!({"lib/child.json": {"nodes": {}}})
+        );
+        // A map the workflow already carries is kept.
+        let job = assign(
+            r#"{"type":"job_assign","job_id":"a","workflow_data":{"nodes":{},"subflows":{"x":{}}},
+                "subflows":{"y":{}}}"#,
+        );
+        assert_eq!(job.workflow["subflows"], serde_json::json!({"x": {}}));
     }
 
     #[test]

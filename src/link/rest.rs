@@ -807,11 +807,12 @@ impl ClaimedJob {
             .iter()
             .find_map(|k| obj.get(*k).filter(|v| !v.is_null()))
             .ok_or_else(|| format!("claimed job {job_id} has no workflow_json"))?;
-        let workflow = match raw_workflow {
+        let mut workflow = match raw_workflow {
             Value::String(text) => serde_json::from_str::<Value>(text)
                 .map_err(|e| format!("workflow_json of job {job_id} is not json: {e}"))?,
             other => other.clone(),
         };
+        crate::engine::subflow::embed(&mut workflow, obj.get("subflows"));
         if !workflow.is_object() {
             return Err(format!(
                 "workflow of job {job_id} must be an object, got {}",
@@ -1316,6 +1317,16 @@ mod tests {
             job_path("317a32cf-e7f4-4ccc-be00-aba54b8f9f77", "complete"),
             "/api/v1/jobs/317a32cf-e7f4-4ccc-be00-aba54b8f9f77/complete"
         );
+    }
+
+    #[test]
+    fn a_claims_subflows_travel_inside_its_workflow() {
+        let job = ClaimedJob::from_value(&json!({
+            "job_id": "j", "workflow_json": "{\"nodes\": {}}",
+            "subflows": {"child": {"nodes": {}}}
+        }))
+        .unwrap();
+        assert_eq!(job.workflow["subflows"], json!({"child": {"nodes": {}}}));
     }
 
     #[test]

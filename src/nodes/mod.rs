@@ -23,6 +23,7 @@ pub mod text;
 pub mod trigger;
 pub mod variables;
 pub mod wait;
+pub mod workflow;
 pub mod xml;
 
 use crate::engine::node::NodeDef;
@@ -50,6 +51,7 @@ pub const FAMILIES: &[&[NodeDef]] = &[
     beep::NODES,
     http::helpers::NODES,
     trigger::NODES,
+    workflow::NODES,
 ];
 
 /// Alternative names accepted for registered types (upstream registry aliases; see [`aliases`]).
