@@ -465,6 +465,8 @@ fn batch_8_7_more_system() {
     assert!(ran
         .logs
         .contains(&"no process named 'notepad.exe' is running; nothing to kill".to_string()));
+}
+
 /// Run a workflow file (seeded random nodes) with the given input variables (a JSON object).
 fn run_file_with(path: &Path, inputs: serde_json::Value) -> Ran {
     let wf = load_file(path).unwrap_or_else(|e| panic!("{} did not load: {e}", path.display()));
