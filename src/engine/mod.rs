@@ -8,6 +8,7 @@ pub mod cancel;
 pub mod expr;
 pub mod model;
 pub mod node;
+pub mod parallel;
 pub mod pyformat;
 pub mod runner;
 pub mod safety;

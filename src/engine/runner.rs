@@ -62,6 +62,9 @@ pub struct RunOptions {
     /// Node executions listed in the result (`node_executions`); later ones are only counted
     /// (default [`DEFAULT_MAX_NODE_RECORDS`]).
     pub max_node_records: usize,
+    /// How many branches of one Fork (or items of one ParallelForEach) run at the same time
+    /// (config `max_parallel_branches`, default [`super::parallel::DEFAULT_MAX_PARALLEL`]).
+    pub max_parallel_branches: usize,
 }
 
 /// Default of [`RunOptions::max_node_records`].
@@ -98,6 +101,7 @@ impl Default for RunOptions {
             cancel_grace: Duration::from_secs(10),
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             max_node_records: DEFAULT_MAX_NODE_RECORDS,
+            max_parallel_branches: super::parallel::DEFAULT_MAX_PARALLEL,
         }
     }
 }
@@ -299,6 +303,12 @@ pub struct RunState {
     /// Node executions of this process's part of the run (not checkpointed).
     #[serde(skip)]
     pub node_records: Vec<NodeRecord>,
+    /// Fork / ParallelForEach nodes in progress: the branches or items that finished.
+    #[serde(default)]
+    pub parallel: super::parallel::ParallelProgress,
+    /// Inside a Fork branch: the paired Join, where the branch's path stops.
+    #[serde(skip)]
+    pub(crate) stop_at: Option<usize>,
 }
 
 impl RunState {
@@ -329,6 +339,8 @@ impl RunState {
             value_bytes: 0,
             output_bytes: Vec::new(),
             node_records: Vec::new(),
+            parallel: Default::default(),
+            stop_at: None,
         }
     }
 
@@ -347,7 +359,7 @@ impl RunState {
 
     /// Account for node `idx`'s new outputs, or refuse them (nothing changes) when they would
     /// take the run past its value budget.
-    fn charge_outputs(
+    pub(crate) fn charge_outputs(
         &mut self,
         idx: usize,
         outputs: &Dict,
@@ -637,14 +649,14 @@ pub fn resume(
 /// Progress while nodes remain to run: the share of the document's nodes visited, at most 99
 /// (branches not taken are never visited, so the share alone would stop short; the last node
 /// reports 100). An implicit start is not one of the document's nodes, so it counts for nothing.
-fn percent(state: &RunState, wf: &Workflow) -> u8 {
+pub(crate) fn percent(state: &RunState, wf: &Workflow) -> u8 {
     let total = wf.total_nodes.max(1);
     let implicit_start = wf.start >= wf.total_nodes && state.visited[wf.start];
     let visited = state.n_visited - usize::from(implicit_start);
     ((visited.min(total) * 100) / total).min(99) as u8
 }
 
-fn execute(
+pub(crate) fn execute(
     wf: &Workflow,
     mut state: RunState,
     opts: &RunOptions,
@@ -717,7 +729,9 @@ fn execute(
             return finish(state, RunStatus::Completed, None);
         };
         let node = &wf.nodes[idx];
-        if state.executed[idx] && node.def.kind != NodeKind::ControlFlow {
+        if state.executed[idx] && node.def.kind != NodeKind::ControlFlow
+            || state.stop_at == Some(idx)
+        {
             continue;
         }
         transfer_inputs(wf, &mut state, idx);
@@ -742,15 +756,19 @@ fn execute(
         };
         let result = loop {
             let attempt_start = (Instant::now(), chrono::Utc::now());
-            let (result, outputs, logs) = run_one(
-                wf,
-                idx,
-                &mut state,
-                opts,
-                cancel,
-                node_deadline,
-                job_deadline,
-            );
+            let (result, outputs, logs) = if super::parallel::runs_here(node) {
+                super::parallel::run(wf, idx, &mut state, opts, cancel, obs, job_deadline)
+            } else {
+                run_one(
+                    wf,
+                    idx,
+                    &mut state,
+                    opts,
+                    cancel,
+                    node_deadline,
+                    job_deadline,
+                )
+            };
             if state.node_records.len() < opts.max_node_records {
                 state.node_records.push(NodeRecord {
                     node_id: node.id.clone(),
@@ -897,7 +915,7 @@ fn transfer_inputs(wf: &Workflow, state: &mut RunState, idx: usize) {
     }
 }
 
-type NodeRun = (Result<Flow, NodeError>, Dict, Vec<NodeLog>);
+pub(crate) type NodeRun = (Result<Flow, NodeError>, Dict, Vec<NodeLog>);
 
 fn run_one(
     wf: &Workflow,

@@ -14,6 +14,7 @@ pub mod http;
 pub mod list;
 pub mod log;
 pub mod math;
+pub mod parallel;
 pub mod system;
 pub mod text;
 pub mod variables;
@@ -40,6 +41,7 @@ pub const FAMILIES: &[&[NodeDef]] = &[
     xml::NODES,
     system::NODES,
     http::NODES,
+    parallel::NODES,
 ];
 
 /// Alternative names accepted for registered types (upstream registry aliases).

@@ -190,6 +190,9 @@ struct Core {
     executions: u64,
     elapsed_ms: u64,
     var_order: Vec<String>,
+    /// Finished branches of Forks / ParallelForEach nodes in progress.
+    #[serde(default)]
+    parallel: crate::engine::parallel::ParallelProgress,
 }
 
 fn encode(
@@ -453,6 +456,7 @@ impl Store {
         state.pending_error = core.pending_error;
         state.executions = core.executions;
         state.prior_elapsed_ms = core.elapsed_ms;
+        state.parallel = core.parallel;
 
         let mut vars: HashMap<String, Value> = HashMap::new();
         let mut loop_items: HashMap<String, Value> = HashMap::new();
@@ -814,6 +818,7 @@ impl<'s> Checkpointer<'s> {
             node_id: node_id.to_string(),
             saved_at: now_secs(),
             var_order: state.variables.keys().cloned().collect(),
+            parallel: state.parallel.clone(),
         };
         let core_json = serde_json::to_vec(&core)
             .map_err(|e| StoreError::Sql(format!("cannot encode the checkpoint: {e}")))?;
