@@ -95,12 +95,16 @@ fn parallel_for_each_1k() -> Workflow {
     load_str(&doc.to_string()).expect("parallel bench workflow loads")
 }
 
+fn probe_run(wf: &Workflow, opts: &RunOptions, cancel: &CancelToken) -> runner::RunOutcome {
+    runner::run(wf, Dict::new(), opts, cancel, &mut NoObserver)
+}
+
 fn bench_parallel(c: &mut Criterion) {
     let opts = RunOptions::default();
     let cancel = CancelToken::new();
     let wf = parallel_for_each_1k();
     let started = std::time::Instant::now();
-    let probe = runner::run(&wf, Dict::new(), &opts, &cancel, &mut NoObserver);
+    let probe = probe_run(&wf, &opts, &cancel);
     assert!(probe.success(), "{:?}", probe.error);
     assert_eq!(probe.node_executions, 1002);
     println!(
@@ -110,15 +114,7 @@ fn bench_parallel(c: &mut Criterion) {
     let mut group = c.benchmark_group("parallel");
     group.throughput(Throughput::Elements(1000));
     group.bench_function("parallel_for_each_1k_batch4_wait5ms", |b| {
-        b.iter(|| {
-            black_box(runner::run(
-                &wf,
-                Dict::new(),
-                &opts,
-                &cancel,
-                &mut NoObserver,
-            ))
-        })
+        b.iter(|| black_box(probe_run(&wf, &opts, &cancel)))
     });
     group.finish();
 }

@@ -296,7 +296,14 @@ pub(crate) fn run(
     // While it runs, the node stays at the head of the queue: a checkpoint taken meanwhile
     // resumes into it.
     state.queue.push_front(idx);
-    let interrupted = run_units(wf, idx, state, opts, cancel, obs, job_deadline, &plan);
+    let here = Here {
+        wf,
+        idx,
+        opts,
+        cancel,
+        job_deadline,
+    };
+    let interrupted = run_units(&here, state, obs, &plan);
     state.queue.pop_front();
     if let Some(e) = interrupted {
         return (Err(e), Dict::new(), Vec::new());
@@ -460,19 +467,30 @@ fn branch_base(state: &mut RunState, stop_at: Option<usize>) -> RunState {
     base
 }
 
+/// The parallel node being run and the run it belongs to.
+struct Here<'a> {
+    wf: &'a Workflow,
+    idx: usize,
+    opts: &'a RunOptions,
+    cancel: &'a CancelToken,
+    job_deadline: Instant,
+}
+
 /// Run the unfinished units on a pool; returns the interruption (cancellation, job timeout) if
 /// there was one.
-#[allow(clippy::too_many_arguments)]
 fn run_units(
-    wf: &Workflow,
-    idx: usize,
+    here: &Here<'_>,
     state: &mut RunState,
-    opts: &RunOptions,
-    cancel: &CancelToken,
     obs: &mut dyn Observer,
-    job_deadline: Instant,
     plan: &Plan,
 ) -> Option<NodeError> {
+    let Here {
+        wf,
+        idx,
+        opts,
+        cancel,
+        job_deadline,
+    } = *here;
     let pending: Vec<usize> = (0..plan.units.len())
         .filter(|u| {
             !state
