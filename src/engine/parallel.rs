@@ -313,6 +313,17 @@ pub(crate) fn run(
         state.parallel.remove(&idx);
         return (Err(e), Dict::new(), Vec::new());
     }
+    let unfinished = plan.units.len().saturating_sub(done.done.len());
+    if unfinished > 0 {
+        // Not expected: every unit that ends without being cancelled by the run is recorded.
+        state.parallel.remove(&idx);
+        let what = if plan.is_fork { "branches" } else { "items" };
+        let e = NodeError::new(
+            "RuntimeError",
+            format!("{unfinished} of {} {what} did not finish", plan.units.len()),
+        );
+        return (Err(e), Dict::new(), Vec::new());
+    }
     if plan.is_fork {
         if let Some(p) = state.parallel.get_mut(&idx) {
             p.complete = true;
@@ -575,12 +586,20 @@ impl Relay<'_, '_> {
     ) -> Option<NodeError> {
         let mut interrupted: Option<NodeError> = None;
         loop {
-            match rx.recv_timeout(WATCH_EVERY) {
-                Ok(msg) => self.handle(msg),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
+            let all_ended = match rx.recv_timeout(WATCH_EVERY) {
+                Ok(msg) => {
+                    self.handle(msg);
+                    false
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => false,
+                Err(mpsc::RecvTimeoutError::Disconnected) => true,
+            };
+            // Looked at once more after the last branch ended: branches that stopped at the
+            // job's deadline (or token) on their own have not finished.
             if interrupted.is_some() {
+                if all_ended {
+                    break;
+                }
                 continue;
             }
             if cancel.is_cancelled() {
@@ -594,6 +613,9 @@ impl Relay<'_, '_> {
                 );
                 self.node_cancel.cancel(msg.clone());
                 interrupted = Some(NodeError::timeout(msg));
+            }
+            if all_ended {
+                break;
             }
         }
         interrupted

@@ -1201,6 +1201,17 @@ mod tests {
         (dir, store)
     }
 
+    #[test]
+    fn a_core_saved_before_parallel_progress_existed_still_loads() {
+        let old = json!({
+            "v": CORE_VERSION, "seq": 3, "node_id": "a", "saved_at": 1.0, "n_nodes": 2,
+            "queue": [1], "executed": [0], "visited": [0], "loops": [], "tries": [],
+            "pending_error": null, "executions": 1, "elapsed_ms": 5, "var_order": []
+        });
+        let core: Core = serde_json::from_value(old).unwrap();
+        assert!(core.parallel.is_empty());
+    }
+
     /// A workflow exercising every kind of state: a For loop over a list with a nested While, a
     /// Try/Catch inside the loop, a data edge, and variables that grow.
     fn rich_workflow() -> Workflow {
