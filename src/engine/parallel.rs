@@ -33,6 +33,8 @@
 //!   completed since it started run again, at least once, as any node in flight does).
 //! - Node outputs of nodes inside a branch stay in that branch; after the Join use the Join's
 //!   `results` or the copied `<branch>_<name>` variables.
+//! - `_at_most_once` nodes are refused inside branches (a load error): the run's thread hears
+//!   of a branch node's start only once it runs, too late to record it first.
 
 use super::model::{CompiledNode, Workflow};
 use super::node::{Flow, NodeCtx, NodeError, NodeLog};
@@ -160,6 +162,7 @@ pub(crate) fn pair_forks(
         nodes[f].pair = Some(j);
         nodes[j].pair = Some(f);
     }
+    refuse_at_most_once_in_branches(nodes, &mut problems);
     for &j in &joins {
         if nodes[j].pair.is_none() {
             problems.push((
@@ -170,6 +173,43 @@ pub(crate) fn pair_forks(
         }
     }
     problems
+}
+
+/// `_at_most_once` nodes cannot run in a branch: their start is recorded by the run's thread,
+/// which hears of it only once the node is already running, and other branches' checkpoints
+/// would clear the mark.
+fn refuse_at_most_once_in_branches(nodes: &[CompiledNode], problems: &mut Vec<(usize, String)>) {
+    for p in 0..nodes.len() {
+        let (starts, stop): (Vec<usize>, Option<usize>) = match nodes[p].def.node_type {
+            FORK => (
+                branch_ports(&nodes[p])
+                    .iter()
+                    .flat_map(|(_, t)| t.iter().copied())
+                    .collect(),
+                nodes[p].pair,
+            ),
+            FOREACH => (nodes[p].targets("body").to_vec(), None),
+            _ => continue,
+        };
+        let mut seen = vec![false; nodes.len()];
+        let mut queue: VecDeque<usize> = starts.into();
+        while let Some(n) = queue.pop_front() {
+            if seen[n] || n == p || Some(n) == stop {
+                continue;
+            }
+            seen[n] = true;
+            if nodes[n].at_most_once {
+                let (pid, pt) = (&nodes[p].id, nodes[p].def.node_type);
+                problems.push((
+                    n,
+                    format!("_at_most_once is not supported inside a parallel branch ({pid} ({pt})): remove it or move the node out of the branch"),
+                ));
+            }
+            for (_, targets) in &nodes[n].routes {
+                queue.extend(targets.iter().copied());
+            }
+        }
+    }
 }
 
 fn config_str(node: &CompiledNode, key: &str) -> Option<String> {

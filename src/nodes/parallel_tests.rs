@@ -553,6 +553,32 @@ fn fork_and_join_pairing_problems_are_load_errors() {
 }
 
 #[test]
+fn at_most_once_nodes_are_refused_inside_branches() {
+    let doc = foreach(
+        json!({"items": [1]}),
+        &[(
+            "w",
+            "WaitNode",
+            json!({"duration": 0, "_at_most_once": true}),
+        )],
+    );
+    let err = load_str(&doc).unwrap_err().to_string();
+    assert!(
+        err.contains("w (WaitNode): _at_most_once is not supported inside a parallel branch (pfe (ParallelForEachNode))"),
+        "{err}"
+    );
+    // After the Join it is fine.
+    let mut doc: serde_json::Value = serde_json::from_str(&fork_join(
+        json!({}),
+        json!({}),
+        &[vec![("a", "SetVariableNode", set("a", json!(1)))]],
+    ))
+    .unwrap();
+    doc["nodes"]["after"]["config"]["_at_most_once"] = json!(true);
+    assert!(load_str(&doc.to_string()).is_ok());
+}
+
+#[test]
 fn nested_forks_pair_with_their_own_joins() {
     let doc = graph(
         &[
