@@ -320,9 +320,14 @@ pub(crate) fn run(
     obs: &mut dyn Observer,
     job_deadline: Instant,
 ) -> NodeRun {
-    let planned = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        plan(wf, idx, state, opts, cancel, job_deadline)
-    }));
+    let here = Here {
+        wf,
+        idx,
+        opts,
+        cancel,
+        job_deadline,
+    };
+    let planned = std::panic::catch_unwind(AssertUnwindSafe(|| plan(&here, state)));
     let plan = match planned {
         Ok(Ok(plan)) => plan,
         Ok(Err(e)) => return (Err(e), Dict::new(), Vec::new()),
@@ -336,54 +341,55 @@ pub(crate) fn run(
     // While it runs, the node stays at the head of the queue: a checkpoint taken meanwhile
     // resumes into it.
     state.queue.push_front(idx);
-    let here = Here {
-        wf,
-        idx,
-        opts,
-        cancel,
-        job_deadline,
-    };
     let interrupted = run_units(&here, state, obs, &plan);
     state.queue.pop_front();
-    if let Some(e) = interrupted {
-        return (Err(e), Dict::new(), Vec::new());
+    match interrupted {
+        Some(e) => (Err(e), Dict::new(), Vec::new()),
+        None => match conclude(&here, state, &plan) {
+            Ok((flow, outputs)) => (Ok(flow), outputs, Vec::new()),
+            Err(e) => {
+                state.parallel.remove(&idx);
+                (Err(e), Dict::new(), Vec::new())
+            }
+        },
     }
+}
+
+/// After every unit ended: the node's failure, or its routing and outputs. A Fork keeps its
+/// results in [`RunState::parallel`] for its Join; a ParallelForEach outputs them.
+fn conclude(here: &Here<'_>, state: &mut RunState, plan: &Plan) -> Result<(Flow, Dict), NodeError> {
+    let idx = here.idx;
     let done = state.parallel.get(&idx).cloned().unwrap_or_default();
     if let Some(e) = failure(&done, plan.units.len(), plan.is_fork) {
-        state.parallel.remove(&idx);
-        return (Err(e), Dict::new(), Vec::new());
+        return Err(e);
     }
     let unfinished = plan.units.len().saturating_sub(done.done.len());
     if unfinished > 0 {
         // Not expected: every unit that ends without being cancelled by the run is recorded.
-        state.parallel.remove(&idx);
         let what = if plan.is_fork { "branches" } else { "items" };
-        let e = NodeError::new(
+        return Err(NodeError::new(
             "RuntimeError",
             format!("{unfinished} of {} {what} did not finish", plan.units.len()),
-        );
-        return (Err(e), Dict::new(), Vec::new());
+        ));
     }
     if plan.is_fork {
         if let Some(p) = state.parallel.get_mut(&idx) {
             p.complete = true;
         }
-        let join = wf.nodes[idx].pair.unwrap_or(idx);
-        return (Ok(Flow::Goto(join)), Dict::new(), Vec::new());
+        let join = here.wf.nodes[idx].pair.unwrap_or(idx);
+        return Ok((Flow::Goto(join), Dict::new()));
     }
     state.parallel.remove(&idx);
     let mut outputs = Dict::new();
-    let results: Vec<Value> = done.done.into_values().map(|r| r.value).collect();
     if let Some(last) = plan.units.last() {
         for (port, (_, v)) in ["current_item", "current_index"].iter().zip(&last.vars) {
             outputs.insert((*port).to_string(), v.clone());
         }
     }
+    let results: Vec<Value> = done.done.into_values().map(|r| r.value).collect();
     outputs.insert("results".into(), Value::list(results));
-    match state.charge_outputs(idx, &outputs, opts) {
-        Ok(()) => (Ok(Flow::port("completed")), outputs, Vec::new()),
-        Err(e) => (Err(e), Dict::new(), Vec::new()),
-    }
+    state.charge_outputs(idx, &outputs, here.opts)?;
+    Ok((Flow::port("completed"), outputs))
 }
 
 fn panic_error(panic: Box<dyn std::any::Any + Send>) -> NodeError {
@@ -399,14 +405,14 @@ fn panic_error(panic: Box<dyn std::any::Any + Send>) -> NodeError {
 }
 
 /// Read the node's parameters into a [`Plan`].
-fn plan(
-    wf: &Workflow,
-    idx: usize,
-    state: &mut RunState,
-    opts: &RunOptions,
-    cancel: &CancelToken,
-    job_deadline: Instant,
-) -> Result<Plan, NodeError> {
+fn plan(here: &Here<'_>, state: &mut RunState) -> Result<Plan, NodeError> {
+    let Here {
+        wf,
+        idx,
+        opts,
+        cancel,
+        job_deadline,
+    } = *here;
     let ctx = NodeCtx {
         wf,
         idx,
