@@ -406,20 +406,14 @@ fn panic_error(panic: Box<dyn std::any::Any + Send>) -> NodeError {
 
 /// Read the node's parameters into a [`Plan`].
 fn plan(here: &Here<'_>, state: &mut RunState) -> Result<Plan, NodeError> {
-    let Here {
-        wf,
-        idx,
-        opts,
-        cancel,
-        job_deadline,
-    } = *here;
+    let (wf, idx, opts) = (here.wf, here.idx, here.opts);
     let ctx = NodeCtx {
         wf,
         idx,
         state,
         opts,
-        cancel,
-        deadline: job_deadline,
+        cancel: here.cancel,
+        deadline: here.job_deadline,
         outputs: Dict::new(),
         logs: Vec::new(),
     };
