@@ -189,6 +189,7 @@ pub fn run_options(config: &RobotConfig) -> RunOptions {
         node_max_retries: config.node_max_retries,
         node_initial_delay: config.node_initial_delay,
         node_max_delay: config.node_max_delay,
+        max_parallel_branches: config.max_parallel_branches,
         seed: None,
         safety: crate::engine::safety::Safety {
             allow_private_network: config.allow_private_network,

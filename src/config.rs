@@ -53,6 +53,7 @@ pub const ALL_KEYS: &[&str] = &[
     "node_max_retries",
     "node_initial_delay",
     "node_max_delay",
+    "max_parallel_branches",
     "ws_dialect",
     "graceful_shutdown_seconds",
     "cancel_grace_seconds",
@@ -499,6 +500,8 @@ pub struct RobotConfig {
     pub node_initial_delay: Duration,
     /// Node retry delay cap.
     pub node_max_delay: Duration,
+    /// Branches of one Fork (items of one ParallelForEach) that run at the same time.
+    pub max_parallel_branches: usize,
     /// WebSocket message dialect.
     pub ws_dialect: WsDialect,
     /// Time running jobs get to finish on shutdown.
@@ -718,6 +721,7 @@ impl RobotConfig {
             "node_max_retries" => self.node_max_retries.to_string(),
             "node_initial_delay" => secs(&self.node_initial_delay),
             "node_max_delay" => secs(&self.node_max_delay),
+            "max_parallel_branches" => self.max_parallel_branches.to_string(),
             "ws_dialect" => format!("{:?}", self.ws_dialect).to_lowercase(),
             "graceful_shutdown_seconds" => secs(&self.graceful_shutdown_seconds),
             "cancel_grace_seconds" => secs(&self.cancel_grace_seconds),
@@ -1318,6 +1322,7 @@ fn validate(raw: &RawConfig, env: EnvLookup) -> (RobotConfig, Vec<ConfigError>) 
         node_max_retries: v.int("node_max_retries", 0, 0, 100) as u32,
         node_initial_delay: v.secs("node_initial_delay", 1.0, 0.0, 3600.0),
         node_max_delay: v.secs("node_max_delay", 30.0, 0.0, 86400.0),
+        max_parallel_branches: v.int("max_parallel_branches", 4, 1, 64) as usize,
         ws_dialect: match v.choice("ws_dialect", "casare", &["casare", "reference"]) {
             "reference" => WsDialect::Reference,
             _ => WsDialect::Casare,

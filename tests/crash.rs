@@ -238,3 +238,124 @@ fn a_killed_robot_takes_its_running_command_with_it() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A Fork whose branch_1 appends a line to `out/b1.txt` and finishes at once, while branch_2
+/// appends to `out/b2.txt`, waits 0.5 s (by then branch_1's end is checkpointed: the run's
+/// thread handles branch events in order), reads its next wait from `dur.txt` and waits that
+/// long.
+fn fork_workflow(work: &Path) -> PathBuf {
+    let node = |id: &str, ty: &str, config: serde_json::Value| {
+        (
+            id.to_string(),
+            serde_json::json!({"node_id": id, "node_type": ty, "config": config}),
+        )
+    };
+    let nodes: serde_json::Map<String, serde_json::Value> = [
+        node("f", "ForkNode", serde_json::json!({})),
+        node(
+            "a1",
+            "AppendFileNode",
+            serde_json::json!({"file_path": "out/b1.txt", "content": "branch 1\n"}),
+        ),
+        node(
+            "a2",
+            "SetVariableNode",
+            serde_json::json!({"variable_name": "one", "value": "done"}),
+        ),
+        node(
+            "b1",
+            "AppendFileNode",
+            serde_json::json!({"file_path": "out/b2.txt", "content": "branch 2\n"}),
+        ),
+        node("b2", "WaitNode", serde_json::json!({"duration": 0.5})),
+        node(
+            "bread",
+            "ReadFileNode",
+            serde_json::json!({"file_path": "dur.txt"}),
+        ),
+        node(
+            "bwait",
+            "WaitNode",
+            serde_json::json!({"duration": "{{bread.content}}"}),
+        ),
+        node(
+            "b3",
+            "SetVariableNode",
+            serde_json::json!({"variable_name": "two", "value": "done"}),
+        ),
+        node("j", "JoinNode", serde_json::json!({})),
+        node(
+            "done",
+            "SetVariableNode",
+            serde_json::json!({"variable_name": "finished", "value": "{{j.branch_count}}"}),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let edge = |s: &str, p: &str, t: &str| serde_json::json!({"source_node": s, "source_port": p, "target_node": t, "target_port": "exec_in"});
+    let wf = serde_json::json!({
+        "metadata": {"name": "fork crash"},
+        "nodes": nodes,
+        "connections": [
+            edge("f", "branch_1", "a1"), edge("a1", "exec_out", "a2"), edge("a2", "exec_out", "j"),
+            edge("f", "branch_2", "b1"), edge("b1", "exec_out", "b2"), edge("b2", "exec_out", "bread"),
+            edge("bread", "exec_out", "bwait"), edge("bwait", "exec_out", "b3"), edge("b3", "exec_out", "j"),
+            edge("j", "exec_out", "done")
+        ]
+    });
+    let path = work.join("fork.json");
+    std::fs::write(&path, wf.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn killed_inside_a_fork_branch_only_the_unfinished_branch_runs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let wf = fork_workflow(work);
+    std::fs::write(work.join("dur.txt"), "60").unwrap();
+    let mut child = bin(work)
+        .args(["run", wf.to_str().unwrap(), "--job-id", "fork-1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill once branch_2 is in its long wait (the line of the node before it).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("bread (ReadFileNode)") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let seen = rx.recv_timeout(Duration::from_secs(30));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    seen.expect("branch_2 never reached its long wait");
+    let lines = |name: &str| {
+        std::fs::read_to_string(work.join("out").join(name))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert_eq!((lines("b1.txt"), lines("b2.txt")), (1, 1));
+
+    std::fs::write(work.join("dur.txt"), "0").unwrap();
+    let out = run_once(work, &wf, "fork-1");
+    assert_eq!(out["finished"], 2, "{out}");
+    assert_eq!(out["branch_1_one"], "done", "{out}");
+    assert_eq!(out["branch_2_two"], "done", "{out}");
+    // The finished branch was not run again; the unfinished one ran again from its start.
+    assert_eq!((lines("b1.txt"), lines("b2.txt")), (1, 2));
+
+    // The job completed once: running the id again answers from its record.
+    let again = run_once(work, &wf, "fork-1");
+    assert_eq!(again, out);
+    assert_eq!((lines("b1.txt"), lines("b2.txt")), (1, 2));
+}

@@ -9,6 +9,7 @@ pub mod cancel;
 pub mod expr;
 pub mod model;
 pub mod node;
+pub mod parallel;
 pub mod project;
 pub mod pyformat;
 pub mod runner;

@@ -660,6 +660,9 @@ pub(crate) fn compile_json(doc: &serde_json::Value) -> Result<Workflow, LoadErro
         problems: Vec::new(),
     };
     resolve_pairings(&mut nodes, &index, &mut c);
+    for (i, problem) in super::parallel::pair_forks(&mut nodes, &index) {
+        c.node(&nodes[i].id, Some(nodes[i].def.node_type), problem);
+    }
     check_exec_cycles(&nodes, &mut c);
     if !c.problems.is_empty() {
         return Err(LoadError {

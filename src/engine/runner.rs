@@ -62,6 +62,9 @@ pub struct RunOptions {
     /// Node executions listed in the result (`node_executions`); later ones are only counted
     /// (default [`DEFAULT_MAX_NODE_RECORDS`]).
     pub max_node_records: usize,
+    /// How many branches of one Fork (or items of one ParallelForEach) run at the same time
+    /// (config `max_parallel_branches`, default [`super::parallel::DEFAULT_MAX_PARALLEL`]).
+    pub max_parallel_branches: usize,
 }
 
 /// Default of [`RunOptions::max_node_records`].
@@ -98,6 +101,7 @@ impl Default for RunOptions {
             cancel_grace: Duration::from_secs(10),
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             max_node_records: DEFAULT_MAX_NODE_RECORDS,
+            max_parallel_branches: super::parallel::DEFAULT_MAX_PARALLEL,
         }
     }
 }
@@ -303,6 +307,12 @@ pub struct RunState {
     /// Node executions of this process's part of the run (not checkpointed).
     #[serde(skip)]
     pub node_records: Vec<NodeRecord>,
+    /// Fork / ParallelForEach nodes in progress: the branches or items that finished.
+    #[serde(default)]
+    pub parallel: super::parallel::ParallelProgress,
+    /// Inside a Fork branch: the paired Join, where the branch's path stops.
+    #[serde(skip)]
+    pub(crate) stop_at: Option<usize>,
 }
 
 impl RunState {
@@ -334,6 +344,8 @@ impl RunState {
             value_bytes: 0,
             output_bytes: Vec::new(),
             node_records: Vec::new(),
+            parallel: Default::default(),
+            stop_at: None,
         }
     }
 
@@ -352,7 +364,7 @@ impl RunState {
 
     /// Account for node `idx`'s new outputs, or refuse them (nothing changes) when they would
     /// take the run past its value budget.
-    fn charge_outputs(
+    pub(crate) fn charge_outputs(
         &mut self,
         idx: usize,
         outputs: &Dict,
@@ -661,7 +673,7 @@ pub(crate) fn percent(state: &RunState, wf: &Workflow) -> u8 {
     ((visited.min(total) * 100) / total).min(99) as u8
 }
 
-fn execute(
+pub(crate) fn execute(
     wf: &Workflow,
     mut state: RunState,
     opts: &RunOptions,
@@ -734,7 +746,9 @@ fn execute(
             return finish(state, RunStatus::Completed, None);
         };
         let node = &wf.nodes[idx];
-        if state.executed[idx] && node.def.kind != NodeKind::ControlFlow {
+        if state.executed[idx] && node.def.kind != NodeKind::ControlFlow
+            || state.stop_at == Some(idx)
+        {
             continue;
         }
         transfer_inputs(wf, &mut state, idx);
@@ -759,15 +773,19 @@ fn execute(
         };
         let result = loop {
             let attempt_start = (Instant::now(), chrono::Utc::now());
-            let (result, outputs, logs) = run_one(
-                wf,
-                idx,
-                &mut state,
-                opts,
-                cancel,
-                (node_deadline, job_deadline),
-                &mut *obs,
-            );
+            let (result, outputs, logs) = if super::parallel::runs_here(node) {
+                super::parallel::run(wf, idx, &mut state, opts, cancel, obs, job_deadline)
+            } else {
+                run_one(
+                    wf,
+                    idx,
+                    &mut state,
+                    opts,
+                    cancel,
+                    (node_deadline, job_deadline),
+                    &mut *obs,
+                )
+            };
             if state.node_records.len() < opts.max_node_records {
                 state.node_records.push(NodeRecord {
                     node_id: node.id.clone(),
@@ -914,7 +932,7 @@ fn transfer_inputs(wf: &Workflow, state: &mut RunState, idx: usize) {
     }
 }
 
-type NodeRun = (Result<Flow, NodeError>, Dict, Vec<NodeLog>);
+pub(crate) type NodeRun = (Result<Flow, NodeError>, Dict, Vec<NodeLog>);
 
 fn run_one(
     wf: &Workflow,

@@ -18,6 +18,7 @@ pub mod log;
 pub mod math;
 pub mod processes;
 pub mod script;
+pub mod parallel;
 pub mod system;
 pub mod text;
 pub mod trigger;
@@ -52,6 +53,7 @@ pub const FAMILIES: &[&[NodeDef]] = &[
     http::helpers::NODES,
     trigger::NODES,
     workflow::NODES,
+    parallel::NODES,
 ];
 
 /// Alternative names accepted for registered types (upstream registry aliases; see [`aliases`]).

@@ -193,6 +193,9 @@ struct Core {
     /// A sub-workflow call in progress (the child run's whole state).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     call: Option<Box<crate::engine::subflow::CallFrame>>,
+    /// Finished branches of Forks / ParallelForEach nodes in progress.
+    #[serde(default)]
+    parallel: crate::engine::parallel::ParallelProgress,
 }
 
 fn encode(
@@ -457,6 +460,7 @@ impl Store {
         state.executions = core.executions;
         state.prior_elapsed_ms = core.elapsed_ms;
         state.call = core.call;
+        state.parallel = core.parallel;
 
         let mut vars: HashMap<String, Value> = HashMap::new();
         let mut loop_items: HashMap<String, Value> = HashMap::new();
@@ -819,6 +823,7 @@ impl<'s> Checkpointer<'s> {
             saved_at: now_secs(),
             var_order: state.variables.keys().cloned().collect(),
             call: state.call.clone(),
+            parallel: state.parallel.clone(),
         };
         let core_json = serde_json::to_vec(&core)
             .map_err(|e| StoreError::Sql(format!("cannot encode the checkpoint: {e}")))?;
@@ -1199,6 +1204,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         (dir, store)
+    }
+
+    #[test]
+    fn a_core_saved_before_parallel_progress_existed_still_loads() {
+        let old = json!({
+            "v": CORE_VERSION, "seq": 3, "node_id": "a", "saved_at": 1.0, "n_nodes": 2,
+            "queue": [1], "executed": [0], "visited": [0], "loops": [], "tries": [],
+            "pending_error": null, "executions": 1, "elapsed_ms": 5, "var_order": []
+        });
+        let core: Core = serde_json::from_value(old).unwrap();
+        assert!(core.parallel.is_empty());
     }
 
     /// A workflow exercising every kind of state: a For loop over a list with a nested While, a
