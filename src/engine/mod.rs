@@ -9,6 +9,7 @@ pub mod expr;
 pub mod model;
 pub mod node;
 pub mod pyformat;
+pub mod resources;
 pub mod runner;
 pub mod safety;
 pub mod template;

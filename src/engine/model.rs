@@ -548,6 +548,13 @@ pub fn load_json(doc: &serde_json::Value) -> Result<Workflow, LoadError> {
         }
     }
 
+    // Literal config values a node family refuses (e.g. a database type this robot lacks).
+    for node in nodes.iter().filter(|n| !n.disabled) {
+        if let Some(problem) = nodes::load_check(node) {
+            c.node(&node.id, Some(node.def.node_type), problem);
+        }
+    }
+
     let variables = parse_variables(top.get("variables"), &mut c);
 
     if !c.problems.is_empty() || !unsupported.is_empty() {

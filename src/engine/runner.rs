@@ -299,6 +299,9 @@ pub struct RunState {
     /// Node executions of this process's part of the run (not checkpointed).
     #[serde(skip)]
     pub node_records: Vec<NodeRecord>,
+    /// The run's live resources (never serialised; see `engine::resources`).
+    #[serde(skip)]
+    pub resources: std::sync::Arc<super::resources::Resources>,
 }
 
 impl RunState {
@@ -329,6 +332,7 @@ impl RunState {
             value_bytes: 0,
             output_bytes: Vec::new(),
             node_records: Vec::new(),
+            resources: Default::default(),
         }
     }
 
@@ -615,6 +619,7 @@ pub fn run(
     observer: &mut dyn Observer,
 ) -> RunOutcome {
     let state = RunState::new(wf, inputs, opts);
+    let _close = super::resources::CloseAtEnd(state.resources.clone());
     execute(wf, state, opts, cancel, observer, false)
 }
 
@@ -631,6 +636,7 @@ pub fn resume(
         .seed
         .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
     state.vars_changed = true;
+    let _close = super::resources::CloseAtEnd(state.resources.clone());
     execute(wf, state, opts, cancel, observer, true)
 }
 

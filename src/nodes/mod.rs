@@ -7,6 +7,7 @@
 pub mod basic;
 pub mod catalog;
 pub mod control;
+pub mod database;
 pub mod datetime;
 pub mod dict;
 pub mod file;
@@ -40,6 +41,7 @@ pub const FAMILIES: &[&[NodeDef]] = &[
     xml::NODES,
     system::NODES,
     http::NODES,
+    database::NODES,
 ];
 
 /// Alternative names accepted for registered types (upstream registry aliases).
@@ -61,6 +63,11 @@ fn registry() -> &'static HashMap<&'static str, &'static NodeDef> {
         }
         map
     })
+}
+
+/// A problem with a node's literal config that its family finds at load time (`None`: fine).
+pub fn load_check(node: &crate::engine::model::CompiledNode) -> Option<String> {
+    database::load_check(node)
 }
 
 /// The node type called `name`, if this robot supports it.
