@@ -149,6 +149,11 @@ impl Robot {
         assert!(ok.success());
     }
 
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The home directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()
