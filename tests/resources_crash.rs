@@ -5,23 +5,14 @@
 //! rows exactly once (SQLite rolled the uncommitted work back). An `_at_most_once` node inside
 //! the rewound span fails the job instead, naming it.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
+use support::robot::command_in as bin;
 
 const JOB: &str = "crash-db";
-
-fn bin(work: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_casare-robot"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", work)
-        .env("CASARE_DATA_DIR", work.join("data"))
-        .env("CASARE_LOG_DIR", work.join("logs"))
-        .current_dir(work)
-        .stdin(Stdio::null());
-    cmd
-}
 
 fn workflow(work: &Path, insert_b_extra: serde_json::Value) -> PathBuf {
     let mut insert_b =

@@ -44,6 +44,19 @@ fn rows(path: &str, sql: &str) -> Vec<(i64, String)> {
 
 const CREATE: &str = "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL)";
 
+/// Create the table, begin a transaction and insert `name` (left uncommitted).
+fn in_transaction(name: &str) -> Vec<(&'static str, &'static str, Json)> {
+    vec![
+        ("mk", "ExecuteNonQueryNode", json!({"query": CREATE})),
+        ("b", "BeginTransactionNode", json!({})),
+        (
+            "ins",
+            "ExecuteNonQueryNode",
+            json!({"query": "INSERT INTO t(name) VALUES(?)", "parameters": [name]}),
+        ),
+    ]
+}
+
 #[test]
 fn connect_non_query_and_query_round_trip_with_positional_parameters() {
     let (_dir, db) = tmp_db();
@@ -148,18 +161,7 @@ fn transaction_misuse_is_a_clear_error() {
 #[test]
 fn a_transaction_open_at_the_end_of_the_run_is_rolled_back() {
     let (_dir, db) = tmp_db();
-    let ran = run_flow(
-        &db,
-        &[
-            ("mk", "ExecuteNonQueryNode", json!({"query": CREATE})),
-            ("b", "BeginTransactionNode", json!({})),
-            (
-                "ins",
-                "ExecuteNonQueryNode",
-                json!({"query": "INSERT INTO t(name) VALUES('lost')"}),
-            ),
-        ],
-    );
+    let ran = run_flow(&db, &[in_transaction("lost")].concat());
     ok(&ran);
     assert!(rows(&db, "SELECT id, name FROM t").is_empty());
 }
@@ -170,16 +172,13 @@ fn close_ends_the_connection_and_later_use_names_the_closer() {
     let ran = run_flow(
         &db,
         &[
-            ("mk", "ExecuteNonQueryNode", json!({"query": CREATE})),
-            ("b", "BeginTransactionNode", json!({})),
-            (
-                "ins",
-                "ExecuteNonQueryNode",
-                json!({"query": "INSERT INTO t(name) VALUES('x')"}),
-            ),
-            ("close", "CloseDatabaseNode", json!({})),
-            ("q", "ExecuteQueryNode", json!({"query": "SELECT 1"})),
-        ],
+            in_transaction("x"),
+            vec![
+                ("close", "CloseDatabaseNode", json!({})),
+                ("q", "ExecuteQueryNode", json!({"query": "SELECT 1"})),
+            ],
+        ]
+        .concat(),
     );
     assert_eq!(
         ran.error(),
