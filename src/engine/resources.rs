@@ -108,6 +108,12 @@ impl fmt::Debug for Resources {
     }
 }
 
+// Sub-workflows and parallel branches share one registry across threads.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Resources>();
+};
+
 /// The "closed by" text of a run's end.
 const RUN_ENDED: &str = "the end of the run";
 
@@ -287,6 +293,12 @@ impl NodeCtx<'_> {
             Value::Null => Err(NodeError::value(format!(
                 "required input '{name}' has no value: connect it to {what}"
             ))),
+            Value::Str(s) if s.starts_with(&format!("<{kind} ")) && s.ends_with('>') => {
+                Err(NodeError::type_error(format!(
+                    "input '{name}' must be {what}, got the text {s}: a handle's label, not the \
+                     live resource (it was written out as text, or it came from before a restart)"
+                )))
+            }
             other => Err(super::node::bad_param(name, &other, what)),
         }
     }
