@@ -209,15 +209,29 @@ impl Resources {
     /// Close the resource behind `handle` now (a disconnect node `by_node`). A second close is
     /// the "was closed by" error; a failing close is the node's error.
     pub fn close(&self, handle: &Handle, by_node: &str) -> Result<Option<String>, NodeError> {
-        let slot = self.slot(handle)?;
-        {
+        let slot = {
             let mut inner = self.inner.lock();
-            if let Some(e) = inner.entries.iter_mut().find(|e| e.handle.id == handle.id) {
-                e.slot = None;
-                e.closed_by = Some(by_node.to_string());
+            let taken = inner
+                .entries
+                .iter_mut()
+                .find(|e| e.handle.id == handle.id && e.handle.kind == handle.kind)
+                .and_then(|e| {
+                    let slot = e.slot.take()?;
+                    e.closed_by = Some(by_node.to_string());
+                    Some(slot)
+                });
+            if taken.is_some() {
+                inner.n_open -= 1;
             }
-            inner.n_open -= 1;
-        }
+            taken
+        };
+        // Not open (closed before, or not of this run): the same error a use would get.
+        let Some(slot) = slot else {
+            return Err(self
+                .slot(handle)
+                .err()
+                .unwrap_or_else(|| NodeError::value(format!("{handle} is not open"))));
+        };
         let mut guard = slot.lock();
         guard
             .close(CloseReason::ByNode)
