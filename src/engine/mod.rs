@@ -12,6 +12,7 @@ pub mod node;
 pub mod parallel;
 pub mod project;
 pub mod pyformat;
+pub mod resources;
 pub mod runner;
 pub mod safety;
 pub mod subflow;

@@ -595,6 +595,13 @@ pub(crate) fn compile_json(doc: &serde_json::Value) -> Result<Workflow, LoadErro
         }
     }
 
+    // Literal config values a node family refuses (e.g. a database type this robot lacks).
+    for node in nodes.iter().filter(|n| !n.disabled) {
+        if let Some(problem) = nodes::load_check(node) {
+            c.node(&node.id, Some(node.def.node_type), problem);
+        }
+    }
+
     let variables = parse_variables(top.get("variables"), &mut c);
 
     if !c.problems.is_empty() || !unsupported.is_empty() {

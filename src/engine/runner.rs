@@ -313,6 +313,9 @@ pub struct RunState {
     /// Inside a Fork branch: the paired Join, where the branch's path stops.
     #[serde(skip)]
     pub(crate) stop_at: Option<usize>,
+    /// The run's live resources (never serialised; see `engine::resources`).
+    #[serde(skip)]
+    pub resources: std::sync::Arc<super::resources::Resources>,
 }
 
 impl RunState {
@@ -346,6 +349,7 @@ impl RunState {
             node_records: Vec::new(),
             parallel: Default::default(),
             stop_at: None,
+            resources: Default::default(),
         }
     }
 
@@ -644,12 +648,26 @@ pub fn run(
     observer: &mut dyn Observer,
 ) -> RunOutcome {
     let state = RunState::new(wf, inputs, opts);
+    let _close = super::resources::CloseAtEnd(state.resources.clone());
     execute(wf, state, opts, cancel, observer, false)
 }
 
 /// Continue a run from a saved state (a checkpoint). The node that was in flight when the state
 /// was saved is not in it: the checkpoint is taken after a node completes and routing is applied.
 pub fn resume(
+    wf: &Workflow,
+    state: RunState,
+    opts: &RunOptions,
+    cancel: &CancelToken,
+    observer: &mut dyn Observer,
+) -> RunOutcome {
+    let _close = super::resources::CloseAtEnd(state.resources.clone());
+    resume_within(wf, state, opts, cancel, observer)
+}
+
+/// [`resume`] for a run nested in another (a sub-workflow): its state shares the outer run's
+/// resources, which stay open when it ends (the outer run closes them).
+pub(crate) fn resume_within(
     wf: &Workflow,
     mut state: RunState,
     opts: &RunOptions,

@@ -610,6 +610,10 @@ pub fn run_call(ctx: &mut NodeCtx<'_>, kind: CallKind) -> Result<Flow, NodeError
         Some(state) => state,
         None => fresh_state(ctx, &sub, kind, depth)?,
     };
+    let mut state = state;
+    // The child uses the caller's resources (a browser or database opened before the call), and
+    // what it opens stays open for the caller; the outermost run closes them all.
+    state.resources = ctx.state.resources.clone();
     let outcome = execute_child(ctx, &sub, state, until);
     finish_call(ctx, &sub, kind, outcome, limit)
 }
@@ -766,7 +770,7 @@ fn execute_child(
             key: &sub.key,
             percent,
         };
-        runner::resume(&sub.wf, state, &opts, cancel, &mut frames)
+        runner::resume_within(&sub.wf, state, &opts, cancel, &mut frames)
     };
     if parent.queue.front() == Some(&idx) {
         parent.queue.pop_front();

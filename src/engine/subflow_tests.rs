@@ -849,3 +849,57 @@ fn cancellation_stops_the_child_and_keeps_its_frame() {
     let sub = wf.subflows.get(wf.index["call"]).unwrap();
     assert_eq!(frame.state.queue.front(), Some(&sub.wf.index["wait"]));
 }
+
+#[test]
+fn a_resource_opened_in_a_sub_workflow_serves_the_caller_and_closes_with_the_run() {
+    // The child opens a database and leaves it open; its declared output is the handle.
+    let mut child = doc(
+        &[
+            ("c", "DatabaseConnectNode", json!({})),
+            (
+                "mk",
+                "ExecuteNonQueryNode",
+                json!({"connection": "{{c.connection}}", "query": "CREATE TABLE t(x)"}),
+            ),
+            (
+                "ins",
+                "ExecuteNonQueryNode",
+                json!({"connection": "{{c.connection}}", "query": "INSERT INTO t VALUES (1), (2)"}),
+            ),
+        ],
+        &[ex("c", "exec_out", "mk"), ex("mk", "exec_out", "ins")],
+    );
+    child["outputs"] = json!([
+        {"name": "conn", "type": "ANY", "source_node_id": "c", "source_port": "connection"}
+    ]);
+    let parent = with_subflows(
+        doc(
+            &[
+                ("call", "SubflowNode", json!({"subflow_path": "open.json"})),
+                (
+                    "q",
+                    "ExecuteQueryNode",
+                    json!({"connection": "{{call.conn}}", "query": "SELECT count(*) AS n FROM t"}),
+                ),
+            ],
+            &[ex("call", "exec_out", "q")],
+        ),
+        json!({"open.json": child}),
+    );
+    let wf = load(&parent).unwrap_or_else(|e| panic!("{e}"));
+    let mut state = RunState::new(&wf, Dict::new(), &RunOptions::default());
+    let resources = state.resources.clone();
+    state.rng = fastrand::Rng::with_seed(1);
+    let o = crate::engine::runner::resume(
+        &wf,
+        state,
+        &RunOptions::default(),
+        &CancelToken::new(),
+        &mut NoObserver,
+    );
+    assert!(o.success(), "{:?}", o.error);
+    let rows = out(&o, "q", "results");
+    assert_eq!(rows.py_str(), "[{'n': 2}]");
+    // The child's end did not close it; the run's end did.
+    assert!(resources.open_records().is_empty(), "{:?}", resources);
+}

@@ -32,6 +32,9 @@ pub enum Value {
     List(Arc<Vec<Value>>),
     /// Python `dict` with string keys, in insertion order.
     Dict(Arc<Dict>),
+    /// A reference to a live run resource (`engine::resources`): prints, serialises and
+    /// checkpoints only as its label, `<Database main>`.
+    Handle(Arc<super::resources::Handle>),
 }
 
 impl Value {
@@ -96,6 +99,7 @@ impl Value {
             Value::Str(_) => "str",
             Value::List(_) => "list",
             Value::Dict(_) => "dict",
+            Value::Handle(_) => "handle",
         }
     }
 
@@ -109,6 +113,7 @@ impl Value {
             Value::Str(s) => !s.is_empty(),
             Value::List(l) => !l.is_empty(),
             Value::Dict(d) => !d.is_empty(),
+            Value::Handle(_) => true,
         }
     }
 
@@ -225,6 +230,9 @@ impl Value {
                 }
                 out.push('}');
             }
+            Value::Handle(h) => {
+                let _ = write!(out, "{h}");
+            }
         }
     }
 
@@ -240,6 +248,7 @@ impl Value {
                 a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| v.py_eq(w)))
             }
             (Value::Int(a), Value::Int(b)) => a == b,
+            (Value::Handle(a), Value::Handle(b)) => a == b,
             _ => match (self.as_f64(), other.as_f64()) {
                 (Some(a), Some(b)) => a == b,
                 _ => false,
@@ -308,6 +317,7 @@ impl Value {
             Value::Dict(d) => {
                 serde_json::Value::Object(d.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
             }
+            Value::Handle(h) => serde_json::Value::String(h.to_string()),
         }
     }
 
@@ -397,6 +407,8 @@ impl serde::Serialize for Value {
                 }
                 map.end()
             }
+            // Only the label: a live resource never reaches a checkpoint, result or log.
+            Value::Handle(h) => ser.collect_str(h),
         }
     }
 }
@@ -661,6 +673,7 @@ fn write_py_json(
         }
         Value::Float(f) => out.push_str(&float_repr(*f)),
         Value::Str(s) => write_json_str(s, out, ensure_ascii),
+        Value::Handle(h) => write_json_str(&h.to_string(), out, ensure_ascii),
         Value::List(items) => {
             if items.is_empty() {
                 out.push_str("[]");

@@ -388,6 +388,7 @@ fn unique_key(v: &Value) -> Option<String> {
         Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => format!("n{}", *f as i64),
         Value::Float(f) => format!("f{}", float_repr(*f)),
         Value::Str(s) => format!("s{s}"),
+        Value::Handle(h) => format!("h{}", h.id),
         Value::List(_) | Value::Dict(_) => format!("u{}", v.py_str()),
     })
 }

@@ -9,6 +9,7 @@ pub mod basic;
 pub mod beep;
 pub mod catalog;
 pub mod control;
+pub mod database;
 pub mod datetime;
 pub mod dict;
 pub mod file;
@@ -54,6 +55,7 @@ pub const FAMILIES: &[&[NodeDef]] = &[
     trigger::NODES,
     workflow::NODES,
     parallel::NODES,
+    database::NODES,
 ];
 
 /// Alternative names accepted for registered types (upstream registry aliases; see [`aliases`]).
@@ -75,6 +77,11 @@ fn registry() -> &'static HashMap<&'static str, &'static NodeDef> {
         }
         map
     })
+}
+
+/// A problem with a node's literal config that its family finds at load time (`None`: fine).
+pub fn load_check(node: &crate::engine::model::CompiledNode) -> Option<String> {
+    database::load_check(node)
 }
 
 /// The node type called `name`, if this robot supports it.

@@ -16,9 +16,11 @@
 //! before it runs; if the robot stops during it, resuming does not repeat it and fails the job with
 //! a message saying so (its effect must be checked by a person).
 
+use super::rewind;
 use super::{now_secs, Store, StoreError};
 use crate::engine::model::Workflow;
 use crate::engine::node::NodeLog;
+use crate::engine::resources::OpenRecord;
 use crate::engine::runner::{
     LoopItems, LoopState, NodeEvent, Observer, RunError, RunState, TryFrame,
 };
@@ -133,6 +135,10 @@ pub struct Checkpoint {
     pub saved_at: f64,
     /// The run state to resume.
     pub state: RunState,
+    /// Resources that were open at this checkpoint (a resume rewinds past their openers).
+    pub resources: Vec<OpenRecord>,
+    /// Nodes completed since the first of those resources opened (see `store::rewind`).
+    pub span: Vec<usize>,
 }
 
 /// A summary row for operators.
@@ -196,6 +202,10 @@ struct Core {
     /// Finished branches of Forks / ParallelForEach nodes in progress.
     #[serde(default)]
     parallel: crate::engine::parallel::ParallelProgress,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    resources: Vec<OpenRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    span: Vec<usize>,
 }
 
 fn encode(
@@ -327,6 +337,7 @@ impl Store {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM checkpoint_values WHERE job_id = ?1", [job_id])?;
         let n = tx.execute("DELETE FROM checkpoints WHERE job_id = ?1", [job_id])?;
+        rewind::clear(&tx, job_id)?;
         tx.commit()?;
         Ok(n > 0)
     }
@@ -390,10 +401,13 @@ impl Store {
                 meta,
                 saved_at: 0.0,
                 state: RunState::new(wf, Dict::new(), &Default::default()),
+                resources: Vec::new(),
+                span: Vec::new(),
             }));
         }
         let core = self.read_core(job_id)?;
         let (seq, node_id, saved_at) = (core.seq, core.node_id.clone(), core.saved_at);
+        let (resources, span) = (core.resources.clone(), core.span.clone());
         let state = self.rebuild(job_id, wf, core)?;
         Ok(Some(Checkpoint {
             job_id: job_id.to_string(),
@@ -404,6 +418,8 @@ impl Store {
             meta,
             saved_at,
             state,
+            resources,
+            span,
         }))
     }
 
@@ -577,9 +593,9 @@ impl Store {
         let mut stmt = self.conn.prepare(
             "SELECT c.job_id, c.status, c.workflow_hash, c.created_at,
                     (SELECT SUM(length(v.value)) FROM checkpoint_values v WHERE v.job_id = c.job_id)
-             FROM checkpoints c",
+             FROM checkpoints c WHERE c.job_id NOT LIKE '%' || ?1",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map([rewind::SUFFIX], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -673,6 +689,7 @@ pub struct Checkpointer<'s> {
     zstd: Option<zstd::bulk::Compressor<'static>>,
     inflight_set: bool,
     meta_written: bool,
+    span: rewind::Span,
     /// What was written so far.
     pub stats: SaveStats,
     /// Set when a save failed and checkpointing stopped.
@@ -736,6 +753,7 @@ impl<'s> Checkpointer<'s> {
             zstd: None,
             inflight_set: false,
             meta_written: false,
+            span: rewind::Span::default(),
             stats: SaveStats::default(),
             failure: None,
         }
@@ -807,7 +825,11 @@ impl<'s> Checkpointer<'s> {
             };
             loops.push((idx, cl));
         }
+        let resources = state.resources.open_records();
+        let span_change = self.span.on_save(&resources, only_node);
         let core = Core {
+            resources,
+            span: self.span.nodes.clone(),
             v: CORE_VERSION,
             n_nodes: state.executed.len(),
             queue: state.queue.iter().copied().collect(),
@@ -894,7 +916,9 @@ impl<'s> Checkpointer<'s> {
                     "DELETE FROM checkpoint_values WHERE job_id = ?1",
                     [&job_id],
                 )?;
+                rewind::clear(&tx, job_id)?;
             }
+            rewind::apply(&tx, job_id, span_change, created)?;
             if !meta_written {
                 // The first node this run completed: the job made progress, so the resumes
                 // that died before it no longer count against it.
@@ -1102,6 +1126,9 @@ pub fn plan_resume(
                     }
                 }
             }
+            if let Some(plan) = rewind::plan(store, job_id, wf, &cp) {
+                return plan;
+            }
             ResumePlan::Resume(Box::new(cp))
         }
     }
@@ -1185,6 +1212,7 @@ pub fn describe(store: &Store, job_id: &str) -> Result<Option<serde_json::Value>
             out["elapsed_ms"] = serde_json::json!(core.elapsed_ms);
             out["active_loops"] = serde_json::json!(core.loops.len());
             out["active_tries"] = serde_json::json!(core.tries.len());
+            out["resources"] = serde_json::json!(core.resources);
         }
         None => out["core"] = serde_json::json!("unreadable"),
     }

@@ -696,6 +696,7 @@ pub(crate) fn settle_in(
     } else {
         tx.execute("DELETE FROM checkpoint_values WHERE job_id = ?1", [job_id])?;
         tx.execute("DELETE FROM checkpoints WHERE job_id = ?1", [job_id])?;
+        super::rewind::clear(tx, job_id)?;
     }
     if let Some(report) = report {
         for route in routes.iter() {
@@ -1103,6 +1104,7 @@ impl Store {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM checkpoint_values WHERE job_id = ?1", [job_id])?;
         tx.execute("DELETE FROM checkpoints WHERE job_id = ?1", [job_id])?;
+        super::rewind::clear(&tx, job_id)?;
         tx.execute("DELETE FROM outbox WHERE job_id = ?1", [job_id])?;
         let n = tx.execute("DELETE FROM jobs WHERE job_id = ?1", [job_id])?;
         if n > 0 {

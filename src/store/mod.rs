@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod jobs;
 pub mod journal;
 mod reserve;
+pub(crate) mod rewind;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::fmt;

@@ -162,6 +162,11 @@ impl Robot {
         assert!(ok.success());
     }
 
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The home directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -176,6 +181,21 @@ impl Robot {
     pub fn runs(&self) -> usize {
         self.runs
     }
+}
+
+/// The binary for one-shot commands (`run`, `checkpoints`) with `work` as its home, data and
+/// log directories and working directory, and nothing else from the environment.
+pub fn command_in(work: &Path) -> Command {
+    let bin = option_env!("CARGO_BIN_EXE_casare-robot").unwrap_or("casare-robot");
+    let mut cmd = Command::new(bin);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", work)
+        .env("CASARE_DATA_DIR", work.join("data"))
+        .env("CASARE_LOG_DIR", work.join("logs"))
+        .current_dir(work)
+        .stdin(Stdio::null());
+    cmd
 }
 
 /// Limit the address space of the process `cmd` starts to `limit` bytes (`RLIMIT_AS`), with
