@@ -337,11 +337,7 @@ pub fn run_job(spec: JobSpec, store: Option<&SharedStore>, send: &dyn Fn(JobEven
     let mut outcome = match result {
         Ok(outcome) => outcome,
         Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
+            let msg = crate::engine::node::panic_text(&*panic);
             log::error!("job {job_id}: internal error: {msg}");
             failed_outcome(
                 &wf,

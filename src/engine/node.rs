@@ -237,6 +237,27 @@ pub fn over_budget_error(what: &str, total_bytes: u64, opts: &RunOptions) -> Nod
 /// before the node can act on a half-built value.
 pub(crate) struct OverBudget(pub(crate) NodeError);
 
+/// The text a caught panic carries (`panic!` with a literal or a formatted message).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// A node's caught panic as its error: a value budget's abort ([`OverBudget`]) gives the budget
+/// error it carries, any other panic an `InternalError` saying the node panicked.
+pub(crate) fn panic_error(payload: Box<dyn std::any::Any + Send>) -> NodeError {
+    match payload.downcast::<OverBudget>() {
+        Ok(over) => over.0,
+        Err(other) => NodeError::new(
+            "InternalError",
+            format!("node panicked: {}", panic_text(&*other)),
+        ),
+    }
+}
+
 impl std::fmt::Display for NodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)

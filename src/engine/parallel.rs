@@ -331,7 +331,13 @@ pub(crate) fn run(
     let plan = match planned {
         Ok(Ok(plan)) => plan,
         Ok(Err(e)) => return (Err(e), Dict::new(), Vec::new()),
-        Err(panic) => return (Err(panic_error(panic)), Dict::new(), Vec::new()),
+        Err(panic) => {
+            return (
+                Err(super::node::panic_error(panic)),
+                Dict::new(),
+                Vec::new(),
+            )
+        }
     };
     let progress = state.parallel.entry(idx).or_default();
     if progress.complete {
@@ -390,18 +396,6 @@ fn conclude(here: &Here<'_>, state: &mut RunState, plan: &Plan) -> Result<(Flow,
     outputs.insert("results".into(), Value::list(results));
     state.charge_outputs(idx, &outputs, here.opts)?;
     Ok((Flow::port("completed"), outputs))
-}
-
-fn panic_error(panic: Box<dyn std::any::Any + Send>) -> NodeError {
-    if let Some(over) = panic.downcast_ref::<super::node::OverBudget>() {
-        return over.0.clone();
-    }
-    let msg = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into());
-    NodeError::new("InternalError", format!("panicked: {msg}"))
 }
 
 /// Read the node's parameters into a [`Plan`].
@@ -842,7 +836,7 @@ impl Worker<'_> {
                     node_id: String::new(),
                     node_type: String::new(),
                     error_type: "InternalError".into(),
-                    message: format!("{} {}", spec.name, panic_error(panic).message),
+                    message: format!("{} {}", spec.name, super::node::panic_error(panic).message),
                 }),
                 value: Value::Null,
                 executions: 0,

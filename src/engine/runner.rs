@@ -990,26 +990,8 @@ fn run_one(
         observer: Some(observer),
     };
     let run = node.def.run;
-    let result = match std::panic::catch_unwind(AssertUnwindSafe(|| run(&mut ctx))) {
-        Ok(r) => r,
-        Err(panic) if panic.is::<super::node::OverBudget>() => {
-            match panic.downcast::<super::node::OverBudget>() {
-                Ok(over) => Err(over.0),
-                Err(_) => Err(NodeError::new("InternalError", "node aborted")),
-            }
-        }
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(NodeError::new(
-                "InternalError",
-                format!("node panicked: {msg}"),
-            ))
-        }
-    };
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| run(&mut ctx)))
+        .unwrap_or_else(|panic| Err(super::node::panic_error(panic)));
     let result = match result {
         Ok(_) if ctx.outputs.values().any(|v| v.depth_exceeds(MAX_VALUE_DEPTH)) => Err(NodeError::value(format!(
             "an output is nested deeper than {MAX_VALUE_DEPTH} levels (lists or dicts inside each other); refusing it"
