@@ -15,15 +15,7 @@ use support::{chain, FakeOrchestrator};
 const WAIT: Duration = Duration::from_secs(20);
 
 fn bin(work: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_casare-robot"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", work)
-        .env("CASARE_DATA_DIR", work.join("data"))
-        .env("CASARE_LOG_DIR", work.join("logs"))
-        .current_dir(work)
-        .stdin(Stdio::null());
-    cmd
+    support::robot::command_in(work)
 }
 
 /// A child greeting its input `who` into the output `greeting`.
