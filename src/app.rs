@@ -9,7 +9,7 @@ use crate::cli::{
     ValidateArgs,
 };
 use crate::config::RobotConfig;
-use crate::engine::model::{self, MAX_WORKFLOW_BYTES};
+use crate::engine::model::{self, read_capped, MAX_WORKFLOW_BYTES};
 use crate::engine::runner::{self, RunOptions, RunStatus};
 use crate::engine::runner::{Both, RunOutcome};
 use crate::engine::{CancelToken, Dict, LoadError, Value, Workflow};
@@ -81,26 +81,6 @@ impl std::fmt::Display for WorkflowFileError {
             WorkflowFileError::Invalid(e) => e.fmt(f),
         }
     }
-}
-
-/// Read at most `limit` bytes of `path`, refusing anything longer. The size is checked while
-/// reading, not from the metadata: a device or pipe (`/dev/zero`, a FIFO) reports length 0 and
-/// would otherwise be read until memory runs out.
-pub fn read_capped(path: &Path, what: &str, limit: usize) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)
-        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(limit as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
-    if bytes.len() > limit {
-        return Err(format!(
-            "{what} {} is larger than the limit of {limit} bytes",
-            path.display()
-        ));
-    }
-    Ok(bytes)
 }
 
 /// Read and load a workflow file.

@@ -25,6 +25,26 @@ pub const MAX_CONFIG_DEPTH: usize = 32;
 pub const MAX_STRING_BYTES: usize = 1 << 20;
 /// Maximum size of a workflow document, in bytes.
 pub const MAX_WORKFLOW_BYTES: usize = 64 << 20;
+
+/// Read at most `limit` bytes of `path`, refusing anything longer. The size is checked while
+/// reading, not from the metadata: a device or pipe (`/dev/zero`, a FIFO) reports length 0 and
+/// would otherwise be read until memory runs out.
+pub fn read_capped(path: &std::path::Path, what: &str, limit: usize) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+    if bytes.len() > limit {
+        return Err(format!(
+            "{what} {} is larger than the limit of {limit} bytes",
+            path.display()
+        ));
+    }
+    Ok(bytes)
+}
 /// Maximum length of a node id or port name.
 pub const MAX_ID_LEN: usize = 256;
 

@@ -381,20 +381,7 @@ impl Loader {
 
 /// Read a sub-workflow file, at most [`model::MAX_WORKFLOW_BYTES`].
 fn read_document(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(model::MAX_WORKFLOW_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if bytes.len() > model::MAX_WORKFLOW_BYTES {
-        return Err(format!(
-            "{} is larger than the limit of {} bytes",
-            path.display(),
-            model::MAX_WORKFLOW_BYTES
-        ));
-    }
+    let bytes = model::read_capped(path, "sub-workflow", model::MAX_WORKFLOW_BYTES)?;
     let text =
         String::from_utf8(bytes).map_err(|e| format!("{} is not UTF-8: {e}", path.display()))?;
     Ok(text.strip_prefix('\u{feff}').unwrap_or(&text).to_string())
