@@ -162,6 +162,68 @@ fn a_daemon_job_runs_embedded_subflows_and_one_missing_is_refused() {
     );
 }
 
+#[test]
+fn a_daemon_job_reads_sub_workflow_files_only_under_allowed_paths() {
+    let files = tempfile::tempdir().unwrap();
+    let allowed = files.path().join("allowed");
+    let outside = files.path().join("outside");
+    std::fs::create_dir_all(&allowed).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(allowed.join("greeter.json"), greeter().to_string()).unwrap();
+    std::fs::write(outside.join("greeter.json"), greeter().to_string()).unwrap();
+    let fake = FakeOrchestrator::start(Dialect::Casare);
+    let _robot = Robot::start(json!({
+        "orchestrator_url": fake.url(),
+        "ws_dialect": "casare",
+        "allowed_paths": [allowed],
+    }));
+    fake.wait_for("register", WAIT)
+        .expect("the robot registers");
+
+    let inside = allowed.join("greeter.json");
+    fake.send(json!({
+        "type": "job_assign",
+        "job_id": "inside",
+        "workflow_data": caller(inside.to_str().unwrap()),
+        "variables": {"name": "Ann"},
+    }));
+    let done = fake
+        .wait_until(WAIT, for_job("inside", "job_complete"))
+        .expect("job_complete");
+    assert_eq!(done["result"]["outputs"]["message"], "hello Ann", "{done}");
+
+    // The same workflow one folder over, and a path climbing out with "..": both refused
+    // before anything runs, naming the rule.
+    let beside = outside.join("greeter.json");
+    let climbing = format!("{}/../outside/greeter.json", allowed.display());
+    for (job, path) in [
+        ("outside", beside.to_str().unwrap()),
+        ("climbing", &climbing),
+    ] {
+        fake.send(json!({
+            "type": "job_assign",
+            "job_id": job,
+            "workflow_data": caller(path),
+        }));
+        let failed = fake
+            .wait_until(WAIT, for_job(job, "job_failed"))
+            .expect("the job is refused");
+        let error = failed["error"].as_str().unwrap();
+        assert!(
+            error.contains(&format!(
+                "sub-workflow \"{path}\" may not be read: refused path"
+            )),
+            "{failed}"
+        );
+    }
+    assert!(
+        !fake.received().iter().any(|m| {
+            (m["job_id"] == "outside" || m["job_id"] == "climbing") && m["type"] == "job_progress"
+        }),
+        "the refused jobs never ran"
+    );
+}
+
 /// parent: append "parent before", call the child, append "parent after".
 /// child: append "child one", append "child two", wait, append "child three".
 fn crash_flows(dir: &Path, wait_secs: f64) -> PathBuf {

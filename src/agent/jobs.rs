@@ -8,7 +8,8 @@
 
 use super::{Agent, RunningJob};
 use crate::engine::runner::RunStatus;
-use crate::engine::{model, CancelToken, Dict, Value, Workflow};
+use crate::engine::safety::Safety;
+use crate::engine::{model, subflow, CancelToken, Dict, Value, Workflow};
 use crate::link::protocol::{JobAssignment, LogEntry, Outbound, ProtocolError};
 use crate::link::rest::ClaimedJob;
 use crate::link::rest_io::RestCommand;
@@ -22,9 +23,11 @@ use crate::worker::{JobEvent, JobSpec, LiveProgress};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Load a workflow document; the error distinguishes unsupported node types.
-fn load(doc: &serde_json::Value) -> Result<Workflow, model::LoadError> {
-    model::load_json(doc)
+/// Load a job's workflow document; the error distinguishes unsupported node types. The
+/// sub-workflow files it names pass the file nodes' rules (`allowed_paths`, no `..`) before they
+/// are read: the document comes from the orchestrator.
+fn load(doc: &serde_json::Value, safety: &Safety) -> Result<Workflow, model::LoadError> {
+    subflow::load_json_from(doc, &subflow::Source::for_doc(doc, None).checked(safety))
 }
 
 impl Agent {
@@ -221,7 +224,7 @@ impl Agent {
                 format!("at capacity ({busy} of {cap} jobs running)"),
             );
         }
-        let invalid = match load(&a.workflow) {
+        let invalid = match load(&a.workflow, &self.settings.run_options.safety) {
             Ok(_) => None,
             Err(e) if !e.unsupported_types.is_empty() => {
                 return self.reject(
@@ -305,7 +308,7 @@ impl Agent {
                         job.retry_count + 1
                     );
                 }
-                if let Err(e) = load(&job.workflow) {
+                if let Err(e) = load(&job.workflow, &self.settings.run_options.safety) {
                     log::warn!("job {job_id}: cannot run its workflow: {e}");
                     let report = Report::Failed {
                         error: e.to_string(),
@@ -423,7 +426,9 @@ impl Agent {
         }
         let wf = serde_json::from_str::<serde_json::Value>(&rec.workflow)
             .map_err(|e| e.to_string())
-            .and_then(|doc| load(&doc).map_err(|e| e.to_string()));
+            .and_then(|doc| {
+                load(&doc, &self.settings.run_options.safety).map_err(|e| e.to_string())
+            });
         let wf = match wf {
             Ok(wf) => wf,
             Err(e) => {

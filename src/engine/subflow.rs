@@ -5,6 +5,8 @@
 //! (`workflow_path`) names its workflow literally. It is looked up in the document's embedded
 //! `subflows` map (keyed by path or id; a daemon job carries it there), else read as a file
 //! relative to the calling workflow's file (the working directory for documents without one).
+//! A daemon job's sub-workflow files pass the file nodes' rules first ([`Source::checked`]:
+//! `allowed_paths`, no `..`, no device names), since its document comes from the orchestrator.
 //! Each sub-workflow is loaded once, up front, recursively; a reference back to a workflow that
 //! is being loaded (a cycle) is a load error naming the chain, and so are a file that cannot be
 //! found, an id that does not match `subworkflow_id`, a templated path and `execution_mode:
@@ -36,6 +38,7 @@ use super::runner::{
     self, FailureDisposition, NodeEvent, NodeRecord, Observer, RunError, RunOptions, RunOutcome,
     RunState, RunStatus,
 };
+use super::safety::{self, Safety};
 use super::value::{Dict, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -126,6 +129,10 @@ pub struct Source {
     pub base: Option<PathBuf>,
     /// Embedded sub-workflow documents, keyed by path or id.
     pub embedded: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
+    /// The file rules a sub-workflow file must pass before it is read (`allowed_paths`, no
+    /// `..`, no device names: [`safety::check_path`]). Set for daemon jobs, whose workflows come
+    /// from the orchestrator; `None` for `run`, where the user names the files.
+    pub paths: Option<Safety>,
 }
 
 impl Source {
@@ -137,6 +144,15 @@ impl Source {
                 .get("subflows")
                 .and_then(|s| s.as_object())
                 .map(|m| Arc::new(m.clone())),
+            paths: None,
+        }
+    }
+
+    /// This source with sub-workflow files checked against `safety`'s file rules.
+    pub fn checked(self, safety: &Safety) -> Source {
+        Source {
+            paths: Some(safety.clone()),
+            ..self
         }
     }
 }
@@ -176,6 +192,7 @@ pub fn load_json_from(doc: &serde_json::Value, source: &Source) -> Result<Workfl
     }
     let mut loader = Loader {
         embedded: source.embedded.clone(),
+        paths: source.paths.clone(),
         memo: HashMap::new(),
         stack: vec![root_key(source)],
         problems: Vec::new(),
@@ -216,6 +233,7 @@ struct Found {
 
 struct Loader {
     embedded: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
+    paths: Option<Safety>,
     memo: HashMap<String, Arc<Subflow>>,
     stack: Vec<String>,
     problems: Vec<Problem>,
@@ -353,10 +371,16 @@ impl Loader {
             ));
         }
         let given = Path::new(&r.path);
-        let path = match base {
+        let mut path = match base {
             Some(b) if given.is_relative() => b.join(given),
             _ => given.to_path_buf(),
         };
+        if let Some(safety) = &self.paths {
+            // The file nodes' rules (a relative path then starts from the job's working folder).
+            path = safety::check_path(&path.to_string_lossy(), safety).map_err(|e| {
+                format!("sub-workflow \"{}\" may not be read: {}", r.path, e.message)
+            })?;
+        }
         let text = read_document(&path).map_err(|why| {
             let embedded = if self.embedded.is_some() {
                 "not among the job's embedded subflows, and "
