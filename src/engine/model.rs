@@ -125,7 +125,9 @@ pub struct CompiledNode {
     pub next: Vec<usize>,
     /// `retry_count` from config (overrides the robot's `node_max_retries`), read at load.
     pub retry_count: Option<u32>,
-    /// `retry_delay` seconds from config (fixed delay between retries), read at load.
+    /// The fixed delay between retries from config, read at load: `retry_delay` in seconds, else
+    /// `retry_interval` in milliseconds (the name upstream's browser, database and desktop nodes
+    /// use, "Retry Interval (ms)").
     pub retry_delay: Option<std::time::Duration>,
     /// `_at_most_once` in config: never repeated by a resume after a crash, read at load.
     pub at_most_once: bool,
@@ -673,11 +675,7 @@ pub(crate) fn compile_json(doc: &serde_json::Value) -> Result<Workflow, LoadErro
             .config_entry("retry_count")
             .and_then(|e| super::node::to_i64(&e.raw))
             .map(|n| n.clamp(0, 100) as u32);
-        node.retry_delay = node
-            .config_entry("retry_delay")
-            .and_then(|e| super::node::to_f64(&e.raw))
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| std::time::Duration::from_secs_f64(s.min(3600.0)));
+        node.retry_delay = retry_delay_config(node);
         node.at_most_once = node
             .config_entry("_at_most_once")
             .is_some_and(|e| e.raw.truthy());
@@ -795,9 +793,23 @@ fn is_meta_key(k: &str) -> bool {
             | "paired_finally_id"
             | "retry_count"
             | "retry_delay"
+            | "retry_interval"
             | "timeout"
             | "node_id"
     )
+}
+
+/// `retry_delay` (seconds) or, without it, `retry_interval` (milliseconds), capped at an hour.
+fn retry_delay_config(node: &CompiledNode) -> Option<std::time::Duration> {
+    let seconds = |key: &str, per_second: f64| {
+        node.config_entry(key)
+            .and_then(|e| super::node::to_f64(&e.raw))
+            .map(|n| n / per_second)
+            .filter(|s| s.is_finite() && *s >= 0.0)
+    };
+    seconds("retry_delay", 1.0)
+        .or_else(|| seconds("retry_interval", 1000.0))
+        .map(|s| std::time::Duration::from_secs_f64(s.min(3600.0)))
 }
 
 fn is_route_port(def: &NodeDef, port: &str) -> bool {
@@ -1318,6 +1330,25 @@ mod tests {
         let wf = load_str(&json).unwrap();
         assert_eq!(wf.nodes[wf.start].id, "s");
         assert!(!wf.index.contains_key(AUTO_START_ID));
+    }
+
+    #[test]
+    fn retry_delay_is_seconds_and_retry_interval_milliseconds() {
+        let delay = |config: serde_json::Value| {
+            let json = graph(&[("a", "LogNode", config)], &[]);
+            let wf = load_str(&json).unwrap();
+            wf.nodes[wf.index["a"]].retry_delay
+        };
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(delay(json!({"retry_interval": 250})), Some(ms(250)));
+        assert_eq!(delay(json!({"retry_delay": 0.5})), Some(ms(500)));
+        // Both set: the robot's own key (seconds) wins.
+        assert_eq!(
+            delay(json!({"retry_delay": 2, "retry_interval": 100})),
+            Some(ms(2000))
+        );
+        assert_eq!(delay(json!({"retry_interval": -1})), None);
+        assert_eq!(delay(json!({})), None);
     }
 
     #[test]
